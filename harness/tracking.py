@@ -1,0 +1,91 @@
+"""MLflow tracking as a core plugin of the lifecycle hooks (sqlite store by default, any URI for teams)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from harness.hookspecs import hookimpl
+from harness.types import RunInfo, RunSummary
+
+PARAM_LIMIT = 6000  # MLflow's maximum param value length
+
+
+def default_tracking_uri(output_dir: str | Path) -> str:
+    return f"sqlite:///{Path(output_dir).resolve() / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(uri: str | None, output_dir: str | Path) -> str:
+    return uri or default_tracking_uri(output_dir)
+
+
+def ensure_experiment(client: MlflowClient, name: str, output_dir: str | Path, uri: str) -> str:
+    """The experiment's id, creating it (artifacts next to a local sqlite store) if needed."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if uri.startswith("sqlite:"):
+        location = (Path(output_dir).resolve() / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def _param_value(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return text[:PARAM_LIMIT]
+
+
+class MlflowTracker:
+    """Logs every run as an MLflow run: params, per-round metrics (step = round), config and adapter."""
+
+    def __init__(self, tracking_uri: str, experiment: str, output_dir: str | Path):
+        self.uri = tracking_uri
+        self.experiment = experiment
+        self.output_dir = output_dir
+        self.client = MlflowClient(tracking_uri)
+        self.run_id: str | None = None
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+    @hookimpl
+    def on_run_start(self, run: RunInfo) -> None:
+        exp_id = ensure_experiment(self.client, self.experiment, self.output_dir, self.uri)
+        cfg = run.config
+        tags = {
+            "harness.filter": cfg.plugins.filter,
+            "harness.agg": cfg.plugins.agg,
+            "harness.align": cfg.plugins.align,
+            "harness.preset": cfg.preset,
+            "harness.model": cfg.model.name,
+            "harness.seed": str(cfg.federation.seed),
+            "harness.run_dir": str(run.run_dir),
+        }
+        self.run_id = self.client.create_run(exp_id, run_name=run.run_name, tags=tags).info.run_id
+        params = [mlflow.entities.Param(k, _param_value(v)) for k, v in run.params.items()]
+        for start in range(0, len(params), 100):
+            self.client.log_batch(self.run_id, params=params[start : start + 100])
+        self.client.log_text(self.run_id, cfg.to_yaml(), "config.yaml")
+
+    @hookimpl
+    def on_round_end(self, server_round: int, metrics: dict[str, float], artifacts: dict[str, str]) -> None:
+        ms = [mlflow.entities.Metric(k, float(v), mlflow.utils.time.get_current_time_millis(), server_round)
+              for k, v in metrics.items()]
+        for start in range(0, len(ms), 500):
+            self.client.log_batch(self.run_id, metrics=ms[start : start + 500])
+        for name, text in artifacts.items():
+            self.client.log_text(self.run_id, text, f"round_{server_round:03d}/{name}")
+
+    @hookimpl
+    def on_run_end(self, run: RunInfo, summary: RunSummary) -> None:
+        if self.run_id is None:
+            return
+        if summary.adapter_path is not None:
+            self.client.log_artifacts(self.run_id, str(summary.adapter_path), "final_adapter")
+        if summary.error:
+            self.client.log_text(self.run_id, summary.error, "error.txt")
+        self.client.log_metric(self.run_id, "run/wall_seconds", summary.wall_seconds)
+        self.client.set_terminated(self.run_id, status=summary.status)

@@ -1,0 +1,1 @@
+"""Built-in alignment plugins."""
