@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -86,6 +87,7 @@ class RoundEngine:
             raise ValueError(f"filter returned {len(keep)} verdicts for client {cid}'s {len(samples)} samples")
         _count_filter(metrics, samples, keep)
         kept = [i for i, k in enumerate(keep) if k]
+        self._client_log.append(_client_filter_record(cid, samples, keep))
         if not kept:
             metrics["clients/skipped_empty"] += 1
             return None
@@ -134,6 +136,7 @@ class RoundEngine:
             "train/tokens", "train/padding_fraction",
         )}
         updates = []
+        self._client_log: list[dict] = []
         for cid in tqdm(sampled, desc=f"round {server_round} clients", leave=False, disable=not self.progress):
             update = self._train_client(server_round, cid, lr, metrics)
             if update is not None:
@@ -178,6 +181,8 @@ class RoundEngine:
             metrics["time/eval_seconds"] = time.perf_counter() - t
         round_seconds = time.perf_counter() - start
         metrics["time/round_seconds"] = round_seconds
+        metrics["time/align_share"] = metrics["time/align_seconds"] / round_seconds
+        artifacts["clients.json"] = json.dumps(self._client_log, indent=1)
         train_round = round_seconds - metrics.get("time/eval_seconds", 0.0) - metrics["time/align_seconds"]
         metrics["time/engine_overhead"] = train_round / max(metrics["time/train_step_seconds"], 1e-9)
         self.hook.on_round_end(server_round=server_round, metrics=metrics, artifacts=artifacts)
@@ -227,6 +232,19 @@ def _count_filter(metrics: dict[str, float], samples: list[ChatSample], keep: li
         metrics["filter/true_pos"] += flagged and sample.is_harmful
         metrics["filter/false_pos"] += flagged and not sample.is_harmful
         metrics["filter/false_neg"] += (not flagged) and sample.is_harmful
+
+
+def _client_filter_record(cid: int, samples: list[ChatSample], keep: list[bool]) -> dict:
+    """Per-client kept/dropped and, where labels exist, precision/recall of the filter on that client."""
+    record: dict = {"client_id": cid, "kept": sum(keep), "dropped": len(keep) - sum(keep)}
+    labelled = [(s.is_harmful, not k) for s, k in zip(samples, keep) if s.is_harmful is not None]
+    tp = sum(h and f for h, f in labelled)
+    flagged, harmful = sum(f for _, f in labelled), sum(h for h, _ in labelled)
+    if flagged:
+        record["precision"] = tp / flagged
+    if harmful:
+        record["recall"] = tp / harmful
+    return record
 
 
 def _filter_quality(metrics: dict[str, float]) -> None:
