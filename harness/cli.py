@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 import click
@@ -31,6 +32,7 @@ RUN_FLAGS: dict[str, str] = {
     "local_optimizer": "federation.local_optimizer",
     "seed": "federation.seed",
     "filter_name": "plugins.filter",
+    "filter_model": "plugins.filter_options.model",
     "agg": "plugins.agg",
     "align": "plugins.align",
     "eval_every": "plugins.eval_every",
@@ -120,6 +122,7 @@ def main(verbose: bool) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key, e.g. federation.rounds=3.")
 @click.option("--filter", "filter_name", help="Safety filter plugin (pre_local_train).")
+@click.option("--filter-model", help="Filter model (e.g. a guard trained by `harness filter train`); = --filter-opt model=.")
 @click.option("--agg", help="Aggregator plugin.")
 @click.option("--align", help="Alignment plugin (post_aggregate).")
 @click.option("--eval", "evals", multiple=True, help="Eval plugin; repeat for several.")
@@ -147,8 +150,26 @@ def main(verbose: bool) -> None:
 @click.option("--run-name")
 @click.option("--output-dir", type=click.Path(file_okay=False))
 @click.option("--progress/--no-progress", default=True, help="Progress bars.")
-def run(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, progress, **flags) -> None:
+@click.option("--engine", type=click.Choice(["local", "flower"]), default="local", show_default=True,
+              help="local: one process; flower: Flower's Simulation Engine, one Ray worker process per --flower-workers.")
+@click.option("--flower-workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Client processes for --engine flower.")
+@click.option("--resume", "resume_key", metavar="RUN_ID",
+              help="Continue an interrupted run (MLflow run id or run name) from its last checkpoint, with its saved config.")
+def run(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, progress, engine, flower_workers, resume_key,
+        **flags) -> None:
     """Run one federated fine-tuning job and log it to MLflow."""
+    if resume_key and engine != "local":
+        fail("--resume works with --engine local only")
+    if resume_key:
+        changed = [name for name, value in [("--preset", preset), ("--config", config_file), ("--set", sets),
+                   ("--eval", evals), ("--filter-opt", filter_opt), ("--agg-opt", agg_opt), ("--align-opt", align_opt)]
+                   + [("--filter" if k == "filter_name" else f"--{k.replace('_', '-')}", v) for k, v in flags.items()
+                      if k not in ("tracking_uri", "output_dir")] if value not in (None, ())]
+        if changed:
+            fail(f"--resume continues a run with its saved config; drop {', '.join(changed)}")
+        resume_run(resume_key, flags["tracking_uri"], flags["output_dir"], progress)
+        return
     cfg = resolve_run_config(
         preset, config_file, sets, evals, flags, {"filter": filter_opt, "agg": agg_opt, "align": align_opt}
     )
@@ -163,8 +184,44 @@ def run(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, progre
         pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
     except plugin_registry.PluginError as exc:
         fail(str(exc))
-    engine = RoundEngine(cfg, pm, progress=progress)
-    summary = engine.run()
+    if engine == "flower":
+        from harness.flower import simulate
+
+        summary = simulate(cfg, pm, workers=flower_workers, progress=progress)
+    else:
+        summary = RoundEngine(cfg, pm, progress=progress).run()
+    print_summary(cfg, summary, tracker.run_id)
+
+
+def resume_run(key: str, tracking_uri: str | None, output_dir: str | None, progress: bool) -> None:
+    """Reload a run's saved config and MLflow run, then continue it from its newest checkpoint."""
+    from harness.checkpoint import CheckpointError
+    from harness.engine import RoundEngine
+    from harness.tracking import MlflowTracker, RunNotFoundError, find_run, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri, output_dir or RunConfig().output_dir)
+    try:
+        found = find_run(uri, key)
+    except RunNotFoundError as exc:
+        fail(str(exc))
+    if found.info.status == "FINISHED":
+        fail(f"run {found.info.run_id} ({found.info.run_name}) already finished; nothing to resume")
+    run_dir = Path(found.data.tags.get("harness.run_dir", ""))
+    try:
+        cfg = load_config(file=run_dir / "config.yaml")
+    except ConfigError as exc:
+        fail(f"cannot resume run {found.info.run_id}: {exc}")
+    cfg.output_dir, cfg.tracking.run_name, cfg.tracking.uri = str(run_dir.parent.parent), run_dir.name, uri
+    check_plugins(cfg)
+    try:
+        tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir, run_id=found.info.run_id)
+        pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
+    except plugin_registry.PluginError as exc:
+        fail(str(exc))
+    try:
+        summary = RoundEngine(cfg, pm, progress=progress, resume=True).run()
+    except CheckpointError as exc:
+        fail(str(exc))
     print_summary(cfg, summary, tracker.run_id)
 
 
@@ -184,6 +241,6 @@ def list_plugins(as_json: bool) -> None:
 
 
 # Sub-command groups contributed by other modules (each defines a click object named `command`).
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["harness.cli_filter", "harness.cli_leaderboard", "harness.suite", "harness.cli_eval", "harness.cli_cai"]
 for _module in COMMAND_MODULES:
     main.add_command(import_module(_module).command)

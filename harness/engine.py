@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.adapters import check_compatible, load_into, num_bytes, snapshot
+from harness.checkpoint import Checkpoint, CheckpointStore, restore_rng
 from harness.config import RunConfig
 from harness.data.mixture import build_mixture
 from harness.data.partition import partition
@@ -37,17 +38,20 @@ class RunState:
 class RoundEngine:
     """Runs a federated fine-tuning job with the plugins registered in ``pm``."""
 
-    def __init__(self, config: RunConfig, pm, progress: bool = True):
+    def __init__(self, config: RunConfig, pm, progress: bool = True, resume: bool = False):
+        """``resume``: continue the run in ``output_dir/runs/<tracking.run_name>`` from its newest checkpoint."""
         self.cfg = config
         self.pm = pm
         self.hook = pm.hook
         self.progress = progress
+        self.resume = resume
         fed = config.federation
         self.run_name = config.tracking.run_name or (
             f"{config.plugins.filter}-{config.plugins.agg}-{config.plugins.align}-s{fed.seed}-"
             f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
         )
         self.run_dir = Path(config.output_dir).resolve() / "runs" / self.run_name
+        self.checkpoints = CheckpointStore(self.run_dir)
         self._tokenized: dict[int, TokenizedSamples] = {}
         self._orders: dict[int, list[int]] = {}
 
@@ -65,12 +69,40 @@ class RoundEngine:
         self.params = self.global_model.params
         self.state = RunState(next_round=1, global_state=snapshot(self.params), sampler=np.random.default_rng(fed.seed))
 
-    def run_info(self) -> RunInfo:
+    def run_info(self, resume_round: int | None = None) -> RunInfo:
         params = self.cfg.flat_params()
         params["run.num_samples"] = len(self.samples)
         params["run.harmful_samples"] = sum(bool(s.is_harmful) for s in self.samples)
         params["run.adapter_parameters"] = sum(p.numel() for p in self.params.values())
-        return RunInfo(self.run_name, self.run_dir, self.cfg, params)
+        return RunInfo(self.run_name, self.run_dir, self.cfg, params, resume_round)
+
+    # -- checkpoints --------------------------------------------------------------------
+    def save_checkpoint(self, pending_log: dict | None = None) -> Path:
+        """Atomically save the run state and every plugin's ``checkpoint_state``."""
+        return self.checkpoints.save(
+            self.state.next_round, self.state.global_state, self.state.sampler.bit_generator.state,
+            self.state.cursors, lambda directory: self.hook.checkpoint_state(directory=directory), pending_log,
+        )
+
+    def restore_checkpoint(self) -> Checkpoint:
+        """Load the newest verified checkpoint into the run state and the global RNGs."""
+        checkpoint = self.checkpoints.load_latest()
+        check_compatible(checkpoint.global_state, self.state.global_state, "checkpoint")
+        self.state.next_round = checkpoint.next_round
+        self.state.global_state = checkpoint.global_state
+        self.state.sampler.bit_generator.state = checkpoint.sampler_state
+        self.state.cursors = dict(checkpoint.cursors)
+        load_into(self.params, self.state.global_state)
+        restore_rng(checkpoint)
+        return checkpoint
+
+    def _end_round(self, server_round: int, metrics: dict[str, float], artifacts: dict[str, str]) -> None:
+        """Checkpoint the round's end state first, then hand its metrics to the trackers."""
+        self.state.next_round = server_round + 1
+        pending = {"server_round": server_round, "metrics": metrics, "artifacts": artifacts}
+        directory = self.save_checkpoint(pending)
+        self.hook.on_round_end(**pending)
+        self.checkpoints.mark_logged(directory)
 
     # -- one client ---------------------------------------------------------------------
     def _client_data(self, cid: int) -> TokenizedSamples:
@@ -124,6 +156,16 @@ class RoundEngine:
         metrics["train/padding_fraction"] += info.padding_fraction / self.cfg.federation.clients_per_round
         return ClientUpdate(cid, len(kept), local_state, extra, {"loss": info.mean_loss, "steps": info.steps})
 
+    def _train_clients(self, server_round: int, sampled: list[int], lr: float, metrics: dict[str, float]) -> list[ClientUpdate]:
+        """Train the sampled clients one after another (the Flower engine dispatches them instead)."""
+        self._client_log: list[dict] = []
+        updates = []
+        for cid in tqdm(sampled, desc=f"round {server_round} clients", leave=False, disable=not self.progress):
+            update = self._train_client(server_round, cid, lr, metrics)
+            if update is not None:
+                updates.append(update)
+        return updates
+
     # -- one round ----------------------------------------------------------------------
     def run_round(self, server_round: int) -> dict[str, float]:
         fed, plugins = self.cfg.federation, self.cfg.plugins
@@ -135,12 +177,7 @@ class RoundEngine:
             "clients/skipped_empty", "comm/bytes_up", "comm/bytes_down", "time/train_step_seconds",
             "train/tokens", "train/padding_fraction",
         )}
-        updates = []
-        self._client_log: list[dict] = []
-        for cid in tqdm(sampled, desc=f"round {server_round} clients", leave=False, disable=not self.progress):
-            update = self._train_client(server_round, cid, lr, metrics)
-            if update is not None:
-                updates.append(update)
+        updates = self._train_clients(server_round, sampled, lr, metrics)
         _filter_quality(metrics)
         metrics["train/lr"] = lr
         metrics["clients/trained"] = len(updates)
@@ -185,7 +222,7 @@ class RoundEngine:
         artifacts["clients.json"] = json.dumps(self._client_log, indent=1)
         train_round = round_seconds - metrics.get("time/eval_seconds", 0.0) - metrics["time/align_seconds"]
         metrics["time/engine_overhead"] = train_round / max(metrics["time/train_step_seconds"], 1e-9)
-        self.hook.on_round_end(server_round=server_round, metrics=metrics, artifacts=artifacts)
+        self._end_round(server_round, metrics, artifacts)
         return metrics
 
     # -- whole run ----------------------------------------------------------------------
@@ -199,17 +236,25 @@ class RoundEngine:
         """Set up, run every round, and report; hooks see the run start and end even on failure."""
         started = time.perf_counter()
         self.setup()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
-        info = self.run_info()
+        checkpoint = self.restore_checkpoint() if self.resume else None
+        if checkpoint is None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
+        info = self.run_info(checkpoint.next_round if checkpoint else None)
         self.hook.on_run_start(run=info)
         fed = self.cfg.federation
         final: dict[str, float] = {}
         try:
+            if checkpoint is None:
+                self.save_checkpoint()
+            else:
+                self.hook.restore_state(directory=checkpoint.plugin_dir)
+                if checkpoint.pending_log and not checkpoint.logged:  # killed between checkpoint and logging
+                    self.hook.on_round_end(**checkpoint.pending_log)
+                    self.checkpoints.mark_logged(checkpoint.directory)
             rounds = range(self.state.next_round, fed.rounds + 1)
             for server_round in tqdm(rounds, desc="rounds", disable=not self.progress, unit="round"):
                 final = self.run_round(server_round)
-                self.state.next_round = server_round + 1
             adapter = self.save_final_adapter()
         except BaseException as exc:
             summary = RunSummary(

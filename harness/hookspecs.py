@@ -3,6 +3,7 @@
 Call order in a run::
 
     on_run_start
+    restore_state(directory)                     # only when resuming (harness run --resume)
     for each round r = 1..R:
         for each sampled client i:               # client side
             pre_local_train(i)                   # filter the client's samples
@@ -12,6 +13,7 @@ Call order in a run::
         aggregate(r, updates)                    # server side
         post_aggregate(r, model)                 # server side: align the global adapter
         evaluate(r, model)                       # every E rounds and at the end
+        checkpoint_state(directory)              # also once before round 1
         on_round_end(r, metrics)
     on_run_end
 
@@ -22,6 +24,7 @@ Privacy boundary: server-side hooks (``configure_fit``, ``aggregate``, ``post_ag
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pluggy
 import torch
@@ -138,6 +141,26 @@ def evaluate(server_round: int, model: GlobalModel, limit: int | None) -> EvalRe
     Receives the round, the model with the global adapter loaded and an optional cap on
     items per benchmark. Returns an :class:`EvalResult`; metric names should be prefixed
     with the benchmark name (``advbench/harmless_rate``). Every selected eval is called.
+    """
+
+
+@hookspec
+def checkpoint_state(directory: Path) -> None:
+    """After each round (and once before round 1): save what this plugin needs to resume.
+
+    Receives an empty folder inside the run's new checkpoint, shared by all plugins: write into a
+    sub-folder named after the plugin (e.g. ``directory / "scaffold"``). Files must not change after
+    the hook returns (hard links to immutable files are fine). The checkpoint becomes visible
+    atomically, with every file's size and digest verified on resume. Returns nothing.
+    """
+
+
+@hookspec
+def restore_state(directory: Path) -> None:
+    """When a run resumes, after ``on_run_start``: load what ``checkpoint_state`` wrote.
+
+    Receives the same folder (of the newest verified checkpoint); the plugin must return to
+    exactly the state it had when it wrote it, discarding anything written since. Returns nothing.
     """
 
 

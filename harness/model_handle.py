@@ -49,14 +49,20 @@ class GlobalModel:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[str], max_new_tokens: int = 128, batch_size: int = 8) -> list[str]:
-        """Greedy completions of already-templated ``prompts``, batched by length (left padding)."""
+    def generate(
+        self, prompts: Sequence[str], max_new_tokens: int = 128, batch_size: int = 8, max_prompt_length: int | None = None
+    ) -> list[str]:
+        """Greedy completions of already-templated ``prompts``, batched by length (left padding).
+
+        Prompts longer than ``max_prompt_length`` tokens (default: ``max_length``) lose their start,
+        so the generation prompt at the end is kept.
+        """
         tok = self.tokenizer
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         out: list[str] = [""] * len(prompts)
-        was_training, side = self.model.training, tok.padding_side
+        was_training, side, cut = self.model.training, tok.padding_side, tok.truncation_side
         self.model.eval()
-        tok.padding_side = "left"
+        tok.padding_side, tok.truncation_side = "left", "left"
         try:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
@@ -65,7 +71,7 @@ class GlobalModel:
                     return_tensors="pt",
                     padding=True,
                     truncation=True,
-                    max_length=self.max_length,
+                    max_length=max_prompt_length or self.max_length,
                     add_special_tokens=False,
                 ).to(self.device)
                 gen = self.model.generate(
@@ -78,7 +84,7 @@ class GlobalModel:
                 for row, i in enumerate(idx):
                     out[i] = tok.decode(gen[row, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         finally:
-            tok.padding_side = side
+            tok.padding_side, tok.truncation_side = side, cut
             self.model.train(was_training)
         return out
 

@@ -72,8 +72,14 @@ def installed_names(kind: str) -> list[str]:
     return sorted(p.name for p in discover() if p.kind == kind)
 
 
+def split_name(name: str) -> tuple[str, str | None]:
+    """'lm-eval:hellaswag' -> ('lm-eval', 'hellaswag'); the part after a colon becomes the ``task`` option."""
+    base, sep, arg = name.partition(":")
+    return base, (arg if sep else None)
+
+
 def _entry_point(kind: str, name: str):
-    matches = [ep for ep in entry_points(group=KINDS[kind]) if ep.name == name]
+    matches = [ep for ep in entry_points(group=KINDS[kind]) if ep.name == split_name(name)[0]]
     if not matches:
         raise UnknownPluginError(kind, name, installed_names(kind))
     return matches[0]
@@ -84,11 +90,19 @@ def check_selectable(kind: str, name: str) -> None:
     _entry_point(kind, name)
 
 
+def load_factory(kind: str, name: str) -> Any:
+    """The class (or factory) plugin ``name`` of ``kind`` names, not instantiated."""
+    return _entry_point(kind, name).load()
+
+
 def instantiate(kind: str, name: str, options: dict[str, Any] | None = None) -> Any:
     """Load plugin ``name`` of ``kind`` and build it with ``options`` (its constructor's keywords)."""
     ep = _entry_point(kind, name)
     factory = ep.load()
     options = dict(options or {})
+    arg = split_name(name)[1]
+    if arg is not None:
+        options.setdefault("task", arg)
     accepted = inspect.signature(factory).parameters
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     unknown = sorted(set(options) - set(accepted)) if not takes_kwargs else []
@@ -112,7 +126,7 @@ def plugin_origin(pm: pluggy.PluginManager, plugin: object) -> str:
     registered = pm.get_name(plugin) or type(plugin).__name__
     kind, _, name = registered.partition(":")
     for info in discover():
-        if info.kind == kind and info.name == name:
+        if info.kind == kind and info.name == split_name(name)[0]:
             return f"{registered} ({info.package} {info.version})"
     return registered
 

@@ -40,19 +40,46 @@ def _param_value(value: Any) -> str:
     return text[:PARAM_LIMIT]
 
 
-class MlflowTracker:
-    """Logs every run as an MLflow run: params, per-round metrics (step = round), config and adapter."""
+class RunNotFoundError(LookupError):
+    """``harness run --resume`` named no known MLflow run id or run name."""
 
-    def __init__(self, tracking_uri: str, experiment: str, output_dir: str | Path):
+
+def find_run(tracking_uri: str, key: str) -> mlflow.entities.Run:
+    """The MLflow run whose id, or else whose run name, is ``key`` (the newest of that name)."""
+    client = MlflowClient(tracking_uri)
+    try:
+        return client.get_run(key)
+    except mlflow.exceptions.MlflowException:
+        pass
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    escaped = key.replace("'", "\\'")
+    found = client.search_runs(experiments, f"attributes.run_name = '{escaped}'", max_results=1,
+                               order_by=["attributes.start_time DESC"]) if experiments else []
+    if not found:
+        raise RunNotFoundError(f"no MLflow run with id or name {key!r} in {tracking_uri}")
+    return found[0]
+
+
+class MlflowTracker:
+    """Logs every run as an MLflow run: params, per-round metrics (step = round), config and adapter.
+
+    Given ``run_id`` (a resumed run) it reopens that run and logs the remaining rounds into it.
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str, output_dir: str | Path, run_id: str | None = None):
         self.uri = tracking_uri
         self.experiment = experiment
         self.output_dir = output_dir
         self.client = MlflowClient(tracking_uri)
-        self.run_id: str | None = None
+        self.run_id = run_id
         logging.getLogger("mlflow").setLevel(logging.WARNING)
 
     @hookimpl
     def on_run_start(self, run: RunInfo) -> None:
+        if self.run_id is not None:
+            self.client.update_run(self.run_id, status="RUNNING")
+            self.client.set_tag(self.run_id, "harness.resumed_at_round", str(run.resume_round))
+            return
         exp_id = ensure_experiment(self.client, self.experiment, self.output_dir, self.uri)
         cfg = run.config
         tags = {

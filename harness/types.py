@@ -98,6 +98,7 @@ class RunInfo:
     run_dir: Path
     config: Any  # harness.config.RunConfig; typed loosely to keep this module import-light
     params: dict[str, Any]
+    resume_round: int | None = None  # the round a resumed run continues at; None for a fresh run
 
 
 @dataclass

@@ -1,0 +1,78 @@
+"""Red-teaming prompt sources for the CAI build: the demo set, AdvBench CSV, hh-rlhf, JSONL or text files."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+
+from harness.data.demo import demo_samples
+from harness.data.samples import DataError
+
+SOURCES_HELP = (
+    "demo (the demo set's harmful prompts), a .csv with a 'goal' or 'prompt' column (AdvBench), "
+    "a .jsonl[.gz] with 'prompt' fields or hh-rlhf 'chosen' transcripts, or a .txt with one prompt per line"
+)
+
+
+def demo_red_prompts() -> list[str]:
+    """The distinct harmful prompts of the demo smoke set, sorted."""
+    _, harmful = demo_samples(0, 400, seed=0)
+    return sorted({s.prompt for s in harmful})
+
+
+def load_prompts(source: str, limit: int | None = None) -> list[str]:
+    """Red-teaming prompts from ``source`` (see ``SOURCES_HELP``), the first ``limit`` if given."""
+    if source == "demo":
+        prompts = demo_red_prompts()
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise DataError(f"prompt source {source!r} is neither 'demo' nor an existing file; use {SOURCES_HELP}")
+        name = path.name.lower()
+        if name.endswith(".csv"):
+            prompts = _csv_prompts(path)
+        elif name.endswith((".jsonl", ".jsonl.gz")):
+            prompts = _jsonl_prompts(path)
+        elif name.endswith(".txt"):
+            prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        else:
+            raise DataError(f"prompt file {path} has an unknown type; use {SOURCES_HELP}")
+    if not prompts:
+        raise DataError(f"prompt source {source!r} has no prompts")
+    return prompts[:limit] if limit is not None else prompts
+
+
+def _csv_prompts(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        column = next((c for c in ("goal", "prompt") if c in (reader.fieldnames or [])), None)
+        if column is None:
+            raise DataError(f"{path}: needs a 'goal' or 'prompt' column (has {', '.join(reader.fieldnames or [])})")
+        return [row[column].strip() for row in reader if row[column] and row[column].strip()]
+
+
+def _jsonl_prompts(path: Path) -> list[str]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    prompts = []
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path} row {i}: not valid JSON ({exc.msg})") from exc
+            prompts.append(_row_prompt(row, path, i))
+    return prompts
+
+
+def _row_prompt(row, path: Path, index: int) -> str:
+    if isinstance(row, dict) and isinstance(row.get("prompt"), str):
+        return row["prompt"].strip()
+    if isinstance(row, dict) and isinstance(row.get("chosen"), str):  # hh-rlhf: the first human turn
+        first = row["chosen"].split("\n\nHuman:", 1)[-1].split("\n\nAssistant:", 1)[0].strip()
+        if first:
+            return first
+    raise DataError(f"{path} row {index}: expected a string field 'prompt' or an hh-rlhf 'chosen' transcript")

@@ -1,0 +1,266 @@
+"""Atomic per-round checkpoints of a run, verified by a manifest of sizes and SHA-256 digests.
+
+Layout under ``<run_dir>/checkpoints``::
+
+    round_0003/                     # the state *after* round 3 (round_0000: before round 1)
+        global.safetensors          # the global adapter
+        rng.safetensors             # torch CPU (and CUDA) RNG states
+        state.json                  # next round, sampler/numpy/python RNG, data cursors, pending round log
+        plugins/                    # what the checkpoint_state hooks wrote (one sub-folder per plugin)
+        MANIFEST.json               # written last: size and sha256 of every file above
+    .partial-round_0004/            # a checkpoint being written (ignored, removed on the next save)
+
+A checkpoint is written under a ``.partial-`` name and renamed into place only once complete, so a
+kill at any moment leaves either the previous or the new checkpoint, never a half-written one. The
+newest ``keep`` checkpoints stay on disk; when the newest fails verification (truncated or edited
+file) the next older one is used, with a warning that names the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from harness.types import AdapterState
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+MANIFEST = "MANIFEST.json"
+PARTIAL = ".partial-"
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint: missing, truncated or corrupt; the message names the file and the problem."""
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint restores: the round state plus where the plugins' files are."""
+
+    directory: Path
+    next_round: int
+    global_state: AdapterState
+    sampler_state: dict[str, Any]
+    cursors: dict[int, int]
+    pending_log: dict[str, Any] | None = None  # the round's metrics/artifacts if they were not yet logged
+    rng: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def plugin_dir(self) -> Path:
+        return self.directory / "plugins"
+
+    @property
+    def logged(self) -> bool:
+        """Whether the round's metrics reached the trackers (``mark_logged`` ran)."""
+        return (self.directory / "LOGGED").exists()
+
+
+def round_dir_name(next_round: int) -> str:
+    return f"round_{next_round - 1:04d}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _rng_states() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda_{i}"] = state
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    json_states = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+    }
+    return tensors, json_states
+
+
+def _restore_rng(tensors: dict[str, torch.Tensor], json_states: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["torch_cpu"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    version, internal, gauss = json_states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = json_states["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+class CheckpointStore:
+    """Writes, verifies and reads the checkpoints of one run directory."""
+
+    def __init__(self, run_dir: Path, keep: int = 2):
+        if keep < 2:
+            raise ValueError("keep must be >= 2 so that a corrupt newest checkpoint has a fallback")
+        self.root = Path(run_dir) / "checkpoints"
+        self.keep = keep
+        self._digests: dict[tuple[int, int, int, int], str] = {}  # (dev, inode, size, mtime) -> sha256
+
+    def _digest(self, path: Path) -> str:
+        """sha256 of a file; unchanged files (e.g. hard links to an earlier checkpoint) are not re-read."""
+        st = path.stat()
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if key not in self._digests:
+            self._digests[key] = _sha256(path)
+        return self._digests[key]
+
+    def complete(self) -> list[Path]:
+        """Finished checkpoint directories, newest first."""
+        if not self.root.is_dir():
+            return []
+        return sorted((p for p in self.root.glob("round_*") if p.is_dir()), reverse=True)
+
+    # -- writing ------------------------------------------------------------------------
+    def save(
+        self,
+        next_round: int,
+        global_state: AdapterState,
+        sampler_state: dict[str, Any],
+        cursors: dict[int, int],
+        write_plugins: Callable[[Path], None],
+        pending_log: dict[str, Any] | None = None,
+    ) -> Path:
+        """Write the checkpoint for ``next_round`` atomically and prune old ones; returns its directory."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.glob(PARTIAL + "*"):
+            shutil.rmtree(stale)
+        name = round_dir_name(next_round)
+        tmp = self.root / (PARTIAL + name)
+        (tmp / "plugins").mkdir(parents=True)
+        save_file({n: t.contiguous() for n, t in global_state.items()}, str(tmp / "global.safetensors"))
+        rng_tensors, rng_json = _rng_states()
+        save_file(rng_tensors, str(tmp / "rng.safetensors"))
+        state = {
+            "format": FORMAT,
+            "next_round": next_round,
+            "sampler": sampler_state,
+            "cursors": {str(k): v for k, v in cursors.items()},
+            "rng": rng_json,
+            "pending_log": pending_log,
+        }
+        (tmp / "state.json").write_text(json.dumps(state))
+        write_plugins(tmp / "plugins")
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        manifest = {
+            "format": FORMAT,
+            "next_round": next_round,
+            "files": {str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": self._digest(p)} for p in files},
+        }
+        for p in files:
+            with p.open("rb") as fh:
+                os.fsync(fh.fileno())
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        with (tmp / MANIFEST).open("rb") as fh:
+            os.fsync(fh.fileno())
+        final = self.root / name
+        if final.exists():  # a resumed run redoing a round: replace the old copy
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(self.root)
+        for old in self.complete()[self.keep:]:
+            shutil.rmtree(old)
+        return final
+
+    @staticmethod
+    def mark_logged(directory: Path) -> None:
+        """Record that the checkpointed round's metrics were handed to the trackers."""
+        (directory / "LOGGED").touch()
+
+    # -- reading ------------------------------------------------------------------------
+    def verify(self, directory: Path) -> dict[str, Any]:
+        """The manifest of ``directory`` after checking every file's size and digest; else CheckpointError."""
+        manifest_path = directory / MANIFEST
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            files = manifest["files"]
+        except FileNotFoundError:
+            raise CheckpointError(f"checkpoint {directory} has no {MANIFEST} (incomplete write)") from None
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {directory}: {MANIFEST} is unreadable ({exc})") from None
+        for rel, meta in files.items():
+            path = directory / rel
+            if not path.is_file():
+                raise CheckpointError(f"checkpoint {directory}: {rel} is missing")
+            size = path.stat().st_size
+            if size != meta["size"]:
+                raise CheckpointError(
+                    f"checkpoint {directory}: {rel} is truncated or altered ({size} bytes, manifest says {meta['size']})"
+                )
+            if _sha256(path) != meta["sha256"]:
+                raise CheckpointError(f"checkpoint {directory}: {rel} is corrupt (sha256 differs from the manifest)")
+        return manifest
+
+    def load(self, directory: Path) -> Checkpoint:
+        """Verify and read one checkpoint directory."""
+        self.verify(directory)
+        try:
+            state = json.loads((directory / "state.json").read_text())
+            global_state = load_file(str(directory / "global.safetensors"))
+            rng_tensors = load_file(str(directory / "rng.safetensors"))
+        except (OSError, ValueError, SafetensorError) as exc:
+            raise CheckpointError(f"checkpoint {directory} cannot be read: {exc}") from exc
+        if state.get("format") != FORMAT:
+            raise CheckpointError(f"checkpoint {directory} has format {state.get('format')}, expected {FORMAT}")
+        rng = {"tensors": rng_tensors, "json": state["rng"]}
+        return Checkpoint(
+            directory=directory,
+            next_round=state["next_round"],
+            global_state=global_state,
+            sampler_state=state["sampler"],
+            cursors={int(k): v for k, v in state["cursors"].items()},
+            pending_log=state["pending_log"],
+            rng=rng,
+        )
+
+    def load_latest(self) -> Checkpoint:
+        """The newest checkpoint that verifies; older ones are tried (with a warning) if it does not."""
+        candidates = self.complete()
+        if not candidates:
+            raise CheckpointError(f"no checkpoint in {self.root}: nothing to resume")
+        problems = []
+        for directory in candidates:
+            try:
+                checkpoint = self.load(directory)
+            except CheckpointError as exc:
+                problems.append(str(exc))
+                log.warning("%s; falling back to an older checkpoint", exc)
+                continue
+            for bad in candidates[: candidates.index(directory)]:  # keep as evidence, out of the way
+                target = bad.with_name(f"corrupt-{bad.name}")
+                shutil.rmtree(target, ignore_errors=True)
+                bad.rename(target)
+            return checkpoint
+        raise CheckpointError("no usable checkpoint:\n  " + "\n  ".join(problems))
+
+
+def restore_rng(checkpoint: Checkpoint) -> None:
+    """Put the torch, numpy and python global RNGs back where the checkpoint recorded them."""
+    _restore_rng(checkpoint.rng["tensors"], checkpoint.rng["json"])

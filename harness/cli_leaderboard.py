@@ -1,0 +1,48 @@
+"""`harness leaderboard`: build a board's md, csv and html from the runs in an MLflow store."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from harness.config import RunConfig
+from harness.leaderboard import BoardError, load_board, write_leaderboard
+from harness.leaderboard.tables import DEFAULT_MLFLOW_UI
+from harness.tracking import resolve_tracking_uri
+
+
+@click.command("leaderboard")
+@click.option("--board", default="default", show_default=True,
+              help="Board YAML file, or a board name looked up in ./leaderboards and the checkout's leaderboards/.")
+@click.option("--tracking-uri", help="MLflow tracking URI (default: the sqlite store `harness run` writes).")
+@click.option("--experiment", "experiments", multiple=True, help="Read these experiments instead of the board's.")
+@click.option("--filter", "extra_filter", default="", help="Extra MLflow filter, and-ed with the board's.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--mlflow-ui", default=DEFAULT_MLFLOW_UI, show_default=True, help="Base URL of the run links.")
+@click.option("--screenshot", is_flag=True, help="Also render leaderboard.png in headless Chromium.")
+def command(board, tracking_uri, experiments, extra_filter, out_dir, mlflow_ui, screenshot) -> None:
+    """Read finished runs from MLflow and write leaderboard.md, leaderboard.csv and leaderboard.html."""
+    try:
+        spec = load_board(board).narrowed(tuple(experiments), extra_filter)
+        written = write_leaderboard(spec, resolve_tracking_uri(tracking_uri, RunConfig.output_dir), out_dir, mlflow_ui)
+    except BoardError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"{len(written.rows)} methods from {sum(len(r.runs) for r in written.rows)} finished runs")
+    for path in (written.markdown, written.csv, written.html):
+        click.echo(str(path))
+    if screenshot:
+        from harness.leaderboard.browser import BrowserError, HeadlessPage
+
+        try:
+            with HeadlessPage(written.html) as page:
+                shot = page.screenshot(Path(out_dir) / "leaderboard.png")
+                errors = page.errors
+        except BrowserError as exc:
+            click.echo(f"error: screenshot: {exc}", err=True)
+            sys.exit(1)
+        click.echo(str(shot))
+        for error in errors:
+            click.echo(f"warning: page console error: {error}", err=True)

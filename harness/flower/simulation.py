@@ -1,0 +1,39 @@
+"""Local multi-process runs on Flower's Simulation Engine (Ray backend): one virtual SuperNode per client."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from flwr.simulation import run_simulation
+
+from harness.config import RunConfig
+from harness.flower.client_app import client_app
+from harness.flower.server_app import server_app
+from harness.types import RunSummary
+
+
+def backend_config(workers: int) -> dict:
+    """``workers`` Ray actors of one CPU each (and an equal share of the GPUs, if any)."""
+    if workers < 1:
+        raise ValueError(f"the Flower simulation needs at least 1 worker, got {workers}")
+    gpus = torch.cuda.device_count()
+    return {
+        "client_resources": {"num_cpus": 1, "num_gpus": gpus / workers if gpus else 0.0},
+        "init_args": {"num_cpus": workers, "num_gpus": gpus, "logging_level": logging.WARNING, "log_to_driver": False},
+    }
+
+
+def simulate(config: RunConfig, pm, workers: int = 2, progress: bool = False,
+             client_plugins: Sequence[object] = ()) -> RunSummary:
+    """Run ``config`` with the server-side plugins in ``pm`` (tracker included) and clients in ``workers`` processes.
+
+    ``client_plugins`` are registered on every client next to the configured filter and aggregator.
+    """
+    outcome: list[RunSummary] = []
+    run_simulation(server_app(config, pm, outcome, progress=progress), client_app(client_plugins),
+                   num_supernodes=config.federation.num_clients, backend_config=backend_config(workers))
+    if not outcome:
+        raise RuntimeError("the Flower simulation ended without the ServerApp finishing the run")
+    return outcome[0]

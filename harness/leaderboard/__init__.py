@@ -1,0 +1,44 @@
+"""Leaderboards: board definitions (YAML) -> finished MLflow runs -> mean ± std over seeds -> md, csv, html.
+
+    board = load_board("paper-table1")
+    written = write_leaderboard(board, "sqlite:///harness-runs/mlflow.db", "out/")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from harness.leaderboard.aggregate import MethodRow, build_rows
+from harness.leaderboard.board import Board, BoardError, load_board
+from harness.leaderboard.page import to_html
+from harness.leaderboard.plots import board_plots
+from harness.leaderboard.runs import fetch_runs
+from harness.leaderboard.tables import DEFAULT_MLFLOW_UI, to_csv, to_markdown
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """What was written: the rows and the three files."""
+
+    rows: list[MethodRow]
+    markdown: Path
+    csv: Path
+    html: Path
+
+
+def write_leaderboard(board: Board, tracking_uri: str, out_dir: str | Path, ui: str = DEFAULT_MLFLOW_UI) -> Leaderboard:
+    """Read the board's finished runs from ``tracking_uri`` and write leaderboard.{md,csv,html} into ``out_dir``."""
+    rows = build_rows(fetch_runs(MlflowClient(tracking_uri), board), board)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = Leaderboard(rows, out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard.html")
+    files.markdown.write_text(to_markdown(board, rows, ui))
+    files.csv.write_text(to_csv(board, rows))
+    files.html.write_text(to_html(board, rows, board_plots(rows, board), ui))
+    return files
+
+
+__all__ = ["Board", "BoardError", "Leaderboard", "load_board", "write_leaderboard"]

@@ -1,0 +1,83 @@
+"""Matplotlib plots for the page, returned as SVG text: metrics against the round, safety vs helpfulness."""
+
+from __future__ import annotations
+
+import io
+import statistics
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from harness.leaderboard.aggregate import MethodRow  # noqa: E402
+from harness.leaderboard.board import Board  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Plot:
+    title: str
+    svg: str | None  # None: nothing to draw
+    note: str = ""
+
+
+def _svg(fig) -> str:
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def mean_curve(row: MethodRow, metric: str) -> list[tuple[int, float]]:
+    """Per round, the mean over the seeds that logged ``metric`` at that round."""
+    by_round: dict[int, list[float]] = {}
+    for run in row.runs:
+        for step, value in run.history.get(metric, []):
+            by_round.setdefault(step, []).append(value)
+    return [(step, statistics.fmean(values)) for step, values in sorted(by_round.items())]
+
+
+def round_plot(rows: list[MethodRow], metric: str) -> Plot:
+    curves = {row.method: mean_curve(row, metric) for row in rows}
+    curves = {method: curve for method, curve in curves.items() if curve}
+    title = f"{metric} by round"
+    if not curves:
+        return Plot(title, None, f"no finished run logged {metric}")
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for method, curve in curves.items():
+        ax.plot([s for s, _ in curve], [v for _, v in curve], marker="o", markersize=3, label=method)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("round")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return Plot(title, _svg(fig), "mean over seeds")
+
+
+def scatter_plot(rows: list[MethodRow], board: Board) -> Plot:
+    x_col, y_col = board.column(board.scatter.x), board.column(board.scatter.y)
+    title = f"{y_col.header} vs {x_col.header}"
+    points = [(r, r.cells[x_col.name], r.cells[y_col.name]) for r in rows]
+    points = [(r, x, y) for r, x, y in points if x.mean is not None and y.mean is not None]
+    skipped = len(rows) - len(points)
+    note = f"{skipped} method(s) without both values not shown" if skipped else "error bars: std over seeds"
+    if not points:
+        return Plot(title, None, f"no method has both {x_col.name} and {y_col.name}")
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    for row, x, y in points:
+        ax.errorbar(x.mean, y.mean, xerr=x.std or 0.0, yerr=y.std or 0.0, fmt="o", capsize=3, label=row.method)
+        ax.annotate(row.method, (x.mean, y.mean), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel(x_col.header)
+    ax.set_ylabel(y_col.header)
+    ax.grid(alpha=0.3)
+    return Plot(title, _svg(fig), note)
+
+
+def board_plots(rows: list[MethodRow], board: Board) -> list[Plot]:
+    plots = [round_plot(rows, metric) for metric in board.round_plots]
+    if board.scatter is not None:
+        plots.append(scatter_plot(rows, board))
+    return plots

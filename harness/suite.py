@@ -1,0 +1,313 @@
+"""Suites: the paper's tables as lists of runs (rows × seeds), resumable, ending in a leaderboard.
+
+A run is reused, not re-run, when the suite's experiment holds a FINISHED run with the same name
+(suite, preset, row, seed) and the same resolved config; a failed or changed run is run again.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from mlflow.tracking import MlflowClient
+
+from harness import plugins as plugin_registry
+from harness.config import PRESETS, ConfigError, RunConfig, load_config, parse_override
+from harness.leaderboard import Leaderboard, load_board, write_leaderboard
+from harness.leaderboard.board import BoardError
+from harness.tracking import _param_value, resolve_tracking_uri
+
+IGNORED_PARAMS = ("output_dir", "tracking.")  # where a run is stored does not change what it measures
+
+
+class SuiteError(RuntimeError):
+    """A suite cannot run as asked (missing plugins, unknown rows, a run that failed)."""
+
+
+@dataclass(frozen=True)
+class SuiteRow:
+    """One row of a paper table: a plugin combination, or the pretrained model evaluated without training."""
+
+    name: str
+    filter: str = "none"
+    agg: str = "fedavg"
+    align: str = "none"
+    filter_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    pretrained: bool = False  # evaluated once with `harness eval`, not trained, not per seed
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    board: str  # board name or file
+    rows: tuple[SuiteRow, ...]
+    evals: tuple[str, ...] = ()
+
+
+def paper_table1() -> Suite:
+    """Pretrained model, FL, FL+filter, FL+CAI, FL+filter+CAI, each FL row with FedAvg and with SCAFFOLD."""
+    rows = [SuiteRow("pretrained", pretrained=True)]
+    for agg in ("fedavg", "scaffold"):
+        rows += [
+            SuiteRow(f"fl-{agg}", "none", agg, "none"),
+            SuiteRow(f"fl+filter-{agg}", "lg3", agg, "none"),
+            SuiteRow(f"fl+cai-{agg}", "none", agg, "cai50"),
+            SuiteRow(f"fl+filter+cai-{agg}", "lg3", agg, "cai50"),
+        ]
+    return Suite("paper-table1", paper_table1.__doc__, "paper-table1", tuple(rows), ("advbench", "hhh", "mtbench"))
+
+
+def paper_table2(filter_model: str | None) -> Suite:
+    """FL with the lg3 filter on its base backbone vs on the fine-tuned guard (``filter_model``)."""
+    if not filter_model:
+        raise SuiteError("paper-table2 compares the base filter with a fine-tuned one: pass --filter-model DIR "
+                         "(a guard fine-tuned with `harness filter train`)")
+    rows = (SuiteRow("filter-base", "lg3"), SuiteRow("filter-finetuned", "lg3", filter_options={"model": filter_model}))
+    return Suite("paper-table2", paper_table2.__doc__, "paper-table2", rows, ("advbench",))
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    row: str
+    seed: int
+    run_id: str
+    reused: bool
+
+
+@dataclass
+class SuiteReport:
+    runs: list[SuiteRun]
+    board: Leaderboard
+
+    @property
+    def new_runs(self) -> int:
+        return sum(not r.reused for r in self.runs)
+
+
+@dataclass(frozen=True)
+class SuiteSettings:
+    """How a suite runs: preset, seeds, overrides and where runs and the board go."""
+
+    preset: str = "demo"
+    seeds: int = 3
+    overrides: dict[str, Any] = field(default_factory=dict)
+    evals: tuple[str, ...] | None = None  # None: the suite's own evals
+    rows: tuple[str, ...] = ()  # only these rows (default: all)
+    output_dir: str = "harness-runs"
+    tracking_uri: str | None = None
+    experiment: str | None = None  # default: the suite's name
+    board_dir: str | None = None
+    progress: bool = False
+
+
+def run_name(suite: Suite, settings: SuiteSettings, row: SuiteRow, seed: int) -> str:
+    return f"{suite.name}-{settings.preset}-{row.name}" + ("" if row.pretrained else f"-s{seed}")
+
+
+def selected_rows(suite: Suite, wanted: tuple[str, ...]) -> list[SuiteRow]:
+    names = [r.name for r in suite.rows]
+    unknown = [w for w in wanted if w not in names]
+    if unknown:
+        raise SuiteError(f"suite {suite.name} has no row {', '.join(unknown)}; rows: {', '.join(names)}")
+    return [r for r in suite.rows if not wanted or r.name in wanted]
+
+
+def check_installed(rows: list[SuiteRow], evals: tuple[str, ...], suite: Suite) -> None:
+    """One error naming every plugin (and the eval command) the selected rows need but this install lacks."""
+    needed = {(kind, name) for r in rows if not r.pretrained for kind, name in
+              (("filter", r.filter), ("agg", r.agg), ("align", r.align))}
+    needed |= {("eval", e) for e in evals}
+    problems = []
+    for kind, name in sorted(needed):
+        try:
+            plugin_registry.check_selectable(kind, name)
+        except plugin_registry.UnknownPluginError as exc:
+            problems.append(str(exc))
+    if any(r.pretrained for r in rows) and not eval_command_installed():
+        problems.append("the pretrained row needs the `harness eval` command, which this installation lacks")
+    if problems:
+        raise SuiteError(f"suite {suite.name} cannot run: " + "; ".join(problems)
+                         + ". Install the missing plugins or pick rows with --row.")
+
+
+def eval_command_installed() -> bool:
+    from harness.cli import main
+
+    return "eval" in main.commands
+
+
+def row_config(suite: Suite, settings: SuiteSettings, row: SuiteRow, seed: int, uri: str, evals) -> RunConfig:
+    overrides = dict(settings.overrides)
+    overrides.update({
+        "plugins.filter": row.filter, "plugins.agg": row.agg, "plugins.align": row.align,
+        "plugins.filter_options": dict(row.filter_options), "plugins.evals": list(evals),
+        "federation.seed": seed, "output_dir": settings.output_dir, "tracking.uri": uri,
+        "tracking.experiment": settings.experiment or suite.name,
+        "tracking.run_name": run_name(suite, settings, row, seed),
+    })
+    try:
+        return load_config(settings.preset, overrides=overrides)
+    except ConfigError as exc:
+        raise SuiteError(f"suite {suite.name}, row {row.name}: {exc}") from exc
+
+
+def _comparable(params: dict[str, Any]) -> dict[str, str]:
+    return {k: _param_value(v) for k, v in params.items() if not k.startswith(IGNORED_PARAMS)}
+
+
+def finished_run(client: MlflowClient, cfg: RunConfig) -> str | None:
+    """The id of a FINISHED run in the config's experiment with its run name and the same config."""
+    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    if exp is None:
+        return None
+    query = f"attributes.status = 'FINISHED' and attributes.run_name = '{cfg.tracking.run_name}'"
+    wanted = _comparable(cfg.flat_params())
+    for run in client.search_runs([exp.experiment_id], filter_string=query, order_by=["attributes.start_time DESC"]):
+        if all(run.data.params.get(k) == v for k, v in wanted.items()):
+            return run.info.run_id
+    return None
+
+
+def train_row(cfg: RunConfig, progress: bool) -> str:
+    """Run one federated job in this process, exactly as `harness run` does; returns its MLflow run id."""
+    from harness.cli import selection
+    from harness.engine import RoundEngine
+    from harness.tracking import MlflowTracker
+
+    tracker = MlflowTracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.output_dir)
+    pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
+    RoundEngine(cfg, pm, progress=progress).run()
+    return tracker.run_id
+
+
+def evaluate_pretrained(cfg: RunConfig, overrides: dict[str, Any]) -> None:
+    """Row 1 of the paper: the pretrained model, evaluated by `harness eval` in a subprocess."""
+    args = [sys.executable, "-m", "harness", "eval", "--model", cfg.model.name, "--preset", cfg.preset,
+            "--tracking-uri", cfg.tracking.uri, "--experiment", cfg.tracking.experiment,
+            "--run-name", cfg.tracking.run_name, "--output-dir", cfg.output_dir]
+    for name in cfg.plugins.evals:
+        args += ["--eval", name]
+    if cfg.plugins.eval_limit is not None:
+        args += ["--eval-limit", str(cfg.plugins.eval_limit)]
+    for key, value in overrides.items():
+        args += ["--set", f"{key}={json.dumps(value)}"]
+    done = subprocess.run(args, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SuiteError(f"`{' '.join(args[2:])}` failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+
+
+def launch(row: SuiteRow, cfg: RunConfig, settings: SuiteSettings, client: MlflowClient) -> str:
+    """Run one job (train a row, or evaluate the pretrained model) and return its MLflow run id."""
+    if not row.pretrained:
+        return train_row(cfg, settings.progress)
+    evaluate_pretrained(cfg, settings.overrides)
+    run_id = finished_run(client, cfg)
+    if run_id is None:
+        raise SuiteError("`harness eval` finished, but no FINISHED run with this name and config was logged")
+    return run_id
+
+
+def run_suite(suite: Suite, settings: SuiteSettings, echo: Callable[[str], None] = lambda _: None) -> SuiteReport:
+    """Run (or reuse) every selected row for every seed, then write the suite's leaderboard."""
+    if settings.seeds < 1:
+        raise SuiteError("--seeds must be >= 1")
+    rows = selected_rows(suite, settings.rows)
+    evals = suite.evals if settings.evals is None else settings.evals
+    check_installed(rows, evals, suite)
+    try:
+        board = load_board(suite.board)
+    except BoardError as exc:
+        raise SuiteError(str(exc)) from exc
+    uri = resolve_tracking_uri(settings.tracking_uri, settings.output_dir)
+    client = MlflowClient(uri)
+    # Seed-major, so that a suite stopped early already has every row for its first seeds.
+    jobs = [(row, seed) for seed in range(settings.seeds) for row in rows if seed == 0 or not row.pretrained]
+    done: list[SuiteRun] = []
+    for i, (row, seed) in enumerate(jobs, 1):
+        cfg = row_config(suite, settings, row, seed, uri, evals)
+        where = f"[{i}/{len(jobs)}] {cfg.tracking.run_name}"
+        run_id = finished_run(client, cfg)
+        if run_id is not None:
+            echo(f"{where}: reusing finished run {run_id}")
+            done.append(SuiteRun(row.name, seed, run_id, True))
+            continue
+        echo(f"{where}: running")
+        try:
+            run_id = launch(row, cfg, settings, client)
+        except (plugin_registry.PluginError, SuiteError) as exc:
+            raise SuiteError(f"{where}: {exc}") from exc
+        done.append(SuiteRun(row.name, seed, run_id, False))
+    experiment = settings.experiment or suite.name
+    board = board.narrowed((experiment,), f"attributes.run_name LIKE '{suite.name}-{settings.preset}-%'")
+    out = settings.board_dir or str(Path(settings.output_dir) / f"{suite.name}-{settings.preset}-board")
+    return SuiteReport(done, write_leaderboard(board, uri, out))
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+def suite_options(func):
+    options = [
+        click.option("--preset", type=click.Choice(PRESETS), default="demo", show_default=True),
+        click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1 per row."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config override for every run."),
+        click.option("--eval", "evals", multiple=True, help="Eval plugins (default: the suite's); repeat for several."),
+        click.option("--row", "rows", multiple=True, help="Run only this row; repeat for several."),
+        click.option("--output-dir", default="harness-runs", show_default=True, type=click.Path(file_okay=False)),
+        click.option("--tracking-uri", help="MLflow tracking URI (default: sqlite store in the output dir)."),
+        click.option("--experiment", help="MLflow experiment (default: the suite's name)."),
+        click.option("--out", "board_dir", type=click.Path(file_okay=False), help="Board directory."),
+        click.option("--progress/--no-progress", default=False, help="Progress bars."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _settings(preset, seeds, sets, evals, rows, output_dir, tracking_uri, experiment, board_dir, progress):
+    overrides = {}
+    for pair in sets:
+        try:
+            key, value = parse_override(pair)
+        except ConfigError as exc:
+            raise click.UsageError(f"--set: {exc}") from exc
+        overrides[key] = value
+    return SuiteSettings(preset, seeds, overrides, tuple(evals) or None, tuple(rows), output_dir, tracking_uri,
+                         experiment, board_dir, progress)
+
+
+def _launch(suite_factory: Callable[[], Suite], settings: SuiteSettings) -> None:
+    try:
+        report = run_suite(suite_factory(), settings, echo=click.echo)
+    except SuiteError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"{len(report.runs)} runs ({report.new_runs} new), {len(report.board.rows)} board rows")
+    click.echo(f"board: {report.board.markdown}\n       {report.board.csv}\n       {report.board.html}")
+
+
+@click.group("suite")
+def command() -> None:
+    """Run the paper's tables (resumable: finished runs are reused) and build their leaderboard."""
+
+
+@command.command("paper-table1")
+@suite_options
+def table1_command(**options) -> None:
+    """Pretrained, FL, FL+filter, FL+CAI, FL+filter+CAI for FedAvg and SCAFFOLD."""
+    _launch(paper_table1, _settings(**options))
+
+
+@command.command("paper-table2")
+@click.option("--filter-model", help="Fine-tuned guard directory (from `harness filter train`).")
+@suite_options
+def table2_command(filter_model, **options) -> None:
+    """The lg3 filter on its base backbone vs fine-tuned."""
+    _launch(lambda: paper_table2(filter_model), _settings(**options))

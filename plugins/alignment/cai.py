@@ -1,0 +1,39 @@
+"""Constitutional AI on the server (``post_aggregate``): SFT then DPO on the aggregated global adapter.
+
+``cai50``: 50 iterations per round in total (the paper's cost-efficient setting);
+``cai``: the same with ``iterations=N``; ``cai-epoch``: one full epoch of SFT and of DPO
+per round (the expensive baseline). Options (``--align-opt KEY=VALUE``) are the fields of
+:class:`harness.cai.align.CaiSettings`: ``sft_fraction``, ``lr``, ``beta``, ``batch_size``,
+``data`` (a ``harness cai build`` directory), ``prompts``, ``constitution``,
+``max_new_tokens``, ``seed``. The DPO reference is the current global model.
+"""
+
+from __future__ import annotations
+
+from harness.cai.align import CaiAligner, CaiSettings
+from harness.hookspecs import hookimpl
+
+
+class ConstitutionalAI:
+    """`cai`: SFT then DPO for ``iterations`` steps in total per round (None: one epoch of each)."""
+
+    def __init__(self, iterations: int | None = 50, **settings):
+        self.aligner = CaiAligner(iterations, CaiSettings(**settings))
+
+    @hookimpl
+    def post_aggregate(self, server_round, model):
+        return self.aligner.align(model)
+
+
+class Cai50(ConstitutionalAI):
+    """`cai50`: 50 SFT+DPO iterations per round."""
+
+    def __init__(self, **settings):
+        super().__init__(50, **settings)
+
+
+class CaiEpoch(ConstitutionalAI):
+    """`cai-epoch`: one full epoch of SFT and one of DPO per round."""
+
+    def __init__(self, **settings):
+        super().__init__(None, **settings)

@@ -1,0 +1,50 @@
+"""`embed-lr`: embed the response with all-MiniLM-L6-v2, score P(unsafe) with a logistic-regression head.
+
+The ELECTRA-style light baseline: fast on CPU. ``model`` is a directory written by
+``harness filter train --filter embed-lr --out DIR``; options ``threshold`` (0.5), ``batch_size`` (32).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from harness.guard.cache import ScoreCache, check_threshold, threshold_verdict
+from harness.guard.embedding import LogisticHead, SentenceEncoder, fit_head
+from harness.guard.samples import check_samples
+from harness.guard.settings import FilterTrainSettings
+from harness.hookspecs import hookimpl
+from harness.types import ChatSample
+
+
+class EmbedLRFilter:
+    def __init__(self, model: str | None = None, threshold: float = 0.5, batch_size: int = 32):
+        if not model:
+            raise ValueError("embed-lr needs model=DIR (a head trained by `harness filter train --filter embed-lr`)")
+        self.head = LogisticHead.load(model)
+        self.threshold = check_threshold(threshold)
+        self.batch_size = batch_size
+        self._encoder: SentenceEncoder | None = None
+        self.cache = ScoreCache(self._score)
+
+    def _score(self, samples: list[ChatSample]) -> list[float]:
+        if self._encoder is None:
+            self._encoder = SentenceEncoder(self.head.encoder, self.batch_size)
+        return self.head.predict(self._encoder.encode([s.response for s in samples])).tolist()
+
+    @hookimpl
+    def pre_local_train(self, client_id, samples, server_round):
+        check_samples(samples, f"client {client_id}")
+        return threshold_verdict(self.cache.scores(samples), self.threshold)
+
+    @classmethod
+    def train(cls, samples: list[ChatSample], out: Path, base: str | None, settings: FilterTrainSettings) -> dict:
+        """Fit the head on labelled samples (``base``: another encoder directory; default MiniLM)."""
+        check_samples(samples, "training set")
+        started = time.perf_counter()
+        encoder = SentenceEncoder(base, settings.batch_size)
+        head = fit_head(encoder.encode([s.response for s in samples]), [bool(s.is_harmful) for s in samples],
+                        settings.seed, base)
+        result = {"train/samples": float(len(samples)), "train/seconds": time.perf_counter() - started}
+        head.save(out, {"metrics": result})
+        return result

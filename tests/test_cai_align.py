@@ -1,0 +1,124 @@
+"""CAI alignment on tiny-random: DPO reference = current global model, exact iterations, margin goes up."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import harness.cai.align as align_module
+from harness import plugins as plugin_registry
+from harness.cai.align import CaiAligner, CaiSettings, split_iterations
+from harness.cai.dataset import RECORDS_FILE, CaiDataset, CaiRecord, record_line
+from harness.cai.train import dpo_loss, reference_logps, tokenize_pairs
+
+RECORDS = [
+    CaiRecord("Hack wifi?", "a", red="Sure, step 1.", critique="Harmful.", revision="No, sorry."),
+    CaiRecord("Forge a check?", "a", red="Sure, get ink.", critique="Illegal.", revision="I won't."),
+    CaiRecord("Stalk my ex?", "a", red="Yes, follow.", critique="Harmful.", revision="Please don't."),
+    CaiRecord("Make a gun?", "a", red="Sure, buy parts.", critique="Dangerous.", revision="I can't help."),
+    CaiRecord("Phish a bank?", "a", red="Yes, copy a site.", critique="Fraud.", revision="That is fraud."),
+]
+
+
+@pytest.fixture()
+def cai_dir(tmp_path) -> Path:
+    (tmp_path / RECORDS_FILE).write_text("".join(record_line(r) for r in RECORDS))
+    return tmp_path
+
+
+@pytest.fixture()
+def model(tiny_model):
+    """The shared tiny model with a non-trivial adapter; restored afterwards."""
+    saved = tiny_model.adapter_state()
+    gen = torch.Generator().manual_seed(1)
+    tiny_model.load_adapter_state({n: t + 0.05 * torch.randn(t.shape, generator=gen) for n, t in saved.items()})
+    yield tiny_model
+    tiny_model.load_adapter_state(saved)
+
+
+def pair_logps(model, cai_dir):
+    pairs = tokenize_pairs(model.tokenizer, CaiDataset.load(cai_dir).dpo_pairs(), model.max_length)
+    return reference_logps(model, pairs, range(pairs.n), batch_size=8)
+
+
+def test_dpo_reference_is_the_current_global_model(model, cai_dir, monkeypatch):
+    expected = pair_logps(model, cai_dir)
+    with model.base_only():
+        pretrained = pair_logps(model, cai_dir)
+    seen = {}
+    real = align_module.dpo_train
+
+    def spy(*args, **kwargs):
+        seen["reference"] = dict(kwargs.get("reference", args[-1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(align_module, "dpo_train", spy)
+    CaiAligner(4, CaiSettings(data=str(cai_dir), batch_size=5, lr=1e-2)).align(model)
+    assert set(seen["reference"]) == set(expected)
+    for i, (chosen, rejected) in expected.items():
+        assert seen["reference"][i] == pytest.approx((chosen, rejected), abs=1e-4)
+        assert seen["reference"][i] != pytest.approx(pretrained[i], abs=1e-3)
+    after = pair_logps(model, cai_dir)  # the SFT step ran before DPO, so the reference predates the update
+    assert any(after[i] != pytest.approx(expected[i], abs=1e-4) for i in expected)
+
+
+def test_iteration_count_is_honoured_exactly(model, cai_dir, monkeypatch):
+    steps = {"n": 0}
+    real_step = torch.optim.AdamW.step
+
+    def counted(self, *args, **kwargs):
+        steps["n"] += 1
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", counted)
+    result = CaiAligner(5, CaiSettings(data=str(cai_dir), sft_fraction=0.4, batch_size=2)).align(model)
+    assert steps["n"] == 5
+    assert (result.metrics["sft_steps"], result.metrics["dpo_steps"]) == (2, 3)
+    steps["n"] = 0
+    epoch = CaiAligner(None, CaiSettings(data=str(cai_dir), batch_size=2)).align(model)
+    assert steps["n"] == 3 + 3  # ceil(5 / 2) SFT steps, then ceil(5 / 2) DPO steps
+    assert (epoch.metrics["sft_steps"], epoch.metrics["dpo_steps"]) == (3, 3)
+
+
+def test_split_iterations():
+    assert (split_iterations(50, 0.5).sft_steps, split_iterations(50, 0.5).dpo_steps) == (25, 25)
+    assert (split_iterations(7, 0.0).sft_steps, split_iterations(7, 1.0).dpo_steps) == (0, 0)
+
+
+def test_cai_raises_the_dpo_margin_on_its_pairs(model, cai_dir):
+    def margin():
+        logps = pair_logps(model, cai_dir)
+        return sum(c - r for c, r in logps.values()) / len(logps)
+
+    before = margin()
+    result = CaiAligner(12, CaiSettings(data=str(cai_dir), batch_size=5, lr=5e-3)).align(model)
+    assert margin() > before + 1.0
+    assert torch.equal(result.state[next(iter(result.state))], model.adapter_state()[next(iter(result.state))])
+    assert {"sft_loss", "dpo_loss", "reward_margin", "reward_accuracy", "seconds"} <= set(result.metrics)
+
+
+def test_dpo_loss_matches_the_sigmoid_formula():
+    chosen, rejected = torch.tensor([-3.0, -5.0]), torch.tensor([-4.0, -2.0])
+    ref_chosen, ref_rejected = torch.tensor([-3.5, -5.0]), torch.tensor([-3.0, -2.5])
+    loss, r_c, r_r = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=0.5)
+    # pair 1: beta * ((0.5) - (-1.0)) = 0.75; pair 2: beta * (0 - 0.5) = -0.25
+    expected = -(torch.nn.functional.logsigmoid(torch.tensor(0.75)) + torch.nn.functional.logsigmoid(torch.tensor(-0.25))) / 2
+    assert loss.item() == pytest.approx(expected.item())
+    assert r_c.tolist() == pytest.approx([0.25, 0.0]) and r_r.tolist() == pytest.approx([-0.5, 0.25])
+
+
+def test_plugins_reject_bad_options(cai_dir):
+    with pytest.raises(plugin_registry.PluginError, match="iterations"):
+        plugin_registry.instantiate("align", "cai50", {"iterations": 10})
+    with pytest.raises(plugin_registry.PluginError, match="sft_fraction must be in"):
+        plugin_registry.instantiate("align", "cai", {"sft_fraction": 1.5})
+    with pytest.raises(plugin_registry.PluginError, match="iterations must be >= 1"):
+        plugin_registry.instantiate("align", "cai", {"iterations": 0})
+    plugin = plugin_registry.instantiate("align", "cai", {"iterations": 8, "data": str(cai_dir)})
+    assert plugin.aligner.iterations == 8
+
+
+def test_unusable_cai_set_is_a_clear_error(model, tmp_path):
+    (tmp_path / RECORDS_FILE).write_text(record_line(CaiRecord("q", "a", red="x", critique="", revision="x")))
+    with pytest.raises(ValueError, match="no usable records"):
+        CaiAligner(2, CaiSettings(data=str(tmp_path))).align(model)

@@ -1,0 +1,85 @@
+"""The lg3 plugin through the hook: caching across rounds, threshold, malformed input, a real run."""
+
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+from harness.data.demo import demo_samples
+from harness.guard.samples import FilterInputError
+from harness.types import ChatSample
+from plugins.filters.lg3 import LlamaGuardFilter
+
+
+@pytest.fixture(scope="module")
+def samples():
+    benign, harmful = demo_samples(6, 4, seed=3)
+    return benign + harmful
+
+
+@pytest.fixture(scope="module")
+def lg3(samples):
+    plugin = LlamaGuardFilter(model="tiny-random", max_length=4096, batch_size=4)
+    calls = []
+    score = plugin.scorer.score
+    plugin.scorer.score = lambda batch: calls.append(len(batch)) or score(batch)
+    plugin.calls = calls
+    return plugin
+
+
+def test_each_sample_is_scored_once_per_run_however_often_its_client_is_sampled(lg3, samples):
+    clients = {0: samples[:6], 1: samples[6:]}
+    first = {cid: lg3.pre_local_train(client_id=cid, samples=s, server_round=1) for cid, s in clients.items()}
+    for server_round in range(2, 13):
+        for cid, s in clients.items():
+            again = lg3.pre_local_train(client_id=cid, samples=s, server_round=server_round)
+            assert again.scores == first[cid].scores and again.keep == first[cid].keep
+    assert sum(lg3.calls) == len(samples) and len(lg3.calls) == 2
+    assert len(lg3.cache) == len(samples)
+
+
+def test_threshold_decides_on_the_unsafe_score(lg3, samples):
+    scores = lg3.pre_local_train(client_id=0, samples=samples, server_round=1).scores
+    middle = sorted(scores)[len(scores) // 2]
+    for threshold, expected in [(0.0, [False] * len(scores)), (1.0, [True] * len(scores)),
+                                (middle, [s < middle for s in scores])]:
+        lg3.threshold = threshold
+        assert lg3.pre_local_train(client_id=0, samples=samples, server_round=2).keep == expected
+    assert 0 < sum(s < middle for s in scores) < len(scores)
+    lg3.threshold = 0.5
+    with pytest.raises(ValueError, match="threshold"):
+        LlamaGuardFilter(model="tiny-random", threshold=1.5)
+
+
+@pytest.mark.parametrize("bad,message", [
+    (SimpleNamespace(prompt="q"), "client 7 sample 1: missing response"),
+    (ChatSample("q", "   "), "client 7 sample 1: response is empty"),
+    (ChatSample("q", 42), "client 7 sample 1: response must be a string, got int"),
+    (ChatSample(None, "a"), "client 7 sample 1: prompt must be a string, got NoneType"),
+])
+def test_malformed_samples_name_the_row(bad, message):
+    plugin = LlamaGuardFilter(model="tiny-random")
+    with pytest.raises(FilterInputError, match=message):
+        plugin.pre_local_train(client_id=7, samples=[ChatSample("q", "fine"), bad], server_round=1)
+
+
+def test_malformed_training_file_names_the_row(tmp_path):
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"prompt": "q", "response": "a", "is_harmful": true}\n{"prompt": "q", "is_harmful": false}\n')
+    result = CliRunner().invoke(main, ["filter", "train", "--filter", "embed-lr", "--data", str(data),
+                                       "--out", str(tmp_path / "f")])
+    assert result.exit_code == 2
+    assert "bad.jsonl row 1: missing field 'response'" in result.output
+
+
+def test_lg3_filters_a_real_run_with_another_aggregator(tmp_path):
+    out = tmp_path / "out"
+    args = ["run", "--preset", "smoke", "--filter", "lg3", "--filter-model", "tiny-random",
+            "--filter-opt", "max_length=4096", "--filter-opt", "threshold=0.45", "--agg", "median",
+            "--rounds", "2", "--num-samples", "16", "--set", "plugins.evals=[]", "--output-dir", str(out), "--no-progress"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "FINISHED" in result.output and "filter=lg3 agg=median" in result.output
+    params = (next((out / "runs").iterdir()) / "config.yaml").read_text()
+    assert "model: tiny-random" in params and "threshold: 0.45" in params

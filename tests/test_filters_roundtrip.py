@@ -1,0 +1,72 @@
+"""`harness filter train` -> `harness filter eval` on ../shared/data, for lg3 (tiny-random) and embed-lr.
+
+The tiny-random round trip checks the machinery: the guard trains (its loss falls), is saved,
+loads through --filter-model with its adapter (its scores differ from the base's) and is scored
+beside its base in one table and in MLflow. A random 2-layer model cannot learn the task in a
+CI budget, so whether a fine-tuned guard beats its base is measured on smollm2-135m and
+recorded in docs/filters.md.
+"""
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from harness.cli import main
+from harness.guard.labelled import DataSpec, labelled_set
+from harness.tracking import default_tracking_uri
+from plugins.filters.lg3 import LlamaGuardFilter
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def table_row(output: str, name: str) -> list[float]:
+    """[accuracy, precision, recall, hmean, n] of filter ``name`` in the printed table."""
+    found = re.search(re.escape(name) + r"\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s*$", output, re.M)
+    assert found, f"no table row for {name} in:\n{output}"
+    return [float(x) for x in found.groups()]
+
+
+@pytest.mark.slow
+def test_lg3_train_then_eval_against_its_base_on_held_out_square(shared_data, tmp_path):
+    data = f"square={shared_data / 'square'}"
+    out, guard = tmp_path / "runs", tmp_path / "guard"
+    invoke("filter", "train", "--base", "tiny-random", "--data", data, "--out", str(guard), "--max-per-class", "16",
+           "--epochs", "1", "--batch-size", "4", "--lr", "1e-2", "--max-length", "1536", "--output-dir", str(out))
+    card = json.loads((guard / "guard.json").read_text())
+    assert card["base"] == "tiny-random" and card["metrics"]["train/steps"] == 8
+    assert card["metrics"]["train/last_loss"] < card["metrics"]["train/first_loss"]
+    assert (guard / "adapter_model.safetensors").is_file()
+    output = invoke("filter", "eval", "--filter-model", "tiny-random", "--filter-model", str(guard), "--data", data,
+                    "--max-per-class", "12", "--filter-opt", "max_length=1536", "--output-dir", str(out))
+    names = ["lg3:tiny-random", f"lg3:{guard}"]
+    base, tuned = (table_row(output, name) for name in names)
+    assert base[4] == tuned[4] == 24
+    held_out = labelled_set([DataSpec.parse(data)], "test", max_per_class=2)
+    scores = {name: LlamaGuardFilter(model=name, max_length=1536).scorer.score(held_out)
+              for name in ("tiny-random", str(guard))}
+    assert scores["tiny-random"] != pytest.approx(scores[str(guard)], abs=1e-4)
+    client = MlflowClient(default_tracking_uri(out))
+    runs = client.search_runs([client.get_experiment_by_name("filter-eval").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == sorted(names)
+    hmeans = sorted(r.data.metrics["hmean"] for r in runs)
+    assert hmeans == pytest.approx(sorted([base[3] / 100, tuned[3] / 100]), abs=1e-3)
+
+
+@pytest.mark.slow
+def test_embed_lr_round_trip_detects_unsafe_square_responses(shared_data, tmp_path):
+    data = f"square={shared_data / 'square'}"
+    out, head = tmp_path / "runs", tmp_path / "head"
+    invoke("filter", "train", "--filter", "embed-lr", "--data", data, "--out", str(head), "--batch-size", "32",
+           "--output-dir", str(out))
+    output = invoke("filter", "eval", "--filter", "embed-lr", "--filter-model", str(head), "--data", data,
+                    "--output-dir", str(out))
+    accuracy, precision, recall, hmean, n = table_row(output, f"embed-lr:{head}")
+    assert n == 100  # 50 safe + 50 unsafe held-out SQuARe responses
+    assert accuracy > 50 and hmean > 50  # above the chance level of a balanced set (53.0 / 55.2 when written)

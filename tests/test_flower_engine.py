@@ -1,0 +1,111 @@
+"""`--engine flower` (Flower Simulation Engine, 2 Ray workers) against the local engine, on tiny-random.
+
+Tolerance: counts and byte totals must be identical; float metrics (losses, eval NLL) within rel 1e-5 and the
+final adapter within atol 1e-6. Not exact because each Ray worker runs torch with one intra-op thread
+(Ray sets OMP_NUM_THREADS to the worker's one CPU) while the local engine uses all of its threads: matmul
+reductions are split differently, so results can differ in the last float32 bits and drift a little over steps.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
+
+from harness.cli import main, selection
+from harness.flower import simulate
+from harness.hookspecs import hookimpl
+from harness.plugins import build_manager
+from harness.tracking import MlflowTracker, default_tracking_uri
+from helpers import smoke_config
+
+FLOAT_METRICS = ("train/loss", "heldout/", "agg/c_norm")
+TIMINGS = ("time/",)
+
+
+def run_cli(out: Path, engine: str, agg: str) -> None:
+    args = ["run", "--preset", "smoke", "--num-clients", "3", "--clients-per-round", "3", "--rounds", "2",
+            "--filter", "none", "--agg", agg, "--align", "none", "--local-optimizer", "sgd" if agg == "scaffold" else "adamw",
+            "--output-dir", str(out), "--run-name", engine, "--no-progress", "--engine", engine, "--flower-workers", "2"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+def logged(out: Path):
+    client = MlflowClient(default_tracking_uri(out))
+    (run,) = client.search_runs([client.get_experiment_by_name("fedllm-harness").experiment_id])
+    history = {key: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+               for key in run.data.metrics}
+    adapter = load_file(str(out / "runs" / run.info.run_name / "final_adapter" / "adapter_model.safetensors"))
+    return run, history, adapter
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agg", ["fedavg", "scaffold"])
+def test_flower_engine_matches_the_local_engine(tmp_path, agg):
+    run_cli(tmp_path / "local", "local", agg)
+    run_cli(tmp_path / "flower", "flower", agg)
+    local, local_history, local_adapter = logged(tmp_path / "local")
+    flower, flower_history, flower_adapter = logged(tmp_path / "flower")
+
+    assert flower.info.status == "FINISHED"
+    assert set(flower.data.params) == set(local.data.params)  # same MLflow names
+    assert set(flower_history) == set(local_history)
+    differing = {k for k in local.data.params if local.data.params[k] != flower.data.params[k]}
+    assert differing == {"output_dir", "tracking.run_name"}
+    for key, steps in local_history.items():
+        if key.startswith(TIMINGS) or key == "run/wall_seconds":
+            continue
+        assert [s for s, _ in flower_history[key]] == [s for s, _ in steps] == [1, 2], key
+        got = [v for _, v in flower_history[key]]
+        expected = [v for _, v in steps]
+        if key.startswith(FLOAT_METRICS):
+            assert got == pytest.approx(expected, rel=1e-5), key
+        else:
+            assert got == expected, key
+    assert list(flower_adapter) == list(local_adapter)
+    for name, tensor in local_adapter.items():
+        torch.testing.assert_close(flower_adapter[name], tensor, atol=1e-6, rtol=0)
+    if agg == "scaffold":  # c_i stayed on the client side: one file per client that trained
+        assert len(list((tmp_path / "flower" / "runs" / "flower" / "scaffold").glob("client_*.safetensors"))) == 3
+
+
+class FailingClient:
+    """Client side: client 1 raises in round 1, after it was sampled and started."""
+
+    @hookimpl(tryfirst=True)
+    def pre_local_train(self, client_id, samples, server_round):
+        if (client_id, server_round) == (1, 1):
+            raise RuntimeError("disk full on client 1")
+
+
+class RoundMetrics:
+    def __init__(self):
+        self.rounds: list[tuple[dict, dict]] = []
+
+    @hookimpl
+    def on_round_end(self, server_round, metrics, artifacts):
+        self.rounds.append((metrics, artifacts))
+
+
+@pytest.mark.slow
+def test_a_failing_client_is_reported_and_the_round_aggregates_the_others(tmp_path):
+    cfg = smoke_config(tmp_path, **{"federation.num_clients": 3, "federation.clients_per_round": 3,
+                                    "plugins.evals": []})
+    recorder = RoundMetrics()
+    tracker = MlflowTracker(default_tracking_uri(cfg.output_dir), cfg.tracking.experiment, cfg.output_dir)
+    pm = build_manager(selection(cfg), extra=[tracker, recorder])
+    summary = simulate(cfg, pm, workers=2, client_plugins=[FailingClient()])
+    assert summary.status == "FINISHED" and summary.rounds_completed == 2
+    (first, first_artifacts), (second, _) = recorder.rounds
+    assert first["clients/failed"] == 1 and first["clients/trained"] == 2
+    failures = [c for c in json.loads(first_artifacts["clients.json"]) if "failed" in c]
+    assert failures[0]["client_id"] == 1 and "disk full on client 1" in failures[0]["failed"]
+    assert "clients/failed" not in second and second["clients/trained"] == 3
+    history = MlflowClient(tracker.uri).get_metric_history(tracker.run_id, "clients/failed")
+    assert [(m.step, m.value) for m in history] == [(1, 1.0)]

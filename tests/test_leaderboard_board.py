@@ -1,0 +1,94 @@
+"""Board files (parsing and clear errors) and the per-run and over-seeds arithmetic of a leaderboard."""
+
+import math
+
+import pytest
+
+from harness.leaderboard.aggregate import Cell, column_value, seed_stats
+from harness.leaderboard.board import BoardError, load_board, parse_board
+from harness.leaderboard.runs import RunRecord
+from harness.leaderboard.tables import format_cell
+
+
+def board_dict(**extra):
+    data = {"name": "b", "experiments": ["e"], "columns": [{"name": "loss", "metric": "train/loss"}]}
+    data.update(extra)
+    return data
+
+
+def record(latest=None, history=None) -> RunRecord:
+    return RunRecord("r", "0", "run", 0, {}, {}, latest or {}, history or {})
+
+
+def test_checked_in_boards_parse():
+    for name in ("default", "paper-table1", "paper-table2"):
+        board = load_board(name)
+        assert board.columns and board.experiments
+        assert board.sort_column in board.names
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"columns": [{"name": "x"}]}, "exactly one of metric"),
+        ({"columns": [{"name": "x", "metric": "a", "reduce": "median"}]}, "reduce must be one of"),
+        ({"columns": [{"name": "x", "metric": "a", "better": "up"}]}, "better must be"),
+        ({"columns": [{"name": "x", "metric": "a", "format": "%d"}]}, "not a Python number format"),
+        ({"columns": [{"name": "x", "metric": "a", "colour": "red"}]}, "unknown key 'colour'"),
+        ({"sort": {"column": "nope"}}, "no column named 'nope'"),
+        ({"method": ["harness.filter"]}, "'tags.NAME' or 'params.NAME'"),
+        ({"experiments": "e"}, "experiments must be list"),
+        ({"plots": {"scatter": {"x": "loss"}}}, "needs x and y"),
+        ({"extra": 1}, "unknown key 'extra'"),
+    ],
+)
+def test_bad_board_names_the_problem(change, message):
+    with pytest.raises(BoardError, match=message):
+        parse_board(board_dict(**change), "my-board.yaml")
+
+
+def test_missing_board_lists_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BoardError, match=r"no board named 'nope'; looked for .*leaderboards/nope.yaml"):
+        load_board("nope")
+    with pytest.raises(BoardError, match="does not exist"):
+        load_board(str(tmp_path / "absent.yaml"))
+
+
+def test_seed_stats_mean_and_sample_std():
+    cell = seed_stats([0.5, 0.6, 0.7])
+    assert cell.mean == pytest.approx(0.6) and cell.std == pytest.approx(0.1) and cell.n == 3
+    assert seed_stats([2.0, 4.0]).std == pytest.approx(math.sqrt(2.0))
+    assert seed_stats([0.3]) == Cell(0.3, None, 1)
+    assert seed_stats([]) == Cell(None, None, 0)
+    assert seed_stats([1.0, float("nan"), 3.0]) == Cell(2.0, pytest.approx(math.sqrt(2.0)), 2)
+
+
+def test_column_value_reduces_rounds_then_combines_metrics():
+    board = parse_board(board_dict(columns=[
+        {"name": "last", "metric": "m"},
+        {"name": "mean", "metric": "m", "reduce": "mean"},
+        {"name": "max", "metric": "m", "reduce": "max"},
+        {"name": "hmean", "hmean": ["p", "r"], "reduce": "mean"},
+        {"name": "sum", "sum": ["up", "down"], "reduce": "mean"},
+        {"name": "absent", "metric": "nope"},
+    ]), "t")
+    run = record(
+        latest={"m": 3.0, "p": 0.5, "r": 1.0, "up": 10.0, "down": 30.0},
+        history={"m": [(2, 3.0), (1, 1.0)], "p": [(1, 0.4), (2, 0.6)], "r": [(1, 1.0), (2, 1.0)],
+                 "up": [(1, 10.0), (2, 20.0)], "down": [(1, 30.0), (2, 30.0)]},
+    )
+    values = {c.name: column_value(run, c) for c in board.columns}
+    assert values["last"] == 3.0 and values["mean"] == 2.0 and values["max"] == 3.0
+    assert values["hmean"] == pytest.approx(2 * 0.5 * 1.0 / 1.5)  # hmean(mean p = 0.5, mean r = 1.0)
+    assert values["sum"] == 45.0  # mean up 15 + mean down 30
+    assert values["absent"] is None
+    assert column_value(record(latest={"p": 0.0, "r": 1.0}), parse_board(board_dict(
+        columns=[{"name": "h", "hmean": ["p", "r"]}]), "t").columns[0]) == 0.0
+
+
+def test_cell_text_marks_partial_seeds_and_leaves_missing_empty():
+    col = parse_board(board_dict(columns=[{"name": "a", "metric": "a", "format": ".2f"}]), "t").columns[0]
+    assert format_cell(Cell(0.6, 0.1, 3), col, 3) == "0.60 ± 0.10"
+    assert format_cell(Cell(0.6, None, 1), col, 3) == "0.60 (n=1)"
+    assert format_cell(Cell(None, None, 0), col, 3) == ""

@@ -1,0 +1,145 @@
+"""Boards built from a real sqlite MLflow store filled here: methods, seeds, a missing metric, excluded runs;
+and the HTML page checked in headless Chromium."""
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from harness.cli import main
+from harness.leaderboard import load_board, write_leaderboard
+from harness.leaderboard.browser import HeadlessPage
+
+NOW = int(time.time() * 1000)
+
+
+def log_run(client, exp_id, method, seed, finals, *, status="FINISHED", start=NOW, name=None, rounds=3):
+    """A run shaped like the tracker's: method tags, per-round metrics (step = round), final values last."""
+    filt, agg, align = method
+    tags = {"harness.filter": filt, "harness.agg": agg, "harness.align": align, "harness.seed": str(seed),
+            "harness.preset": "smoke"}
+    run = client.create_run(exp_id, start_time=start, tags=tags, run_name=name or f"{filt}-{agg}-{align}-s{seed}")
+    metrics = []
+    for rnd in range(1, rounds + 1):
+        per_round = {"time/round_seconds": float(rnd), "comm/bytes_up": 100.0 * rnd, "comm/bytes_down": 50.0,
+                     "train/loss": 2.0 / rnd + seed / 10}
+        for key, final in finals.items():
+            per_round[key] = final if rnd == rounds else final / 2
+        metrics += [mlflow.entities.Metric(k, v, NOW, rnd) for k, v in per_round.items()]
+    client.log_batch(run.info.run_id, metrics=metrics)
+    client.set_terminated(run.info.run_id, status=status)
+    return run.info.run_id
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("fedllm-harness", artifact_location=(root / "art").as_uri())
+    plain, filtered, cai = ("none", "fedavg", "none"), ("lg3", "fedavg", "none"), ("none", "scaffold", "cai50")
+    for seed, adv in enumerate([0.5, 0.6, 0.7]):
+        log_run(client, exp, plain, seed, {"advbench/harmless_rate": adv, "hhh/bigbench/accuracy": 0.4 + seed / 10})
+    log_run(client, exp, plain, 0, {"advbench/harmless_rate": 0.0}, start=NOW - 60_000)  # superseded re-run
+    for seed, adv in enumerate([0.8, 0.9]):
+        log_run(client, exp, filtered, seed, {"advbench/harmless_rate": adv, "hhh/bigbench/accuracy": 0.5,
+                                              "filter/precision": 0.5, "filter/recall": 1.0})
+    log_run(client, exp, cai, 0, {"hhh/bigbench/accuracy": 0.3})  # no AdvBench score: an empty cell
+    log_run(client, exp, ("lg3", "scaffold", "cai50"), 0, {"advbench/harmless_rate": 1.0}, status="FAILED")
+    log_run(client, exp, ("lg3", "scaffold", "none"), 0, {"advbench/harmless_rate": 1.0}, status="RUNNING")
+    other = client.create_experiment("elsewhere", artifact_location=(root / "art2").as_uri())
+    log_run(client, other, ("x", "y", "z"), 0, {"advbench/harmless_rate": 1.0})
+    return uri
+
+
+@pytest.fixture(scope="module")
+def built(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("board")
+    return write_leaderboard(load_board("default"), store, out)
+
+
+def test_rows_are_methods_aggregated_over_seeds(built):
+    rows = {r.method: r for r in built.rows}
+    assert list(rows) == ["lg3 / fedavg / none", "none / fedavg / none", "none / scaffold / cai50"]  # AdvBench ↓
+    plain = rows["none / fedavg / none"]
+    assert plain.seeds == ["0", "1", "2"]  # the older seed-0 run is replaced by the newer one, not averaged in
+    assert plain.cells["AdvBench"].mean == pytest.approx(0.6) and plain.cells["AdvBench"].std == pytest.approx(0.1)
+    assert plain.cells["Round time (s)"].mean == pytest.approx(2.0)  # mean over rounds 1, 2, 3
+    assert plain.cells["Bytes/round"].mean == pytest.approx(250.0)  # mean up 200 + down 50
+    assert plain.cells["Filter Hmean"].mean is None
+    assert rows["lg3 / fedavg / none"].cells["Filter Hmean"].mean == pytest.approx(4 / 9)  # hmean(mean p 1/3, mean r 2/3)
+    assert rows["none / scaffold / cai50"].cells["AdvBench"].n == 0
+
+
+def test_failed_running_and_other_experiment_runs_are_left_out(built):
+    run_ids = {r.run_id for row in built.rows for r in row.runs}
+    assert len(run_ids) == 6
+    assert not any("lg3 / scaffold" in r.method or r.method.startswith("x") for r in built.rows)
+
+
+def test_markdown_and_csv(built):
+    md = built.markdown.read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| Method"))
+    assert header.startswith("| Method | Seeds | AdvBench ↑ | HHH ↑ | HHH-438 ↑ | MT-Bench ↑ | Held-out NLL ↓ |")
+    plain_line = next(line for line in md.splitlines() if line.startswith("| none / fedavg / none"))
+    assert "0.600 ± 0.100" in plain_line and "/#/experiments/" in plain_line
+    cai_line = next(line for line in md.splitlines() if line.startswith("| none / scaffold / cai50"))
+    assert cai_line.split(" | ")[2] == ""  # the AdvBench cell is empty
+    rows = list(csv.DictReader(io.StringIO(built.csv.read_text())))
+    assert [r["method"] for r in rows][0] == "lg3 / fedavg / none"
+    assert float(rows[0]["AdvBench mean"]) == pytest.approx(0.85) and rows[0]["AdvBench n"] == "2"
+    assert rows[2]["AdvBench mean"] == "" and rows[2]["AdvBench std"] == ""
+
+
+def test_html_is_self_contained_with_plots(built):
+    html = built.html.read_text()
+    assert "<script src" not in html and "stylesheet" not in html and "http://127.0.0.1:5000/#/experiments/" in html
+    assert html.count("data:image/svg+xml;base64,") == 3  # loss and round time by round, the scatter
+    assert "heldout/nll by round: no finished run logged heldout/nll" in html
+
+
+def test_cli_writes_the_three_files(store, tmp_path):
+    result = CliRunner().invoke(main, ["leaderboard", "--tracking-uri", store, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "3 methods from 6 finished runs" in result.output
+    assert {p.name for p in tmp_path.iterdir()} == {"leaderboard.md", "leaderboard.csv", "leaderboard.html"}
+
+
+def test_cli_names_a_missing_experiment_and_a_bad_filter(store, tmp_path):
+    result = CliRunner().invoke(main, ["leaderboard", "--tracking-uri", store, "--out", str(tmp_path),
+                                       "--experiment", "nope"])
+    assert result.exit_code == 2 and "no experiment named nope" in result.output
+    assert "fedllm-harness" in result.output
+    result = CliRunner().invoke(main, ["leaderboard", "--tracking-uri", store, "--out", str(tmp_path),
+                                       "--filter", "tags.x ==== 1"])
+    assert result.exit_code == 2 and "MLflow rejected the filter" in result.output
+
+
+ROW_METHODS = "Array.from(document.querySelectorAll('#board tbody tr')).map(r => r.cells[0].textContent)"
+
+
+def click_header(page, text):
+    page.evaluate(f"Array.from(document.querySelectorAll('#board th')).find(h => h.textContent === {text!r}).click()")
+
+
+def test_page_in_headless_chromium(built, tmp_path):
+    with HeadlessPage(Path(built.html)) as page:
+        assert page.errors == []
+        first = page.evaluate(ROW_METHODS)
+        assert first == ["lg3 / fedavg / none", "none / fedavg / none", "none / scaffold / cai50"]
+        click_header(page, "AdvBench ↑")  # sorted descending by the board: a click sorts ascending
+        assert page.evaluate(ROW_METHODS) == ["none / fedavg / none", "lg3 / fedavg / none", "none / scaffold / cai50"]
+        click_header(page, "HHH ↑")  # first click on a number column: descending (0.5, 0.5 mean, 0.3)
+        assert page.evaluate(ROW_METHODS)[-1] == "none / scaffold / cai50"
+        click_header(page, "Method")
+        assert page.evaluate(ROW_METHODS) == sorted(first)
+        assert page.evaluate("document.querySelectorAll('img').length") == 3
+        assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        shot = page.screenshot(tmp_path / "leaderboard.png")
+        assert page.errors == []
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000

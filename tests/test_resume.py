@@ -1,0 +1,140 @@
+"""Resumable runs: kill -9 mid-round, resume, and end with the same adapter bytes in the same MLflow run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from harness import plugins as registry
+from harness.cli import main, selection
+from harness.engine import RoundEngine
+from harness.hookspecs import hookimpl
+from harness.tracking import MlflowTracker, default_tracking_uri, find_run
+from tests.helpers import smoke_config
+
+RUN = "resume-test"
+SETTINGS = {"federation.rounds": 3, "federation.local_optimizer": "sgd", "plugins.evals": [],
+            "tracking.run_name": RUN}
+HARNESS = str(Path(sys.executable).parent / "harness")
+
+# Runs the engine exactly as `harness run` does, plus a plugin that SIGKILLs the process in round 2,
+# in the middle of the second client's local training (after the first client's c_i was written).
+KILLED_RUN = textwrap.dedent("""
+    import json, os, signal, sys
+    from harness import plugins as registry
+    from harness.cli import selection
+    from harness.config import load_config
+    from harness.engine import RoundEngine
+    from harness.hookspecs import hookimpl
+    from harness.tracking import MlflowTracker, default_tracking_uri
+
+    class KillMidRound:
+        calls = 0
+
+        @hookimpl
+        def local_grad_correction(self, client_id, server_round, params, global_state, fit_ins):
+            if server_round == 2:
+                self.calls += 1
+                if self.calls == 5:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+    cfg = load_config("smoke", overrides=json.loads(sys.argv[1]))
+    tracker = MlflowTracker(default_tracking_uri(cfg.output_dir), cfg.tracking.experiment, cfg.output_dir)
+    pm = registry.build_manager(selection(cfg), extra=[tracker, KillMidRound()])
+    RoundEngine(cfg, pm, progress=False).run()
+""")
+
+
+def run_in_process(out: Path, agg: str, *extra, resume: bool = False):
+    cfg = smoke_config(out.parent, **{**SETTINGS, "output_dir": str(out), "plugins.agg": agg})
+    uri = default_tracking_uri(out)
+    tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir,
+                            run_id=find_run(uri, RUN).info.run_id if resume else None)
+    pm = registry.build_manager(selection(cfg), extra=[tracker, *extra])
+    return RoundEngine(cfg, pm, progress=False, resume=resume).run()
+
+
+def final_adapter(out: Path) -> bytes:
+    return (out / "runs" / RUN / "final_adapter" / "adapter_model.safetensors").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def scaffold_reference(tmp_path_factory) -> Path:
+    """An uninterrupted 3-round SCAFFOLD run."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    run_in_process(out, "scaffold")
+    return out
+
+
+@pytest.mark.slow
+def test_kill_9_mid_round_then_resume_gives_the_same_adapter_and_one_mlflow_run(tmp_path, scaffold_reference):
+    out = tmp_path / "out"
+    overrides = {**SETTINGS, "output_dir": str(out), "plugins.agg": "scaffold", "tracking.run_name": RUN}
+    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, json.dumps(overrides)], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    run_dir = out / "runs" / RUN
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("round_*")) == ["round_0000", "round_0001"]
+    assert not (run_dir / "final_adapter").exists()
+
+    resumed = subprocess.run([HARNESS, "run", "--resume", RUN, "--output-dir", str(out), "--no-progress"],
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert final_adapter(out) == final_adapter(scaffold_reference)
+
+    client = MlflowClient(default_tracking_uri(out))
+    (run,) = client.search_runs([client.get_experiment_by_name("fedllm-harness").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["harness.resumed_at_round"] == "2"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3]
+    assert run.info.run_id in resumed.stdout
+
+
+class FailInRound3:
+    @hookimpl
+    def local_grad_correction(self, client_id, server_round, params, global_state, fit_ins):
+        if server_round == 3:
+            raise RuntimeError("simulated crash in round 3")
+
+
+@pytest.mark.slow
+def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+    reference = tmp_path / "reference"
+    run_in_process(reference, "fedadam")
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_in_process(out, "fedadam", FailInRound3())
+    latest = out / "runs" / RUN / "checkpoints" / "round_0002" / "global.safetensors"
+    latest.write_bytes(latest.read_bytes()[:-7])
+    with caplog.at_level(logging.WARNING, logger="harness.checkpoint"):
+        summary = run_in_process(out, "fedadam", resume=True)
+    assert "round_0002: global.safetensors is truncated" in caplog.text
+    assert summary.status == "FINISHED" and summary.rounds_completed == 3
+    assert final_adapter(out) == final_adapter(reference)
+    assert (out / "runs" / RUN / "checkpoints" / "corrupt-round_0002").is_dir()
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, ["run", *args], catch_exceptions=False)
+
+
+def test_resume_refuses_config_flags(tmp_path):
+    result = cli("--resume", RUN, "--agg", "fedavg", "--rounds", "5", "--output-dir", str(tmp_path))
+    assert result.exit_code == 2
+    assert "drop --agg, --rounds" in result.output
+
+
+def test_resume_of_an_unknown_run_names_it(tmp_path):
+    result = cli("--resume", "no-such-run", "--output-dir", str(tmp_path))
+    assert result.exit_code == 2 and "no MLflow run with id or name 'no-such-run'" in result.output
+
+
+def test_resume_of_a_finished_run_is_refused(scaffold_reference):
+    result = cli("--resume", RUN, "--output-dir", str(scaffold_reference))
+    assert result.exit_code == 2 and "already finished; nothing to resume" in result.output

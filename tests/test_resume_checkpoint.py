@@ -1,0 +1,89 @@
+"""CheckpointStore: atomic layout, pruning, verification and clear errors (no model needed)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from harness.checkpoint import CheckpointError, CheckpointStore, restore_rng
+
+
+def save(store: CheckpointStore, next_round: int, value: float = 0.0, plugin_bytes: bytes = b"plugin"):
+    def write_plugins(directory):
+        (directory / "demo").mkdir()
+        (directory / "demo" / "state.bin").write_bytes(plugin_bytes)
+
+    state = {"w": torch.full((3,), value)}
+    sampler = np.random.default_rng(7).bit_generator.state
+    return store.save(next_round, state, sampler, {4: 12}, write_plugins, {"server_round": next_round - 1})
+
+
+def test_round_trip_restores_state_rng_and_plugin_files(tmp_path):
+    store = CheckpointStore(tmp_path)
+    torch.manual_seed(3)
+    random.seed(3)
+    np.random.seed(3)
+    directory = save(store, 2, value=1.5)
+    expected = (torch.rand(2), random.random(), np.random.rand())
+    torch.rand(5), random.random(), np.random.rand()  # move every RNG on
+    checkpoint = store.load_latest()
+    restore_rng(checkpoint)
+    assert (torch.rand(2).tolist(), random.random(), np.random.rand()) == (expected[0].tolist(), *expected[1:])
+    assert checkpoint.directory == directory and directory.name == "round_0001"
+    assert checkpoint.next_round == 2 and checkpoint.cursors == {4: 12}
+    assert torch.equal(checkpoint.global_state["w"], torch.full((3,), 1.5))
+    assert (checkpoint.plugin_dir / "demo" / "state.bin").read_bytes() == b"plugin"
+    assert checkpoint.pending_log == {"server_round": 1} and not checkpoint.logged
+    store.mark_logged(directory)
+    assert store.load_latest().logged
+
+
+def test_only_the_newest_checkpoints_are_kept_and_partials_are_ignored(tmp_path):
+    store = CheckpointStore(tmp_path, keep=2)
+    for r in range(1, 5):
+        save(store, r, value=r)
+    partial = store.root / ".partial-round_0004"
+    (partial / "plugins").mkdir(parents=True)  # a save killed half-way
+    assert [p.name for p in store.complete()] == ["round_0003", "round_0002"]
+    assert store.load_latest().next_round == 4
+    save(store, 5)
+    assert not partial.exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "global.safetensors").write_bytes((d / "global.safetensors").read_bytes()[:-3]), "is truncated"),
+    (lambda d: (d / "plugins" / "demo" / "state.bin").write_bytes(b"PLUGIN"), "is corrupt (sha256"),
+    (lambda d: (d / "MANIFEST.json").unlink(), "has no MANIFEST.json"),
+    (lambda d: (d / "state.json").unlink(), "state.json is missing"),
+    (lambda d: (d / "MANIFEST.json").write_text("{not json"), "MANIFEST.json is unreadable"),
+])
+def test_damaged_newest_checkpoint_warns_and_falls_back(tmp_path, caplog, damage, message):
+    store = CheckpointStore(tmp_path)
+    save(store, 1, value=1.0)
+    newest = save(store, 2, value=2.0, plugin_bytes=b"plugin")
+    damage(newest)
+    checkpoint = store.load_latest()
+    assert checkpoint.next_round == 1 and torch.equal(checkpoint.global_state["w"], torch.ones(3))
+    assert message in caplog.text and "round_0001" in caplog.text
+    assert [p.name for p in store.complete()] == ["round_0000"]  # the bad one is moved aside
+
+
+def test_no_usable_checkpoint_is_a_clear_error(tmp_path):
+    store = CheckpointStore(tmp_path)
+    with pytest.raises(CheckpointError, match="no checkpoint in .*nothing to resume"):
+        store.load_latest()
+    directory = save(store, 1)
+    manifest = json.loads((directory / "MANIFEST.json").read_text())
+    manifest["files"]["global.safetensors"]["size"] += 1
+    (directory / "MANIFEST.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="no usable checkpoint:\n.*global.safetensors is truncated"):
+        store.load_latest()
+
+
+def test_keep_below_two_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="keep must be >= 2"):
+        CheckpointStore(tmp_path, keep=1)

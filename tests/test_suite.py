@@ -1,0 +1,86 @@
+"""Suites: real tiny-random runs through the engine, resumption (finished runs reused), clear errors."""
+
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from harness.cli import main
+from harness.suite import Suite, SuiteError, SuiteRow, SuiteSettings, finished_run, row_config, run_suite
+from harness.tracking import default_tracking_uri
+
+BOARD = """
+name: tiny
+experiments: [unused]
+columns:
+  - {name: NLL, metric: heldout/nll, better: lower}
+  - {name: Round time, metric: time/round_seconds, reduce: mean}
+sort: {column: NLL, order: ascending}
+plots: {rounds: [train/loss]}
+"""
+
+
+@pytest.fixture()
+def tiny_suite(tmp_path) -> Suite:
+    board = tmp_path / "tiny.yaml"
+    board.write_text(BOARD)
+    rows = (SuiteRow("fl", "none", "fedavg", "none"),)
+    return Suite("tiny", "one FL row", str(board), rows, ("heldout-nll",))
+
+
+def settings(tmp_path, **extra) -> SuiteSettings:
+    base = dict(preset="smoke", seeds=2, overrides={"federation.rounds": 1, "plugins.eval_limit": 4},
+                output_dir=str(tmp_path / "out"))
+    base.update(extra)
+    return SuiteSettings(**base)
+
+
+def all_runs(tmp_path):
+    client = MlflowClient(default_tracking_uri(tmp_path / "out"))
+    return client, client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+
+
+@pytest.mark.slow
+def test_second_call_runs_nothing_new_and_failed_runs_are_redone(tiny_suite, tmp_path):
+    first = run_suite(tiny_suite, settings(tmp_path))
+    assert [(r.row, r.seed, r.reused) for r in first.runs] == [("fl", 0, False), ("fl", 1, False)]
+    (row,) = first.board.rows
+    assert row.method == "none / fedavg / none" and row.seeds == ["0", "1"] and row.cells["NLL"].n == 2
+    assert "none / fedavg / none" in first.board.markdown.read_text()
+
+    second = run_suite(tiny_suite, settings(tmp_path))
+    assert second.new_runs == 0 and [r.run_id for r in second.runs] == [r.run_id for r in first.runs]
+    client, runs = all_runs(tmp_path)
+    assert len(runs) == 2
+    uri = default_tracking_uri(tmp_path / "out")
+    changed = settings(tmp_path, overrides={"federation.rounds": 1, "federation.lr": 0.5})
+    assert finished_run(client, row_config(tiny_suite, changed, tiny_suite.rows[0], 0, uri, tiny_suite.evals)) is None
+
+    client.set_terminated(first.runs[1].run_id, status="FAILED")
+    third = run_suite(tiny_suite, settings(tmp_path))
+    assert [r.reused for r in third.runs] == [True, False]
+    assert len(all_runs(tmp_path)[1]) == 3
+    assert third.board.rows[0].runs[1].run_id == third.runs[1].run_id  # the failed run is not on the board
+
+
+def test_missing_plugins_are_all_named_before_anything_runs(tmp_path):
+    suite = Suite("gap", "", "default", (SuiteRow("a", "no-such-filter", "fedavg"), SuiteRow("b", agg="no-such-agg")))
+    with pytest.raises(SuiteError) as caught:
+        run_suite(suite, settings(tmp_path))
+    message = str(caught.value)
+    assert "unknown filter plugin 'no-such-filter'" in message and "unknown agg plugin 'no-such-agg'" in message
+    assert "installed agg plugins: " in message and "fedavg" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_row_lists_the_rows(tiny_suite, tmp_path):
+    with pytest.raises(SuiteError, match="suite tiny has no row nope; rows: fl"):
+        run_suite(tiny_suite, settings(tmp_path, rows=("nope",)))
+
+
+def test_cli_errors_are_clear(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["suite", "paper-table2", "--output-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "pass --filter-model DIR" in result.output
+    result = runner.invoke(main, ["suite", "paper-table1", "--row", "fl-fedavg", "--seeds", "0",
+                                  "--output-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "--seeds must be >= 1" in result.output
