@@ -6,7 +6,7 @@ WHEELS  := $(wildcard /opt/wheels)
 UV_LINKS := $(if $(WHEELS),--find-links $(WHEELS),)
 STAMP   := $(VENV)/.installed
 
-.PHONY: install browser run test bench soak clean
+.PHONY: install browser run test test-flower bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q uv
@@ -28,6 +28,10 @@ run: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# Flower/Ray tests: Ray's raylet gives up after 15 s, so run them on a machine with spare cores.
+test-flower: $(STAMP)
+	$(BIN)/python -m pytest -q -m flower tests/test_flower_engine.py
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-only --benchmark-autosave --benchmark-json=.benchmarks/latest.json

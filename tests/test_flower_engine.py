@@ -19,6 +19,9 @@ from safetensors.torch import load_file
 
 from harness.cli import main, selection
 from harness.flower import simulate
+
+# Ray needs spare cores to start (its raylet gives up after 15 s): run with `make test-flower`.
+pytestmark = pytest.mark.flower
 from harness.hookspecs import hookimpl
 from harness.plugins import build_manager
 from harness.tracking import MlflowTracker, default_tracking_uri
