@@ -53,7 +53,6 @@ class RoundEngine:
         self.run_dir = Path(config.output_dir).resolve() / "runs" / self.run_name
         self.checkpoints = CheckpointStore(self.run_dir)
         self._tokenized: dict[int, TokenizedSamples] = {}
-        self._orders: dict[int, list[int]] = {}
 
     # -- setup --------------------------------------------------------------------------
     def setup(self) -> None:
