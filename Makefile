@@ -6,7 +6,7 @@ WHEELS  := $(wildcard /opt/wheels)
 UV_LINKS := $(if $(WHEELS),--find-links $(WHEELS),)
 STAMP   := $(VENV)/.installed
 
-.PHONY: install browser run test test-flower bench clean
+.PHONY: install browser run test test-flower bench soak clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q uv
@@ -35,6 +35,10 @@ test-flower: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-only --benchmark-autosave --benchmark-json=.benchmarks/latest.json
+
+# 200 rounds x 20 clients on tiny-random, a fault about every 10 rounds, resumed each time (docs/reliability.md).
+soak: $(STAMP)
+	$(BIN)/python -m harness.soak
 
 clean:
 	rm -rf $(VENV) harness-runs .pytest_cache .benchmarks

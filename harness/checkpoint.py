@@ -122,14 +122,19 @@ class CheckpointStore:
             raise ValueError("keep must be >= 2 so that a corrupt newest checkpoint has a fallback")
         self.root = Path(run_dir) / "checkpoints"
         self.keep = keep
-        self._digests: dict[tuple[int, int, int, int], str] = {}  # (dev, inode, size, mtime) -> sha256
+        self._digests: dict[tuple[int, int, int, int], str] = {}  # (dev, inode, size, mtime) -> sha256, synced
 
-    def _digest(self, path: Path) -> str:
-        """sha256 of a file; unchanged files (e.g. hard links to an earlier checkpoint) are not re-read."""
+    def _digest_durably(self, path: Path) -> str:
+        """sha256 of a file, flushed to disk; a file already seen unchanged (e.g. a hard link to an
+        earlier checkpoint's c_i) is neither re-read nor re-synced, so a round's cost does not grow
+        with the number of clients."""
         st = path.stat()
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         if key not in self._digests:
-            self._digests[key] = _sha256(path)
+            digest = _sha256(path)
+            with path.open("rb") as fh:
+                os.fsync(fh.fileno())
+            self._digests[key] = digest
         return self._digests[key]
 
     def complete(self) -> list[Path]:
@@ -172,11 +177,9 @@ class CheckpointStore:
         manifest = {
             "format": FORMAT,
             "next_round": next_round,
-            "files": {str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": self._digest(p)} for p in files},
+            "files": {str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": self._digest_durably(p)}
+                      for p in files},
         }
-        for p in files:
-            with p.open("rb") as fh:
-                os.fsync(fh.fileno())
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         with (tmp / MANIFEST).open("rb") as fh:
             os.fsync(fh.fileno())

@@ -31,6 +31,7 @@ RUN_FLAGS: dict[str, str] = {
     "lr": "federation.lr",
     "local_optimizer": "federation.local_optimizer",
     "seed": "federation.seed",
+    "clip_update_norm": "federation.clip_update_norm",
     "filter_name": "plugins.filter",
     "filter_model": "plugins.filter_options.model",
     "agg": "plugins.agg",
@@ -38,6 +39,7 @@ RUN_FLAGS: dict[str, str] = {
     "eval_every": "plugins.eval_every",
     "eval_limit": "plugins.eval_limit",
     "tracking_uri": "tracking.uri",
+    "tracking_fallback_local": "tracking.fallback_local",
     "experiment": "tracking.experiment",
     "run_name": "tracking.run_name",
     "output_dir": "output_dir",
@@ -88,6 +90,45 @@ def selection(cfg: RunConfig) -> list[tuple[str, str, dict[str, Any]]]:
     p = cfg.plugins
     chosen = [("filter", p.filter, p.filter_options), ("agg", p.agg, p.agg_options), ("align", p.align, p.align_options)]
     return chosen + [("eval", name, p.eval_options.get(name, {})) for name in p.evals]
+
+
+def input_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean bad input (data, model, eval data, checkpoint): exit 2 with their message."""
+    from harness.checkpoint import CheckpointError
+    from harness.data.samples import DataError
+    from harness.evals.files import EvalDataError
+    from harness.models import ModelLoadError
+
+    return DataError, ModelLoadError, EvalDataError, CheckpointError
+
+
+def execute(engine_run, tracker):
+    """Run the job; a failure exits with the failing plugin and error named, and how to resume.
+
+    Once the run started, the engine has marked its MLflow run FAILED with the traceback as ``error.txt`` and
+    the newest checkpoint is intact. Other errors before that (not bad input) keep their traceback.
+    """
+    try:
+        return engine_run()
+    except Exception as exc:
+        bad_input = isinstance(exc, input_errors())
+        if tracker.status != "FAILED" and not bad_input:
+            raise
+        message = str(exc) if bad_input and not hasattr(exc, "plugin_fault") else plugin_registry.describe_failure(exc)
+        if tracker.status == "FAILED":
+            message += (f"\nMLflow run {tracker.run_id} is marked FAILED (traceback in its error.txt); "
+                        f"after fixing the cause continue it with: harness run --resume {tracker.run_id}")
+        fail(message, 2 if bad_input else 1)
+
+
+def tracking_uri(uri: str | None, output_dir: str, fallback_local: bool = False) -> str:
+    """The tracking URI to use; exit 2 when an http(s) server does not answer and no fallback was asked for."""
+    from harness.tracking import TrackingUnreachableError, resolve_tracking_uri
+
+    try:
+        return resolve_tracking_uri(uri, output_dir, fallback_local)
+    except TrackingUnreachableError as exc:
+        fail(str(exc))
 
 
 def print_summary(cfg: RunConfig, summary, run_id: str | None) -> None:
@@ -143,9 +184,12 @@ def main(verbose: bool) -> None:
 @click.option("--lr", type=float)
 @click.option("--local-optimizer", type=click.Choice(["adamw", "sgd"]))
 @click.option("--seed", type=int)
+@click.option("--clip-update-norm", type=float, help="Clip each client's update (local - global) to this L2 norm.")
 @click.option("--eval-every", type=int)
 @click.option("--eval-limit", type=int)
 @click.option("--tracking-uri", help="MLflow tracking URI (default: sqlite store in the output dir).")
+@click.option("--tracking-fallback-local", is_flag=True, default=None,
+              help="If the http(s) tracking server does not answer, log to the local sqlite store instead of failing.")
 @click.option("--experiment", help="MLflow experiment name.")
 @click.option("--run-name")
 @click.option("--output-dir", type=click.Path(file_okay=False))
@@ -175,31 +219,29 @@ def run(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, progre
     )
     check_plugins(cfg)
     from harness.engine import RoundEngine
-    from harness.tracking import MlflowTracker, resolve_tracking_uri
+    from harness.tracking import MlflowTracker
 
+    uri = tracking_uri(cfg.tracking.uri, cfg.output_dir, cfg.tracking.fallback_local)
     try:
-        tracker = MlflowTracker(
-            resolve_tracking_uri(cfg.tracking.uri, cfg.output_dir), cfg.tracking.experiment, cfg.output_dir
-        )
+        tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir)
         pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
     except plugin_registry.PluginError as exc:
         fail(str(exc))
     if engine == "flower":
         from harness.flower import simulate
 
-        summary = simulate(cfg, pm, workers=flower_workers, progress=progress)
+        summary = execute(lambda: simulate(cfg, pm, workers=flower_workers, progress=progress), tracker)
     else:
-        summary = RoundEngine(cfg, pm, progress=progress).run()
+        summary = execute(RoundEngine(cfg, pm, progress=progress).run, tracker)
     print_summary(cfg, summary, tracker.run_id)
 
 
-def resume_run(key: str, tracking_uri: str | None, output_dir: str | None, progress: bool) -> None:
+def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool) -> None:
     """Reload a run's saved config and MLflow run, then continue it from its newest checkpoint."""
-    from harness.checkpoint import CheckpointError
     from harness.engine import RoundEngine
-    from harness.tracking import MlflowTracker, RunNotFoundError, find_run, resolve_tracking_uri
+    from harness.tracking import MlflowTracker, RunNotFoundError, find_run
 
-    uri = resolve_tracking_uri(tracking_uri, output_dir or RunConfig().output_dir)
+    uri = tracking_uri(uri, output_dir or RunConfig().output_dir)
     try:
         found = find_run(uri, key)
     except RunNotFoundError as exc:
@@ -218,10 +260,7 @@ def resume_run(key: str, tracking_uri: str | None, output_dir: str | None, progr
         pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
     except plugin_registry.PluginError as exc:
         fail(str(exc))
-    try:
-        summary = RoundEngine(cfg, pm, progress=progress, resume=True).run()
-    except CheckpointError as exc:
-        fail(str(exc))
+    summary = execute(RoundEngine(cfg, pm, progress=progress, resume=True).run, tracker)
     print_summary(cfg, summary, tracker.run_id)
 
 

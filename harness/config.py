@@ -29,6 +29,7 @@ class ModelConfig:
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     max_length: int = 256
     trust_remote_code: bool = False
+    device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N
 
 
 @dataclass
@@ -52,6 +53,7 @@ class FederationConfig:
     lr_min: float = 1e-6  # cosine decay over rounds from lr to lr_min (OpenFedLLM)
     local_optimizer: str = "adamw"  # adamw | sgd
     seed: int = 0
+    clip_update_norm: float | None = None  # L2 bound on each client's update (local - global); None: no clipping
 
 
 @dataclass
@@ -73,6 +75,7 @@ class TrackingConfig:
     uri: str | None = None  # None: sqlite store in output_dir
     experiment: str = "fedllm-harness"
     run_name: str | None = None
+    fallback_local: bool = False  # an unreachable http(s) server: log to the local sqlite store instead of failing
 
 
 @dataclass
@@ -254,6 +257,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         (data.partition in ("iid", "dirichlet"), "data.partition must be 'iid' or 'dirichlet'"),
         (data.dirichlet_alpha > 0, "data.dirichlet_alpha must be > 0"),
         (fed.local_optimizer in ("adamw", "sgd"), "federation.local_optimizer must be 'adamw' or 'sgd'"),
+        (fed.clip_update_norm is None or fed.clip_update_norm > 0, "federation.clip_update_norm must be > 0 (or null)"),
         (cfg.plugins.eval_every >= 0, "plugins.eval_every must be >= 0"),
         (cfg.model.lora_r >= 1 and cfg.model.max_length >= 8, "model.lora_r must be >= 1 and max_length >= 8"),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ from harness.model_handle import GlobalModel
 from harness.models import attach_lora, load_base
 from harness.training import TokenizedSamples, cosine_lr, local_train, tokenize_samples
 from harness.types import AdapterState, ChatSample, ClientUpdate, FitIns, RunInfo, RunSummary
+from harness.update_hygiene import screen_updates
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -120,6 +124,7 @@ class RoundEngine:
         kept = [i for i, k in enumerate(keep) if k]
         self._client_log.append(_client_filter_record(cid, samples, keep))
         if not kept:
+            log.info("round %d: client %d has no samples left after filtering; skipped this round", server_round, cid)
             metrics["clients/skipped_empty"] += 1
             return None
         fit_ins = self.hook.configure_fit(server_round=server_round, client_id=cid, global_state=self.state.global_state)
@@ -165,6 +170,20 @@ class RoundEngine:
                 updates.append(update)
         return updates
 
+    def _screen(self, server_round: int, updates: list[ClientUpdate], metrics: dict[str, float]) -> list[ClientUpdate]:
+        """Drop non-finite client updates (like empty clients) and clip update norms if configured."""
+        screened = screen_updates(updates, self.state.global_state, self.cfg.federation.clip_update_norm)
+        metrics["clients/rejected_nonfinite"] = len(screened.rejected_nonfinite)
+        metrics["clients/clipped"] = len(screened.clipped)
+        for record in self._client_log:
+            if record["client_id"] in screened.rejected_nonfinite:
+                log.warning("round %d: client %d sent a non-finite update; left out of the round",
+                            server_round, record["client_id"])
+                record["rejected"] = "non-finite update"
+            elif record["client_id"] in screened.clipped:
+                record["clipped"] = True
+        return screened.accepted
+
     # -- one round ----------------------------------------------------------------------
     def run_round(self, server_round: int) -> dict[str, float]:
         fed, plugins = self.cfg.federation, self.cfg.plugins
@@ -176,7 +195,7 @@ class RoundEngine:
             "clients/skipped_empty", "comm/bytes_up", "comm/bytes_down", "time/train_step_seconds",
             "train/tokens", "train/padding_fraction",
         )}
-        updates = self._train_clients(server_round, sampled, lr, metrics)
+        updates = self._screen(server_round, self._train_clients(server_round, sampled, lr, metrics), metrics)
         _filter_quality(metrics)
         metrics["train/lr"] = lr
         metrics["clients/trained"] = len(updates)
@@ -190,7 +209,7 @@ class RoundEngine:
             )
             if result is None:
                 raise RuntimeError("no aggregator answered the aggregate hook")
-            check_compatible(result.state, self.state.global_state, "aggregator")
+            check_compatible(result.state, self.state.global_state, f"aggregator {plugins.agg!r}")
             self.state.global_state = result.state
             metrics.update({f"agg/{k}": v for k, v in result.metrics.items()})
             metrics["time/aggregate_seconds"] = time.perf_counter() - t
@@ -240,10 +259,10 @@ class RoundEngine:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
         info = self.run_info(checkpoint.next_round if checkpoint else None)
-        self.hook.on_run_start(run=info)
         fed = self.cfg.federation
         final: dict[str, float] = {}
         try:
+            self.hook.on_run_start(run=info)
             if checkpoint is None:
                 self.save_checkpoint()
             else:

@@ -119,7 +119,8 @@ def aggregate(
     """Server side: combine the round's client updates into the new global adapter.
 
     Receives the current global adapter (read-only), the updates of the clients that trained
-    this round (never their data) and the total client count. Returns an
+    this round (never their data; non-finite ones already dropped, and norms clipped when
+    ``federation.clip_update_norm`` is set) and the total client count. Returns an
     :class:`AggregateResult` whose state has the global adapter's names, shapes and dtypes;
     the engine rejects anything else. Exactly one aggregator is active.
     """

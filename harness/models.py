@@ -122,8 +122,22 @@ def load_base(cfg: ModelConfig) -> tuple[torch.nn.Module, PreTrainedTokenizerFas
     if not tokenizer.chat_template:
         tokenizer.chat_template = CHATML_TEMPLATE
     model.config.use_cache = False
+    model.to(resolve_device(cfg.device))
     model.eval()
     return model, tokenizer
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the first CUDA GPU if there is one, else the CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"model.device {name!r} is not a device (auto, cpu, cuda, cuda:N)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"model.device {name!r} asks for a GPU, but torch sees none (use auto or cpu)")
+    return device
 
 
 def lora_config(cfg: ModelConfig) -> LoraConfig:

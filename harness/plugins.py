@@ -13,8 +13,9 @@ the config and registers the instance with pluggy. Its ``@hookimpl`` methods are
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import entry_points, packages_distributions, version
 from typing import Any
 
 import pluggy
@@ -115,20 +116,63 @@ def instantiate(kind: str, name: str, options: dict[str, Any] | None = None) -> 
         raise PluginError(f"{kind} plugin {name!r} rejected its options {options}: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class PluginFault:
+    """Which plugin raised in which hook; attached to the exception as ``exc.plugin_fault`` (type unchanged)."""
+
+    plugin: str  # plugin_origin(): name and package
+    hook: str
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin} raised in hook {self.hook}"
+
+
+def describe_failure(exc: BaseException) -> str:
+    """'plugin agg:x (pkg 1.0) raised in hook aggregate: ValueError: ...', or 'ValueError: ...' without a plugin."""
+    fault = getattr(exc, "plugin_fault", None)
+    text = f"{type(exc).__name__}: {exc}"
+    return f"{fault}: {text}" if fault else text
+
+
 def new_manager() -> pluggy.PluginManager:
+    """A plugin manager whose hook exceptions name the plugin that raised them (see :class:`PluginFault`)."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
+
+    def blame(outcome: pluggy.Result, hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs) -> None:
+        exc = outcome.exception
+        if isinstance(exc, Exception) and not hasattr(exc, "plugin_fault"):
+            impl = _raising_impl(exc, hook_impls)
+            if impl is not None:
+                exc.plugin_fault = PluginFault(plugin_origin(pm, impl.plugin), hook_name)
+                exc.add_note(str(exc.plugin_fault))
+
+    pm.add_hookcall_monitoring(lambda *args: None, blame)
     return pm
 
 
+def _raising_impl(exc: Exception, hook_impls: Sequence[pluggy.HookImpl]) -> pluggy.HookImpl | None:
+    """The hook implementation whose frame is outermost in ``exc``'s traceback (the only one if there is one)."""
+    by_code = {getattr(impl.function, "__code__", None): impl for impl in hook_impls}
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in by_code:
+            return by_code[tb.tb_frame.f_code]
+        tb = tb.tb_next
+    return hook_impls[0] if len(hook_impls) == 1 else None
+
+
 def plugin_origin(pm: pluggy.PluginManager, plugin: object) -> str:
-    """'kind:name (package version)' for a registered plugin, for error messages."""
-    registered = pm.get_name(plugin) or type(plugin).__name__
+    """'kind:name (package version)' for a selected plugin, 'module.Class (package version)' for another."""
+    registered = pm.get_name(plugin) or ""
     kind, _, name = registered.partition(":")
     for info in discover():
         if info.kind == kind and info.name == split_name(name)[0]:
             return f"{registered} ({info.package} {info.version})"
-    return registered
+    cls = type(plugin)
+    packages = packages_distributions().get(cls.__module__.partition(".")[0], [])
+    where = f"{packages[0]} {version(packages[0])}" if packages else "not from an installed package"
+    return f"{cls.__module__}.{cls.__qualname__} ({where})"
 
 
 def build_manager(selection: list[tuple[str, str, dict[str, Any]]], extra: list[object] = ()) -> pluggy.PluginManager:

@@ -51,15 +51,16 @@ class Suite:
     evals: tuple[str, ...] = ()
 
 
-def paper_table1() -> Suite:
+def paper_table1(filter_model: str | None = None) -> Suite:
     """Pretrained model, FL, FL+filter, FL+CAI, FL+filter+CAI, each FL row with FedAvg and with SCAFFOLD."""
+    guard = {"model": filter_model} if filter_model else {}
     rows = [SuiteRow("pretrained", pretrained=True)]
     for agg in ("fedavg", "scaffold"):
         rows += [
             SuiteRow(f"fl-{agg}", "none", agg, "none"),
-            SuiteRow(f"fl+filter-{agg}", "lg3", agg, "none"),
+            SuiteRow(f"fl+filter-{agg}", "lg3", agg, "none", guard),
             SuiteRow(f"fl+cai-{agg}", "none", agg, "cai50"),
-            SuiteRow(f"fl+filter+cai-{agg}", "lg3", agg, "cai50"),
+            SuiteRow(f"fl+filter+cai-{agg}", "lg3", agg, "cai50", guard),
         ]
     return Suite("paper-table1", paper_table1.__doc__, "paper-table1", tuple(rows), ("advbench", "hhh", "mtbench"))
 
@@ -299,10 +300,11 @@ def command() -> None:
 
 
 @command.command("paper-table1")
+@click.option("--filter-model", help="Guard of the FL+filter rows (default: lg3's base backbone).")
 @suite_options
-def table1_command(**options) -> None:
+def table1_command(filter_model, **options) -> None:
     """Pretrained, FL, FL+filter, FL+CAI, FL+filter+CAI for FedAvg and SCAFFOLD."""
-    _launch(paper_table1, _settings(**options))
+    _launch(lambda: paper_table1(filter_model), _settings(**options))
 
 
 @command.command("paper-table2")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +16,48 @@ from harness.hookspecs import hookimpl
 from harness.types import RunInfo, RunSummary
 
 PARAM_LIMIT = 6000  # MLflow's maximum param value length
+PROBE_TIMEOUT = 5.0  # seconds an http(s) tracking server has to answer before a run starts
+
+log = logging.getLogger(__name__)
+
+
+class TrackingUnreachableError(RuntimeError):
+    """An http(s) MLflow tracking server did not answer; the message names its URI."""
 
 
 def default_tracking_uri(output_dir: str | Path) -> str:
     return f"sqlite:///{Path(output_dir).resolve() / 'mlflow.db'}"
 
 
-def resolve_tracking_uri(uri: str | None, output_dir: str | Path) -> str:
-    return uri or default_tracking_uri(output_dir)
+def probe_tracking_server(uri: str, timeout: float = PROBE_TIMEOUT) -> None:
+    """Raise :class:`TrackingUnreachableError` unless the server at ``uri`` answers within ``timeout`` s."""
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # it answered (an error status still means the server is up)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingUnreachableError(
+            f"MLflow tracking server {uri} is unreachable ({reason}); start it, fix --tracking-uri, "
+            "or pass --tracking-fallback-local (tracking.fallback_local: true) to log to the local sqlite store"
+        ) from exc
+
+
+def resolve_tracking_uri(uri: str | None, output_dir: str | Path, fallback_local: bool = False) -> str:
+    """``uri``, else the sqlite store in ``output_dir``. An http(s) ``uri`` is probed first; if it does not answer,
+    this raises :class:`TrackingUnreachableError`, or with ``fallback_local`` warns and returns the local store."""
+    if uri is None:
+        return default_tracking_uri(output_dir)
+    if uri.startswith(("http://", "https://")):
+        try:
+            probe_tracking_server(uri)
+        except TrackingUnreachableError as exc:
+            if not fallback_local:
+                raise
+            local = default_tracking_uri(output_dir)
+            log.warning("MLflow tracking server %s is unreachable (%s); logging to %s instead", uri, exc.__cause__, local)
+            return local
+    return uri
 
 
 def ensure_experiment(client: MlflowClient, name: str, output_dir: str | Path, uri: str) -> str:
@@ -63,7 +99,10 @@ def find_run(tracking_uri: str, key: str) -> mlflow.entities.Run:
 class MlflowTracker:
     """Logs every run as an MLflow run: params, per-round metrics (step = round), config and adapter.
 
-    Given ``run_id`` (a resumed run) it reopens that run and logs the remaining rounds into it.
+    Given ``run_id`` (a resumed run) it reopens that run and logs the remaining rounds into it; the first
+    round it is handed may replay one the interrupted process already logged, whose metrics are then not
+    logged twice. Its ``on_run_start``/``on_run_end`` run first, so a failing plugin cannot keep the run
+    from being created or from being marked FAILED (with the traceback as ``error.txt``).
     """
 
     def __init__(self, tracking_uri: str, experiment: str, output_dir: str | Path, run_id: str | None = None):
@@ -72,9 +111,11 @@ class MlflowTracker:
         self.output_dir = output_dir
         self.client = MlflowClient(tracking_uri)
         self.run_id = run_id
+        self._may_replay = run_id is not None
+        self.status: str | None = None  # the status on_run_end gave the run
         logging.getLogger("mlflow").setLevel(logging.WARNING)
 
-    @hookimpl
+    @hookimpl(tryfirst=True)
     def on_run_start(self, run: RunInfo) -> None:
         if self.run_id is not None:
             self.client.update_run(self.run_id, status="RUNNING")
@@ -101,12 +142,16 @@ class MlflowTracker:
     def on_round_end(self, server_round: int, metrics: dict[str, float], artifacts: dict[str, str]) -> None:
         ms = [mlflow.entities.Metric(k, float(v), mlflow.utils.time.get_current_time_millis(), server_round)
               for k, v in metrics.items()]
+        if self._may_replay:
+            self._may_replay = False
+            if ms and any(m.step == server_round for m in self.client.get_metric_history(self.run_id, ms[0].key)):
+                ms = []  # logged (in one batch) before the previous process stopped
         for start in range(0, len(ms), 500):
             self.client.log_batch(self.run_id, metrics=ms[start : start + 500])
         for name, text in artifacts.items():
             self.client.log_text(self.run_id, text, f"round_{server_round:03d}/{name}")
 
-    @hookimpl
+    @hookimpl(tryfirst=True)
     def on_run_end(self, run: RunInfo, summary: RunSummary) -> None:
         if self.run_id is None:
             return
@@ -116,3 +161,4 @@ class MlflowTracker:
             self.client.log_text(self.run_id, summary.error, "error.txt")
         self.client.log_metric(self.run_id, "run/wall_seconds", summary.wall_seconds)
         self.client.set_terminated(self.run_id, status=summary.status)
+        self.status = summary.status

@@ -72,7 +72,7 @@ def test_advbench_schema_errors(tmp_path, text, message):
 def test_cai_and_mtbench_schema_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "Which is better? (A) or (B)", "corrects": [" (A)"]}\n')
-    with pytest.raises(EvalDataError, match=r"bad.jsonl:1: prompt is not in the"):
+    with pytest.raises(EvalDataError, match=r"bad.jsonl row 1: prompt is not in the"):
         load_cai_hhh(bad)
     bad.write_text('{"question_id": 1, "category": "writing", "turns": ["only one"]}\n')
     refs = tmp_path / "refs.jsonl"
@@ -83,7 +83,7 @@ def test_cai_and_mtbench_schema_errors(tmp_path):
     with pytest.raises(EvalDataError, match="math question 1 has no reference answer"):
         load_mtbench(bad, refs)
     bad.write_text("not json\n")
-    with pytest.raises(EvalDataError, match="bad.jsonl:1 is not valid JSON"):
+    with pytest.raises(EvalDataError, match=r"bad.jsonl row 1: not valid JSON"):
         load_judge_prompts(bad)
 
 

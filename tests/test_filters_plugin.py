@@ -39,6 +39,20 @@ def test_each_sample_is_scored_once_per_run_however_often_its_client_is_sampled(
     assert len(lg3.cache) == len(samples)
 
 
+def test_the_score_cache_survives_a_checkpoint_and_is_discarded_for_another_guard(lg3, samples, tmp_path):
+    lg3.pre_local_train(client_id=0, samples=samples, server_round=1)
+    lg3.checkpoint_state(directory=tmp_path)
+    assert samples[0].prompt not in (tmp_path / "filter-lg3" / "scores.json").read_text()  # digests, no text
+    resumed = LlamaGuardFilter(model="tiny-random", max_length=4096, batch_size=4)
+    resumed.scorer.score = lambda batch: pytest.fail("a restored sample was scored again")
+    resumed.restore_state(directory=tmp_path)
+    again = resumed.pre_local_train(client_id=0, samples=samples, server_round=2)
+    assert again.scores == lg3.cache.scores(samples)
+    other = LlamaGuardFilter(model="tiny-random", max_length=2048)
+    other.restore_state(directory=tmp_path)
+    assert len(other.cache) == 0  # scores of another configuration are not reused
+
+
 def test_threshold_decides_on_the_unsafe_score(lg3, samples):
     scores = lg3.pre_local_train(client_id=0, samples=samples, server_round=1).scores
     middle = sorted(scores)[len(scores) // 2]
@@ -70,7 +84,7 @@ def test_malformed_training_file_names_the_row(tmp_path):
     result = CliRunner().invoke(main, ["filter", "train", "--filter", "embed-lr", "--data", str(data),
                                        "--out", str(tmp_path / "f")])
     assert result.exit_code == 2
-    assert "bad.jsonl row 1: missing field 'response'" in result.output
+    assert "bad.jsonl row 2: missing field 'response'" in result.output
 
 
 def test_lg3_filters_a_real_run_with_another_aggregator(tmp_path):

@@ -2,13 +2,13 @@
 
 The tiny-random round trip checks the machinery: the guard trains (its loss falls), is saved,
 loads through --filter-model with its adapter (its scores differ from the base's) and is scored
-beside its base in one table and in MLflow. A random 2-layer model cannot learn the task in a
-CI budget, so whether a fine-tuned guard beats its base is measured on smollm2-135m and
-recorded in docs/filters.md.
+beside its base in one table and in MLflow. Whether fine-tuning beats the base is checked on
+smollm2-135m: a CI-sized fine-tune, and the guard shipped in examples/guards (trained on a GPU).
 """
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -18,6 +18,9 @@ from harness.cli import main
 from harness.guard.labelled import DataSpec, labelled_set
 from harness.tracking import default_tracking_uri
 from plugins.filters.lg3 import LlamaGuardFilter
+
+
+SHIPPED_GUARD = Path(__file__).resolve().parents[1] / "examples" / "guards" / "smollm2-135m-lg3"
 
 
 def invoke(*args: str) -> str:
@@ -70,3 +73,20 @@ def test_embed_lr_round_trip_detects_unsafe_square_responses(shared_data, tmp_pa
     accuracy, precision, recall, hmean, n = table_row(output, f"embed-lr:{head}")
     assert n == 100  # 50 safe + 50 unsafe held-out SQuARe responses
     assert accuracy > 50 and hmean > 50  # above the chance level of a balanced set (53.0 / 55.2 when written)
+
+
+@pytest.mark.slow
+def test_smollm2_guard_fine_tuned_beats_its_base_on_held_out_square(shared_data, tmp_path):
+    """The base SmolLM2 never answers 'unsafe' (Hmean 0); 8 LoRA steps on the train split already make
+    it flag held-out unsafe replies, and the shipped 5-epoch guard does too (its numbers: its README)."""
+    data = f"square={shared_data / 'square'}"
+    out, guard = tmp_path / "runs", tmp_path / "guard"
+    invoke("filter", "train", "--base", "smollm2-135m", "--data", data, "--out", str(guard), "--max-per-class", "16",
+           "--max-steps", "8", "--batch-size", "4", "--lr", "1e-3", "--max-length", "448", "--output-dir", str(out))
+    models = ["smollm2-135m", str(guard), str(SHIPPED_GUARD)]
+    output = invoke("filter", "eval", *[arg for m in models for arg in ("--filter-model", m)], "--data", data,
+                    "--max-per-class", "10", "--filter-opt", "max_length=448", "--output-dir", str(out))
+    base, tuned, shipped = (table_row(output, f"lg3:{m}") for m in models)
+    assert base[4] == tuned[4] == shipped[4] == 20
+    assert base[3] == 0.0  # the base guard flags nothing
+    assert tuned[3] > base[3] and shipped[3] > base[3]

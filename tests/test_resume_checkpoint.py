@@ -87,3 +87,35 @@ def test_no_usable_checkpoint_is_a_clear_error(tmp_path):
 def test_keep_below_two_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="keep must be >= 2"):
         CheckpointStore(tmp_path, keep=1)
+
+
+def test_files_linked_unchanged_from_an_earlier_checkpoint_are_not_synced_again(tmp_path, monkeypatch):
+    """Per-client state hard-linked into every checkpoint must not make a round's cost grow with the clients."""
+    import os
+
+    import harness.checkpoint as checkpoint_module
+
+    live = tmp_path / "live"
+    live.mkdir()
+    for i in range(50):
+        (live / f"client_{i}.bin").write_bytes(b"c" * 64)
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(checkpoint_module.os, "fsync",
+                        lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
+
+    def write_plugins(directory):
+        for path in live.iterdir():
+            os.link(path, directory / path.name)
+
+    store = CheckpointStore(tmp_path / "run")
+    state = {"w": torch.zeros(3)}
+    sampler = np.random.default_rng(0).bit_generator.state
+    store.save(2, state, sampler, {}, write_plugins)
+    assert sum("client_" in p for p in synced) == 50
+    synced.clear()
+    (live / "client_7.bin").unlink()
+    (live / "client_7.bin").write_bytes(b"new")  # one client trained this round
+    store.save(3, state, sampler, {}, write_plugins)
+    assert [p.rsplit("/", 1)[1] for p in synced if "client_" in p] == ["client_7.bin"]
+    assert store.verify(store.complete()[0])["files"]["plugins/client_7.bin"]["size"] == 3

@@ -84,3 +84,15 @@ def test_cli_errors_are_clear(tmp_path):
     result = runner.invoke(main, ["suite", "paper-table1", "--row", "fl-fedavg", "--seeds", "0",
                                   "--output-dir", str(tmp_path)])
     assert result.exit_code == 2 and "--seeds must be >= 1" in result.output
+
+
+def test_table1_filter_rows_use_the_given_guard(tmp_path):
+    from harness.suite import paper_table1
+
+    rows = {row.name: row for row in paper_table1("guards/g").rows}
+    filtered = [name for name, row in rows.items() if row.filter == "lg3"]
+    assert sorted(filtered) == ["fl+filter+cai-fedavg", "fl+filter+cai-scaffold", "fl+filter-fedavg", "fl+filter-scaffold"]
+    assert all(rows[name].filter_options == {"model": "guards/g"} for name in filtered)
+    cfg = row_config(paper_table1("guards/g"), settings(tmp_path, seeds=1), rows["fl+filter-scaffold"], 0, "sqlite://", ())
+    assert cfg.plugins.filter_options == {"model": "guards/g"} and cfg.plugins.agg == "scaffold"
+    assert all(row.filter_options == {} for row in paper_table1().rows)

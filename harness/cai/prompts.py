@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import csv
-import gzip
-import json
 from pathlib import Path
 
 from harness.data.demo import demo_samples
 from harness.data.samples import DataError
+from harness.jsonl import read_jsonl
 
 SOURCES_HELP = (
     "demo (the demo set's harmful prompts), a .csv with a 'goal' or 'prompt' column (AdvBench), "
@@ -34,7 +33,7 @@ def load_prompts(source: str, limit: int | None = None) -> list[str]:
         if name.endswith(".csv"):
             prompts = _csv_prompts(path)
         elif name.endswith((".jsonl", ".jsonl.gz")):
-            prompts = _jsonl_prompts(path)
+            prompts = [_row_prompt(row, path, i) for i, row in read_jsonl(path, DataError)]
         elif name.endswith(".txt"):
             prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         else:
@@ -53,25 +52,10 @@ def _csv_prompts(path: Path) -> list[str]:
         return [row[column].strip() for row in reader if row[column] and row[column].strip()]
 
 
-def _jsonl_prompts(path: Path) -> list[str]:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    prompts = []
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path} row {i}: not valid JSON ({exc.msg})") from exc
-            prompts.append(_row_prompt(row, path, i))
-    return prompts
-
-
-def _row_prompt(row, path: Path, index: int) -> str:
-    if isinstance(row, dict) and isinstance(row.get("prompt"), str):
+def _row_prompt(row: dict, path: Path, index: int) -> str:
+    if isinstance(row.get("prompt"), str):
         return row["prompt"].strip()
-    if isinstance(row, dict) and isinstance(row.get("chosen"), str):  # hh-rlhf: the first human turn
+    if isinstance(row.get("chosen"), str):  # hh-rlhf: the first human turn
         first = row["chosen"].split("\n\nHuman:", 1)[-1].split("\n\nAssistant:", 1)[0].strip()
         if first:
             return first

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import gzip
 import json
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from harness.data.demo import demo_refusals, demo_samples
 from harness.data.samples import DataError, to_sample
+from harness.jsonl import read_jsonl
 from harness.types import ChatSample
 
 HH_RLHF_HUB = "Anthropic/hh-rlhf"
@@ -24,10 +26,10 @@ def split_transcript(text: str, source: str, index: int) -> tuple[str, str]:
     return prompt, reply.strip()
 
 
-def hh_rlhf_rows(rows, source: str) -> tuple[list[ChatSample], list[ChatSample]]:
-    """hh-rlhf pairs: ``chosen`` -> acceptable, ``rejected`` -> red (as the harness labels them)."""
+def hh_rlhf_rows(rows: Iterable[tuple[int, Any]], source: str) -> tuple[list[ChatSample], list[ChatSample]]:
+    """hh-rlhf pairs from ``(row number, row)``: ``chosen`` -> acceptable, ``rejected`` -> red."""
     good, bad = [], []
-    for i, row in enumerate(rows):
+    for i, row in rows:
         if not isinstance(row, dict) or not isinstance(row.get("chosen"), str) or not isinstance(row.get("rejected"), str):
             raise DataError(f"{source} row {i}: expected string fields 'chosen' and 'rejected'")
         prompt, chosen = split_transcript(row["chosen"], source, i)
@@ -44,17 +46,14 @@ def load_hh_rlhf(path: str | None) -> tuple[list[ChatSample], list[ChatSample]]:
         from datasets import load_dataset
 
         rows = load_dataset(HH_RLHF_HUB, data_dir="harmless-base", split="test")
-        return hh_rlhf_rows(rows, f"{HH_RLHF_HUB}:harmless-base")
+        return hh_rlhf_rows(enumerate(rows, 1), f"{HH_RLHF_HUB}:harmless-base")
     p = Path(path)
     if p.is_dir():
         candidates = [p / "test.jsonl.gz", p / "harmless-base" / "test.jsonl.gz"]
         p = next((c for c in candidates if c.is_file()), candidates[0])
     if not p.is_file():
         raise DataError(f"hh-rlhf file {p} does not exist")
-    opener = gzip.open if p.suffix == ".gz" else open
-    with opener(p, "rt", encoding="utf-8") as fh:
-        rows = [_json_line(line, str(p), i) for i, line in enumerate(fh) if line.strip()]
-    return hh_rlhf_rows(rows, str(p))
+    return hh_rlhf_rows(read_jsonl(p, DataError), str(p))
 
 
 def load_square(path: str | None) -> tuple[list[ChatSample], list[ChatSample]]:
@@ -70,7 +69,7 @@ def load_square(path: str | None) -> tuple[list[ChatSample], list[ChatSample]]:
     if not isinstance(rows, list):
         raise DataError(f"{p}: expected a JSON list of SQuARe responses")
     good, bad = [], []
-    for i, row in enumerate(rows):
+    for i, row in enumerate(rows, 1):
         if not isinstance(row, dict) or "acceptable?" not in row:
             raise DataError(f"{p} row {i}: missing field 'acceptable?'")
         sample = to_sample(
@@ -89,29 +88,29 @@ def load_square(path: str | None) -> tuple[list[ChatSample], list[ChatSample]]:
     return good, bad
 
 
-def _json_line(line: str, source: str, index: int):
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{source} row {index}: not valid JSON ({exc.msg})") from exc
-
-
 def load_rows_file(path: Path) -> tuple[list[ChatSample], list[ChatSample]]:
     """A local .jsonl/.json file of {prompt, response, is_harmful[, category]} rows."""
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
-        rows = [_json_line(line, str(path), i) for i, line in enumerate(text.splitlines()) if line.strip()]
-    else:
-        rows = json.loads(text)
-    return _split_labelled([to_sample(r, str(path), i) for i, r in enumerate(rows)], str(path))
+        return _split_labelled(read_jsonl(path, DataError), str(path))
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(rows, list):
+        raise DataError(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
+    return _split_labelled(enumerate(rows, 1), str(path))
 
 
-def _split_labelled(samples: list[ChatSample], source: str) -> tuple[list[ChatSample], list[ChatSample]]:
-    unlabelled = [i for i, s in enumerate(samples) if s.is_harmful is None]
-    if unlabelled:
-        raise DataError(f"{source} row {unlabelled[0]}: missing field 'is_harmful' (needed to build a mixture)")
+def _split_labelled(rows: Iterable[tuple[int, Any]], source: str) -> tuple[list[ChatSample], list[ChatSample]]:
+    """(acceptable, red) samples of ``(row number, row)``; every row needs ``is_harmful``."""
+    samples = []
+    for i, row in rows:
+        sample = to_sample(row, source, i)
+        if sample.is_harmful is None:
+            raise DataError(f"{source} row {i}: missing field 'is_harmful' (needed to build a mixture)")
+        samples.append(sample)
     return [s for s in samples if not s.is_harmful], [s for s in samples if s.is_harmful]
 
 
@@ -130,5 +129,5 @@ def load_labelled(source: str, path: str | None, pool: int, seed: int) -> tuple[
         from datasets import load_dataset
 
         rows = load_dataset(source, split="train")
-        return _split_labelled([to_sample(dict(r), source, i) for i, r in enumerate(rows)], source)
+        return _split_labelled(((i, dict(r)) for i, r in enumerate(rows, 1)), source)
     raise DataError(f"unknown data source {source!r}: use demo, square, hh-rlhf, a .jsonl/.json file or a hub id")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.evals.files import EvalDataError
+from harness.jsonl import read_jsonl
 
 HHH_SUBSETS = ("harmless", "helpful", "honest", "other")
 CAI_ONLY_SUBSET = "red-team"  # the 217 CAI pairs that are not in BIG-bench
@@ -63,21 +64,6 @@ def choice_prompt(context: str, first: str, second: str) -> str:
     return f"{_CHOICE_HEAD}{context}{_CHOICE_ASK} (A) [[[{first}]]]\n (B) [[[{second}]]]{_CHOICE_TAIL}"
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvalDataError(f"{path}:{n} is not valid JSON: {exc}") from exc
-        if not isinstance(row, dict):
-            raise EvalDataError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
-    return rows
-
-
 def _require(row: dict[str, Any], fields: dict[str, type], where: str) -> None:
     for name, kind in fields.items():
         if not isinstance(row.get(name), kind):
@@ -113,7 +99,7 @@ def load_bigbench_hhh(root: dict[str, Path]) -> list[HHHItem]:
         examples = task.get("examples") if isinstance(task, dict) else None
         if not isinstance(examples, list) or not examples:
             raise EvalDataError(f"{path}: expected a BIG-bench task with a non-empty 'examples' list")
-        for n, ex in enumerate(examples):
+        for n, ex in enumerate(examples, 1):
             where = f"{path} example {n}"
             _require(ex, {"input": str, "target_scores": dict}, where)
             scores = ex["target_scores"]
@@ -132,8 +118,8 @@ def load_cai_hhh(path: Path, bigbench: list[HHHItem] = ()) -> list[HHHItem]:
     """The 438-item set; items also in ``bigbench`` get its subset, the others ``red-team``."""
     subset_of = {frozenset(map(_norm, item.options)): item.subset for item in bigbench}
     items = []
-    for n, row in enumerate(_read_jsonl(path), 1):
-        where = f"{path}:{n}"
+    for n, row in read_jsonl(path, EvalDataError):
+        where = f"{path} row {n}"
         _require(row, {"prompt": str, "corrects": list}, where)
         match = _CHOICE_RE.match(row["prompt"])
         if match is None:
@@ -152,15 +138,15 @@ def load_cai_hhh(path: Path, bigbench: list[HHHItem] = ()) -> list[HHHItem]:
 def load_mtbench(questions: Path, references: Path) -> list[MTBenchQuestion]:
     """MT-Bench's two-turn questions with FastChat's GPT-4 reference answers where the category needs one."""
     refs: dict[int, tuple[str, str]] = {}
-    for n, row in enumerate(_read_jsonl(references), 1):
-        _require(row, {"question_id": int, "choices": list}, f"{references}:{n}")
+    for n, row in read_jsonl(references, EvalDataError):
+        _require(row, {"question_id": int, "choices": list}, f"{references} row {n}")
         turns = row["choices"][0].get("turns") if row["choices"] else None
         if not isinstance(turns, list) or len(turns) < 2:
-            raise EvalDataError(f"{references}:{n}: choices[0].turns must hold two reference answers")
+            raise EvalDataError(f"{references} row {n}: choices[0].turns must hold two reference answers")
         refs[row["question_id"]] = (turns[0], turns[1])
     out = []
-    for n, row in enumerate(_read_jsonl(questions), 1):
-        where = f"{questions}:{n}"
+    for n, row in read_jsonl(questions, EvalDataError):
+        where = f"{questions} row {n}"
         _require(row, {"question_id": int, "category": str, "turns": list}, where)
         if len(row["turns"]) != 2 or not all(isinstance(t, str) for t in row["turns"]):
             raise EvalDataError(f"{where}: MT-Bench questions have exactly two string turns, got {len(row['turns'])}")
@@ -176,7 +162,7 @@ def load_mtbench(questions: Path, references: Path) -> list[MTBenchQuestion]:
 def load_judge_prompts(path: Path) -> dict[str, JudgePrompt]:
     """FastChat's judge prompts by name (``single-v1``, ``single-math-v1-multi-turn``, ...)."""
     prompts = {}
-    for n, row in enumerate(_read_jsonl(path), 1):
-        _require(row, {"name": str, "system_prompt": str, "prompt_template": str}, f"{path}:{n}")
+    for n, row in read_jsonl(path, EvalDataError):
+        _require(row, {"name": str, "system_prompt": str, "prompt_template": str}, f"{path} row {n}")
         prompts[row["name"]] = JudgePrompt(row["name"], row["system_prompt"], row["prompt_template"])
     return prompts

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from harness.guard.samples import sample_key
 from harness.types import ChatSample, FilterVerdict
 
 
 class ScoreCache:
-    """Scores samples with ``score_fn`` (a batch function), remembering every answer."""
+    """Scores samples with ``score_fn`` (a batch function), remembering every answer by the sample's digest."""
 
     def __init__(self, score_fn: Callable[[list[ChatSample]], list[float]]):
         self.score_fn = score_fn
-        self._scores: dict[tuple[str, str], float] = {}
+        self._scores: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._scores)
@@ -22,9 +24,9 @@ class ScoreCache:
         self._scores.clear()
 
     def scores(self, samples: Sequence[ChatSample]) -> list[float]:
-        new: dict[tuple[str, str], ChatSample] = {}
-        for s in samples:
-            key = sample_key(s)
+        keys = [sample_key(s) for s in samples]
+        new: dict[str, ChatSample] = {}
+        for key, s in zip(keys, samples):
             if key not in self._scores:
                 new.setdefault(key, s)
         if new:
@@ -32,7 +34,23 @@ class ScoreCache:
             if len(fresh) != len(new):
                 raise RuntimeError(f"scoring returned {len(fresh)} scores for {len(new)} samples")
             self._scores.update(zip(new, map(float, fresh)))
-        return [self._scores[sample_key(s)] for s in samples]
+        return [self._scores[key] for key in keys]
+
+    def save(self, path: Path, identity: str) -> None:
+        """Write the scores (digests only, no sample text) with the scorer's ``identity``."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"identity": identity, "scores": self._scores}))
+
+    def load(self, path: Path, identity: str) -> bool:
+        """Replace the scores with those in ``path`` if it holds ``identity``'s; else start empty."""
+        self._scores = {}
+        if not path.is_file():
+            return False
+        saved = json.loads(path.read_text())
+        if saved.get("identity") != identity:
+            return False
+        self._scores = {str(k): float(v) for k, v in saved["scores"].items()}
+        return True
 
 
 def threshold_verdict(scores: list[float], threshold: float) -> FilterVerdict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 
@@ -22,6 +23,6 @@ def check_samples(samples: Sequence, where: str) -> None:
                 raise FilterInputError(f"{where} sample {i}: {field} is empty")
 
 
-def sample_key(sample) -> tuple[str, str]:
-    """What a filter's verdict depends on: the (prompt, response) text."""
-    return sample.prompt, sample.response
+def sample_key(sample) -> str:
+    """What a filter's verdict depends on, the (prompt, response) text, as a SHA-256 digest."""
+    return hashlib.sha256(f"{len(sample.prompt)}:{sample.prompt}{sample.response}".encode()).hexdigest()

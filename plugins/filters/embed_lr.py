@@ -9,33 +9,31 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from harness.guard.cache import ScoreCache, check_threshold, threshold_verdict
 from harness.guard.embedding import LogisticHead, SentenceEncoder, fit_head
 from harness.guard.samples import check_samples
 from harness.guard.settings import FilterTrainSettings
-from harness.hookspecs import hookimpl
+from harness.guard.threshold_filter import ThresholdFilter
 from harness.types import ChatSample
 
 
-class EmbedLRFilter:
+class EmbedLRFilter(ThresholdFilter):
+    name = "embed-lr"
+
     def __init__(self, model: str | None = None, threshold: float = 0.5, batch_size: int = 32):
         if not model:
             raise ValueError("embed-lr needs model=DIR (a head trained by `harness filter train --filter embed-lr`)")
-        self.head = LogisticHead.load(model)
-        self.threshold = check_threshold(threshold)
-        self.batch_size = batch_size
+        super().__init__(threshold)
+        self.model, self.head, self.batch_size = str(model), LogisticHead.load(model), batch_size
         self._encoder: SentenceEncoder | None = None
-        self.cache = ScoreCache(self._score)
+
+    @property
+    def identity(self) -> str:
+        return f"embed-lr model={self.model}"
 
     def _score(self, samples: list[ChatSample]) -> list[float]:
         if self._encoder is None:
             self._encoder = SentenceEncoder(self.head.encoder, self.batch_size)
         return self.head.predict(self._encoder.encode([s.response for s in samples])).tolist()
-
-    @hookimpl
-    def pre_local_train(self, client_id, samples, server_round):
-        check_samples(samples, f"client {client_id}")
-        return threshold_verdict(self.cache.scores(samples), self.threshold)
 
     @classmethod
     def train(cls, samples: list[ChatSample], out: Path, base: str | None, settings: FilterTrainSettings) -> dict:

@@ -10,27 +10,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.guard.cache import ScoreCache, check_threshold, threshold_verdict
 from harness.guard.finetune import train_guard
-from harness.guard.settings import FilterTrainSettings
-from harness.guard.samples import check_samples
 from harness.guard.scoring import SCORE_MODES, GuardScorer, load_guard
-from harness.hookspecs import hookimpl
+from harness.guard.settings import FilterTrainSettings
+from harness.guard.threshold_filter import ThresholdFilter
 from harness.models import SMOLLM2
 from harness.types import ChatSample
 
 
-class LlamaGuardFilter:
+class LlamaGuardFilter(ThresholdFilter):
+    name = "lg3"
+
     def __init__(self, model: str = SMOLLM2, threshold: float = 0.5, batch_size: int = 8,
                  max_length: int = 1024, score: str = "pair"):
         if score not in SCORE_MODES:
             raise ValueError(f"score must be one of {', '.join(SCORE_MODES)}, got {score!r}")
         if batch_size < 1 or max_length < 64:
             raise ValueError("batch_size must be >= 1 and max_length >= 64")
-        self.model, self.threshold = str(model), check_threshold(threshold)
-        self.batch_size, self.max_length, self.score_mode = batch_size, max_length, score
+        super().__init__(threshold)
+        self.model, self.batch_size, self.max_length, self.score_mode = str(model), batch_size, max_length, score
         self._scorer: GuardScorer | None = None
-        self.cache = ScoreCache(self._score)
+
+    @property
+    def identity(self) -> str:
+        return f"lg3 model={self.model} max_length={self.max_length} score={self.score_mode}"
 
     @property
     def scorer(self) -> GuardScorer:
@@ -41,11 +44,6 @@ class LlamaGuardFilter:
 
     def _score(self, samples: list[ChatSample]) -> list[float]:
         return self.scorer.score(samples)
-
-    @hookimpl
-    def pre_local_train(self, client_id, samples, server_round):
-        check_samples(samples, f"client {client_id}")
-        return threshold_verdict(self.cache.scores(samples), self.threshold)
 
     @classmethod
     def train(cls, samples: list[ChatSample], out: Path, base: str | None, settings: FilterTrainSettings) -> dict:

@@ -46,11 +46,13 @@ def registry_selection(agg: str):
 
 @pytest.mark.parametrize("model", ["tiny-random", "smollm2-135m"])
 def test_round_time_scaffold_over_fedavg(benchmark, tmp_path, model):
-    """Same clients, data, steps and optimizer (sgd); rounds alternate between the two aggregators."""
+    """Same clients, data, steps and optimizer (sgd); rounds alternate between the two aggregators, and
+    so does which of the two runs a round first."""
     engines = {agg: engine(tmp_path, agg, model) for agg in ("fedavg", "scaffold")}
     times: dict[str, list[float]] = {agg: [] for agg in engines}
     for r in range(1, 8):
-        for agg, eng in engines.items():
+        order = list(engines.items())
+        for agg, eng in order if r % 2 else reversed(order):  # ABBA: neither always runs second
             start = time.perf_counter()
             eng.run_round(r)
             if r > 1:  # round 1 warms caches (tokenisation)

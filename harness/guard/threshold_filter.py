@@ -1,0 +1,46 @@
+"""Base of the score-and-threshold filters: verdicts from a per-run score cache that survives ``--resume``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.guard.cache import ScoreCache, check_threshold, threshold_verdict
+from harness.guard.samples import check_samples
+from harness.hookspecs import hookimpl
+from harness.types import ChatSample
+
+SCORES_FILE = "scores.json"
+
+
+class ThresholdFilter:
+    """Drops a sample when its score (P(unsafe)) is at or above ``threshold``; subclasses implement ``_score``."""
+
+    name: str
+
+    def __init__(self, threshold: float):
+        self.threshold = check_threshold(threshold)
+        self.cache = ScoreCache(self._score)
+
+    def _score(self, samples: list[ChatSample]) -> list[float]:
+        raise NotImplementedError
+
+    @property
+    def identity(self) -> str:
+        """What the scores depend on (a restored cache from another scorer is discarded)."""
+        raise NotImplementedError
+
+    def _cache_file(self, directory: Path) -> Path:
+        return directory / f"filter-{self.name}" / SCORES_FILE
+
+    @hookimpl
+    def pre_local_train(self, client_id, samples, server_round):
+        check_samples(samples, f"client {client_id}")
+        return threshold_verdict(self.cache.scores(samples), self.threshold)
+
+    @hookimpl
+    def checkpoint_state(self, directory: Path) -> None:
+        self.cache.save(self._cache_file(directory), self.identity)
+
+    @hookimpl
+    def restore_state(self, directory: Path) -> None:
+        self.cache.load(self._cache_file(directory), self.identity)

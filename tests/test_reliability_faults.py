@@ -1,0 +1,154 @@
+"""Issue #10, item 2: a plugin that raises is named (plugin and package), the MLflow run is marked FAILED
+with the traceback, the last checkpoint stays intact and ``--resume`` ends with the uninterrupted result;
+an aggregator's malformed result is rejected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from harness import plugins as registry
+from harness.adapters import AdapterStateError
+from harness.checkpoint import CheckpointStore
+from harness.cli import main, selection
+from harness.engine import RoundEngine
+from harness.hookspecs import hookimpl
+from harness.tracking import MlflowTracker, default_tracking_uri, find_run
+from harness.types import AggregateResult
+from plugins.aggregators.fedavg import FedAvg
+from tests.helpers import smoke_config
+
+RUN = "fault-test"
+FLAGS = ["--preset", "smoke", "--rounds", "3", "--local-optimizer", "sgd", "--set", "plugins.evals=[]",
+         "--run-name", RUN, "--no-progress"]
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, ["run", *args], catch_exceptions=False)
+
+
+def run_dir(out: Path) -> Path:
+    return out / "runs" / RUN
+
+
+def final_adapter(out: Path) -> bytes:
+    return (run_dir(out) / "final_adapter" / "adapter_model.safetensors").read_bytes()
+
+
+def only_run(out: Path):
+    client = MlflowClient(default_tracking_uri(out))
+    (run,) = client.search_runs([client.get_experiment_by_name("fedllm-harness").experiment_id])
+    return client, run
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """An uninterrupted 3-round run."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    assert cli(*FLAGS, "--output-dir", str(out)).exit_code == 0
+    return out
+
+
+FEDAVG_AGGREGATE = FedAvg.aggregate
+
+
+@hookimpl
+def aggregate_failing_in_round_2(self, server_round, global_state, updates, num_clients_total):
+    if server_round == 2:
+        raise RuntimeError("injected aggregator fault")
+    return FEDAVG_AGGREGATE(self, server_round, global_state, updates, num_clients_total)
+
+
+@pytest.mark.slow
+def test_plugin_exception_names_plugin_marks_run_failed_and_resume_matches(tmp_path, reference, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setattr(FedAvg, "aggregate", aggregate_failing_in_round_2)
+    failed = cli(*FLAGS, "--output-dir", str(out))
+    monkeypatch.undo()
+
+    assert failed.exit_code == 1
+    client, run = only_run(out)
+    assert ("plugin agg:fedavg (fedllm-harness " in failed.output and "raised in hook aggregate: "
+            "RuntimeError: injected aggregator fault" in failed.output)
+    assert f"harness run --resume {run.info.run_id}" in failed.output
+    assert run.info.status == "FAILED"
+    error = client.download_artifacts(run.info.run_id, "error.txt", str(tmp_path))
+    text = Path(error).read_text()
+    assert "Traceback" in text and "injected aggregator fault" in text and "plugin agg:fedavg (fedllm-harness" in text
+    assert CheckpointStore(run_dir(out)).load_latest().next_round == 2  # round 1 intact, nothing half-written
+
+    resumed = cli("--resume", RUN, "--output-dir", str(out), "--no-progress")
+    assert resumed.exit_code == 0, resumed.output
+    client, run = only_run(out)
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3]
+    assert final_adapter(out) == final_adapter(reference)
+
+
+class FailAfterLoggingRound2:
+    """Raises in on_round_end of round 2 after the MLflow tracker has logged the round."""
+
+    @hookimpl(trylast=True)
+    def on_round_end(self, server_round, metrics, artifacts):
+        if server_round == 2:
+            raise RuntimeError("injected on_round_end fault")
+
+
+def run_in_process(out: Path, *extra, resume: bool = False):
+    cfg = smoke_config(out.parent, **{"output_dir": str(out), "federation.rounds": 3, "plugins.evals": [],
+                                      "federation.local_optimizer": "sgd", "tracking.run_name": RUN})
+    uri = default_tracking_uri(out)
+    tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir,
+                            run_id=find_run(uri, RUN).info.run_id if resume else None)
+    pm = registry.build_manager(selection(cfg), extra=[tracker, *extra])
+    return RoundEngine(cfg, pm, progress=False, resume=resume).run()
+
+
+@pytest.mark.slow
+def test_round_already_logged_when_a_later_hook_failed_is_not_logged_twice(tmp_path, reference):
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="injected on_round_end fault") as caught:
+        run_in_process(out, FailAfterLoggingRound2())
+    assert caught.value.plugin_fault.hook == "on_round_end"
+    assert "FailAfterLoggingRound2 (not from an installed package)" in caught.value.plugin_fault.plugin
+    client, run = only_run(out)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2]
+
+    assert run_in_process(out, resume=True).status == "FINISHED"
+    for key in ("train/loss", "time/round_seconds", "comm/bytes_up"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2, 3], key
+    assert final_adapter(out) == final_adapter(reference)
+
+
+class BadAggregator:
+    """Answers the aggregate hook first, with a state broken by ``damage``."""
+
+    def __init__(self, damage):
+        self.damage = damage
+
+    @hookimpl(tryfirst=True)
+    def aggregate(self, server_round, global_state, updates, num_clients_total):
+        state = {n: t.clone() for n, t in global_state.items()}
+        name = next(iter(state))
+        state[name] = self.damage(state[name])
+        return AggregateResult(state)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda t: t[:-1], r"has shape \(\d+, \d+\) dtype torch.float32, expected \(\d+, \d+\) torch.float32"),
+    (lambda t: t.double(), "dtype torch.float64, expected"),
+    (lambda t: t.fill_(float("nan")), r"non-finite values \(NaN/Inf\)"),
+    (lambda t: t.fill_(float("inf")), r"non-finite values \(NaN/Inf\)"),
+], ids=["shape", "dtype", "nan", "inf"])
+def test_malformed_aggregator_result_is_rejected_and_the_checkpoint_kept(tmp_path, damage, message):
+    cfg = smoke_config(tmp_path, **{"federation.rounds": 1, "federation.local_steps": 1, "plugins.evals": []})
+    engine = RoundEngine(cfg, registry.build_manager(selection(cfg), extra=[BadAggregator(damage)]), progress=False)
+    with pytest.raises(AdapterStateError, match=f"aggregator 'fedavg': .*{message}"):
+        engine.run()
+    checkpoint = engine.checkpoints.load_latest()
+    assert checkpoint.next_round == 1
+    assert all(torch.isfinite(t).all() for t in checkpoint.global_state.values())
