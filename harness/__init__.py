@@ -1,3 +1,10 @@
 """fedllm-harness: a plugin-based benchmark harness for responsible federated LLM fine-tuning."""
 
+import os
+
+# OpenMP threads that spin while waiting collapse when the CPU is shared (another run, a test suite):
+# with 2 threads on a loaded 2-core machine a SmolLM2 training step ran 6x slower spinning than sleeping
+# (docs/performance.md). Set before torch loads its OpenMP runtime; an explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"

@@ -7,11 +7,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from torch.profiler import record_function
 
 from harness.types import ChatSample, LocalTrainInfo
 
 IGNORE = -100
+BUCKET_WINDOW = 8
+"""Length bucketing: a round's samples are sorted by length within windows of this many batches."""
+FUSED_LOSS_MODELS = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+"""Causal LMs whose logits are a plain ``lm_head(hidden)``: their loss can skip unlabelled positions."""
 
 
 @dataclass
@@ -72,6 +78,56 @@ def make_optimizer(name: str, params: list[torch.nn.Parameter], lr: float) -> to
     return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
 
 
+def batch_plan(
+    data: TokenizedSamples, order: Sequence[int], cursor: int, steps: int, batch_size: int,
+    bucket_window: int = BUCKET_WINDOW,
+) -> list[list[int]]:
+    """The round's ``steps`` batches: the ``steps * batch_size`` indices of ``order`` cycled from ``cursor``.
+
+    Exactly the samples (with multiplicity) that consecutive batches would take, so the data cursor, and
+    with it resume, is unchanged. With ``bucket_window > 1`` they are regrouped by length: the stream is
+    cut into windows of ``bucket_window`` batches (at most one pass over ``order``, so a window never
+    holds a sample twice), each window is sorted by token length into batches, and the window's batches
+    are shuffled by a generator seeded from the cursor and the window itself (deterministic: the same
+    seed, order and cursor give the same batches; no global RNG is touched).
+    """
+    stream = [order[(cursor + j) % len(order)] for j in range(steps * batch_size)]
+    per_window = max(1, min(bucket_window, len(order) // batch_size)) * batch_size
+    if per_window <= batch_size:
+        return [stream[k : k + batch_size] for k in range(0, len(stream), batch_size)]
+    batches: list[list[int]] = []
+    for start in range(0, len(stream), per_window):
+        window = stream[start : start + per_window]
+        ranked = sorted(window, key=lambda i: len(data.input_ids[i]))  # stable: ties keep stream order
+        chunks = [ranked[k : k + batch_size] for k in range(0, len(ranked), batch_size)]
+        perm = np.random.default_rng([cursor, start, *window]).permutation(len(chunks))
+        batches += [chunks[p] for p in perm]
+    return batches
+
+
+def _causal_lm(model: torch.nn.Module) -> torch.nn.Module:
+    get = getattr(model, "get_base_model", None)  # peft -> the transformers model (LoRA layers in place)
+    return get() if get is not None else model
+
+
+def causal_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token cross-entropy over labelled positions, as ``model(**batch).loss``.
+
+    For plain-head decoders (:data:`FUSED_LOSS_MODELS`) the LM head and the log-softmax run only at the
+    positions that carry a label (the reply tokens): prompt and padding positions need no logits. Other
+    models take the transformers path.
+    """
+    lm = _causal_lm(model)
+    decoder, head = getattr(lm, "model", None), getattr(lm, "lm_head", None)
+    if getattr(lm.config, "model_type", None) not in FUSED_LOSS_MODELS or decoder is None or head is None:
+        return model(**batch).loss
+    labels = batch["labels"][:, 1:]
+    keep = labels != IGNORE
+    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    logits = head(hidden[:, :-1][keep]).float()
+    return torch.nn.functional.cross_entropy(logits, labels[keep])
+
+
 def local_train(
     model: torch.nn.Module,
     params: dict[str, torch.nn.Parameter],
@@ -85,25 +141,32 @@ def local_train(
     pad_id: int,
     correct_grads: Callable[[], None] | None = None,
     on_step: Callable[[float], None] | None = None,
+    bucket_window: int = BUCKET_WINDOW,
 ) -> tuple[LocalTrainInfo, int]:
-    """``steps`` optimizer steps over ``order`` (cycled from ``cursor``); returns the info and the new cursor."""
+    """``steps`` optimizer steps over ``order`` (cycled from ``cursor``); returns the info and the new cursor.
+
+    Batches follow :func:`batch_plan` (length-bucketed unless ``bucket_window`` is 1).
+    """
     opt = make_optimizer(optimizer, list(params.values()), lr)
     model.train()
     losses, tokens, padding, step_seconds = [], 0, 0.0, 0.0
     device = next(iter(params.values())).device
-    for _ in range(steps):
-        indices = [order[(cursor + j) % len(order)] for j in range(batch_size)]
-        cursor = (cursor + batch_size) % len(order)
-        batch, pad_fraction = collate(data, indices, pad_id)
+    plan = batch_plan(data, order, cursor, steps, batch_size, bucket_window)
+    cursor = (cursor + steps * batch_size) % len(order)
+    for indices in plan:
+        with record_function("cat::data"):
+            batch, pad_fraction = collate(data, indices, pad_id)
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         start = time.perf_counter()
-        out = model(**{k: v.to(device) for k, v in batch.items()})
-        out.loss.backward()
-        if correct_grads is not None:
-            correct_grads()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        loss_t = causal_lm_loss(model, batch)
+        loss_t.backward()
+        with record_function("cat::optimizer"):
+            if correct_grads is not None:
+                correct_grads()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        loss = float(loss_t.detach())
         step_seconds += time.perf_counter() - start
-        loss = float(out.loss.detach())
         losses.append(loss)
         tokens += int(batch["attention_mask"].sum())
         padding += pad_fraction

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import harness  # noqa: F401  (first, so its OMP_WAIT_POLICY default is set before torch loads OpenMP)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HARNESS_SHARED_DATA", REPO.parent / "shared" / "data"))
 

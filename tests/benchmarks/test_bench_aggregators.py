@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import plugins as registry
 from harness.checkpoint import CheckpointStore
-from harness.engine import RoundEngine
+from harness.perf.bench import started_engine, vm_hwm_mb
 from harness.types import ClientUpdate, LocalTrainInfo
 from plugins.aggregators.scaffold import Scaffold
 from tests.helpers import smoke_config
@@ -27,21 +26,12 @@ from tests.helpers import smoke_config
 REPO = Path(__file__).resolve().parents[2]
 
 
-def engine(tmp: Path, agg: str, model: str) -> RoundEngine:
+def engine(tmp: Path, agg: str, model: str):
     settings = {"plugins.agg": agg, "plugins.evals": [], "federation.local_optimizer": "sgd",
                 "federation.rounds": 100, "federation.local_steps": 4, "tracking.run_name": agg}
     if model == "smollm2-135m":  # the demo preset's model and client work
         settings.update({"model.name": model, "model.max_length": 128, "model.lora_r": 16, "model.lora_alpha": 32})
-    cfg = smoke_config(tmp / agg, **settings)
-    eng = RoundEngine(cfg, registry.build_manager(registry_selection(agg)), progress=False)
-    eng.setup()
-    eng.run_dir.mkdir(parents=True)
-    eng.hook.on_run_start(run=eng.run_info())
-    return eng
-
-
-def registry_selection(agg: str):
-    return [("filter", "none", {}), ("agg", agg, {}), ("align", "none", {})]
+    return started_engine(smoke_config(tmp / agg, **settings), agg)
 
 
 @pytest.mark.parametrize("model", ["tiny-random", "smollm2-135m"])
@@ -68,8 +58,6 @@ def test_round_time_scaffold_over_fedavg(benchmark, tmp_path, model):
 def simulate_clients(num_clients: int, per_round: int = 20) -> dict[str, float]:
     """Every client trains once through the real scaffold plugin and a real checkpoint per round;
     the adapter has SmolLM2-135M's LoRA shapes (r=16 on q_proj/v_proj, 30 layers: 0.92 M floats)."""
-    import resource
-
     shapes = {}
     for layer in range(30):
         shapes[f"l{layer}.q.A"], shapes[f"l{layer}.q.B"] = (16, 576), (576, 16)
@@ -97,7 +85,7 @@ def simulate_clients(num_clients: int, per_round: int = 20) -> dict[str, float]:
             store.save(r + 1, x, {}, {}, lambda d: agg.checkpoint_state(directory=d))
         files = len(agg.store.files())
     return {"clients": num_clients, "c_i_files": files,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": vm_hwm_mb()}
 
 
 def test_peak_rss_is_flat_in_the_client_count(benchmark):

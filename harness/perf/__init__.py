@@ -1,0 +1,1 @@
+"""Performance helpers: FLOP counting for LoRA training, the machine's matmul peak, profile grouping."""
