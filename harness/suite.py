@@ -170,8 +170,11 @@ def finished_run(client: MlflowClient, cfg: RunConfig) -> str | None:
         return None
     query = f"attributes.status = 'FINISHED' and attributes.run_name = '{cfg.tracking.run_name}'"
     wanted = _comparable(cfg.flat_params())
+    # A setting added to the config after a run was logged is absent from that run's params: the run
+    # behaved as the setting's default does, so it still matches a config that keeps the default.
+    defaults = _comparable(RunConfig().flat_params())
     for run in client.search_runs([exp.experiment_id], filter_string=query, order_by=["attributes.start_time DESC"]):
-        if all(run.data.params.get(k) == v for k, v in wanted.items()):
+        if all(run.data.params.get(k, defaults.get(k)) == v for k, v in wanted.items()):
             return run.info.run_id
     return None
 

@@ -6,7 +6,7 @@ from mlflow.tracking import MlflowClient
 
 from harness.cli import main
 from harness.suite import Suite, SuiteError, SuiteRow, SuiteSettings, finished_run, row_config, run_suite
-from harness.tracking import default_tracking_uri
+from harness.tracking import _param_value, default_tracking_uri
 
 BOARD = """
 name: tiny
@@ -96,3 +96,18 @@ def test_table1_filter_rows_use_the_given_guard(tmp_path):
     cfg = row_config(paper_table1("guards/g"), settings(tmp_path, seeds=1), rows["fl+filter-scaffold"], 0, "sqlite://", ())
     assert cfg.plugins.filter_options == {"model": "guards/g"} and cfg.plugins.agg == "scaffold"
     assert all(row.filter_options == {} for row in paper_table1().rows)
+
+
+def test_a_run_logged_before_a_setting_existed_is_reused_only_while_the_setting_keeps_its_default(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    cfg = row_config(Suite("tiny", "", "b", (SuiteRow("fl"),)), settings(tmp_path, seeds=1), SuiteRow("fl"), 0,
+                     "sqlite://", ())
+    exp = client.create_experiment(cfg.tracking.experiment, artifact_location=str(tmp_path / "artifacts"))
+    run = client.create_run(exp, run_name=cfg.tracking.run_name)
+    for key, value in cfg.flat_params().items():
+        if key != "model.device":  # as if logged before `model.device` existed
+            client.log_param(run.info.run_id, key, _param_value(value))
+    client.set_terminated(run.info.run_id)
+    assert finished_run(client, cfg) == run.info.run_id
+    cfg.model.device = "cpu"
+    assert finished_run(client, cfg) is None
