@@ -14,6 +14,11 @@ A checkpoint is written under a ``.partial-`` name and renamed into place only o
 kill at any moment leaves either the previous or the new checkpoint, never a half-written one. The
 newest ``keep`` checkpoints stay on disk; when the newest fails verification (truncated or edited
 file) the next older one is used, with a warning that names the problem.
+
+Durability (``fsync``) and pruning run on a background thread while the next round trains: a killed
+process loses nothing (the files are in the page cache), and after a power loss or kernel crash the
+newest checkpoint may be incomplete, in which case the previous one, already on disk, is used. A checkpoint
+is pruned only after a newer one is on disk; ``save`` waits for the previous flush, so at most one runs.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import logging
 import os
 import random
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,22 +129,43 @@ class CheckpointStore:
         self.root = Path(run_dir) / "checkpoints"
         self.keep = keep
         self._digests: dict[tuple[int, int, int, int], str] = {}  # (dev, inode, size, mtime) -> sha256, synced
+        self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-flush")
+        self._pending: Future | None = None
 
-    def _digest_durably(self, path: Path) -> str:
-        """sha256 of a file, flushed to disk; a file already seen unchanged (e.g. a hard link to an
-        earlier checkpoint's c_i) is neither re-read nor re-synced, so a round's cost does not grow
-        with the number of clients."""
+    def _digest(self, path: Path, unsynced: list[str], rel: str) -> str:
+        """sha256 of a file; a file already seen unchanged (e.g. a hard link to an earlier checkpoint's
+        c_i) is neither re-read nor synced again, so a round's cost does not grow with the clients."""
         st = path.stat()
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         if key not in self._digests:
-            digest = _sha256(path)
-            with path.open("rb") as fh:
-                os.fsync(fh.fileno())
-            self._digests[key] = digest
+            self._digests[key] = _sha256(path)
+            unsynced.append(rel)
         return self._digests[key]
+
+    def flush(self) -> None:
+        """Wait until the last saved checkpoint is on disk and older ones are pruned; re-raises an error there."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _sync_and_prune(self, directory: Path, unsynced: list[str]) -> None:
+        try:
+            for rel in unsynced:
+                with (directory / rel).open("rb") as fh:
+                    os.fsync(fh.fileno())
+            _fsync_dir(directory)
+            _fsync_dir(self.root)
+        except OSError as exc:
+            raise CheckpointError(f"checkpoint {directory} could not be synced to disk: {exc}") from exc
+        for old in self._complete()[self.keep:]:
+            shutil.rmtree(old)
 
     def complete(self) -> list[Path]:
         """Finished checkpoint directories, newest first."""
+        self.flush()
+        return self._complete()
+
+    def _complete(self) -> list[Path]:
         if not self.root.is_dir():
             return []
         return sorted((p for p in self.root.glob("round_*") if p.is_dir()), reverse=True)
@@ -153,7 +180,9 @@ class CheckpointStore:
         write_plugins: Callable[[Path], None],
         pending_log: dict[str, Any] | None = None,
     ) -> Path:
-        """Write the checkpoint for ``next_round`` atomically and prune old ones; returns its directory."""
+        """Write the checkpoint for ``next_round`` atomically (synced and pruned in the background); returns
+        its directory."""
+        self.flush()
         self.root.mkdir(parents=True, exist_ok=True)
         for stale in self.root.glob(PARTIAL + "*"):
             shutil.rmtree(stale)
@@ -173,23 +202,17 @@ class CheckpointStore:
         }
         (tmp / "state.json").write_text(json.dumps(state))
         write_plugins(tmp / "plugins")
-        files = sorted(p for p in tmp.rglob("*") if p.is_file())
-        manifest = {
-            "format": FORMAT,
-            "next_round": next_round,
-            "files": {str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": self._digest_durably(p)}
-                      for p in files},
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        with (tmp / MANIFEST).open("rb") as fh:
-            os.fsync(fh.fileno())
+        unsynced: list[str] = [MANIFEST]
+        files = {}
+        for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            rel = str(path.relative_to(tmp))
+            files[rel] = {"size": path.stat().st_size, "sha256": self._digest(path, unsynced, rel)}
+        (tmp / MANIFEST).write_text(json.dumps({"format": FORMAT, "next_round": next_round, "files": files}, indent=1))
         final = self.root / name
         if final.exists():  # a resumed run redoing a round: replace the old copy
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(self.root)
-        for old in self.complete()[self.keep:]:
-            shutil.rmtree(old)
+        self._pending = self._flusher.submit(self._sync_and_prune, final, unsynced)
         return final
 
     @staticmethod
@@ -200,6 +223,7 @@ class CheckpointStore:
     # -- reading ------------------------------------------------------------------------
     def verify(self, directory: Path) -> dict[str, Any]:
         """The manifest of ``directory`` after checking every file's size and digest; else CheckpointError."""
+        self.flush()
         manifest_path = directory / MANIFEST
         try:
             manifest = json.loads(manifest_path.read_text())

@@ -22,7 +22,7 @@ from harness.data.partition import partition
 from harness.data.sources import load_labelled
 from harness.model_handle import GlobalModel
 from harness.models import attach_lora, load_base
-from harness.training import TokenizedSamples, cosine_lr, local_train, tokenize_samples
+from harness.training import TokenizedSamples, cosine_lr, local_train, seed_torch, tokenize_samples
 from harness.types import AdapterState, ChatSample, ClientUpdate, FitIns, RunInfo, RunSummary
 from harness.update_hygiene import screen_updates
 
@@ -134,7 +134,7 @@ class RoundEngine:
         load_into(self.params, self.state.global_state)
         order_rng = np.random.default_rng([fed.seed, cid])
         order = [kept[i] for i in order_rng.permutation(len(kept))]
-        torch.manual_seed(fed.seed * 1_000_003 + server_round * 10_007 + cid)
+        seed_torch(fed.seed * 1_000_003 + server_round * 10_007 + cid)
 
         def correct_grads() -> None:
             self.hook.local_grad_correction(
@@ -146,7 +146,8 @@ class RoundEngine:
         info, self.state.cursors[cid] = local_train(
             self.model, self.params, self._client_data(cid), order, self.state.cursors.get(cid, 0),
             fed.local_steps, fed.batch_size, lr, fed.local_optimizer, self.tokenizer.pad_token_id,
-            correct_grads=correct_grads, on_step=lambda loss: (bar.update(), bar.set_postfix(loss=f"{loss:.3f}")),
+            correct_grads=correct_grads if self.hook.local_grad_correction.get_hookimpls() else None,
+            on_step=(lambda loss: (bar.update(), bar.set_postfix(loss=f"{loss:.3f}"))) if self.progress else None,
         )
         bar.close()
         local_state = snapshot(self.params)
@@ -164,10 +165,14 @@ class RoundEngine:
         """Train the sampled clients one after another (the Flower engine dispatches them instead)."""
         self._client_log: list[dict] = []
         updates = []
-        for cid in tqdm(sampled, desc=f"round {server_round} clients", leave=False, disable=not self.progress):
-            update = self._train_client(server_round, cid, lr, metrics)
-            if update is not None:
-                updates.append(update)
+        self.model.train()
+        try:
+            for cid in tqdm(sampled, desc=f"round {server_round} clients", leave=False, disable=not self.progress):
+                update = self._train_client(server_round, cid, lr, metrics)
+                if update is not None:
+                    updates.append(update)
+        finally:
+            self.model.eval()
         return updates
 
     def _screen(self, server_round: int, updates: list[ClientUpdate], metrics: dict[str, float]) -> list[ClientUpdate]:
@@ -274,7 +279,9 @@ class RoundEngine:
             for server_round in tqdm(rounds, desc="rounds", disable=not self.progress, unit="round"):
                 final = self.run_round(server_round)
             adapter = self.save_final_adapter()
+            self.checkpoints.flush()
         except BaseException as exc:
+            self._flush_after_failure()
             summary = RunSummary(
                 "FAILED", self.state.next_round - 1, final, None, time.perf_counter() - started,
                 error="".join(traceback.format_exception(exc)),
@@ -284,6 +291,14 @@ class RoundEngine:
         summary = RunSummary("FINISHED", fed.rounds, final, adapter, time.perf_counter() - started)
         self.hook.on_run_end(run=info, summary=summary)
         return summary
+
+
+    def _flush_after_failure(self) -> None:
+        """Put the last checkpoint on disk for ``--resume``; the run's own error is the one reported."""
+        try:
+            self.checkpoints.flush()
+        except Exception as exc:  # noqa: BLE001 - the original failure propagates
+            log.error("the last checkpoint could not be synced to disk: %s", exc)
 
 
 def _count_filter(metrics: dict[str, float], samples: list[ChatSample], keep: list[bool]) -> None:

@@ -87,6 +87,16 @@ class FailingClient:
             raise RuntimeError("disk full on client 1")
 
 
+class NanClient:
+    """Client side: client 2 sends a NaN adapter in round 2 (the server's update screening must drop it)."""
+
+    @hookimpl
+    def client_fit_end(self, client_id, server_round, local_state, global_state, fit_ins, train_info):
+        if (client_id, server_round) == (2, 2):
+            for tensor in local_state.values():
+                tensor.fill_(float("nan"))
+
+
 class RoundMetrics:
     def __init__(self):
         self.rounds: list[tuple[dict, dict]] = []
@@ -97,18 +107,23 @@ class RoundMetrics:
 
 
 @pytest.mark.slow
-def test_a_failing_client_is_reported_and_the_round_aggregates_the_others(tmp_path):
+def test_failing_and_nan_clients_are_reported_and_the_round_aggregates_the_others(tmp_path):
     cfg = smoke_config(tmp_path, **{"federation.num_clients": 3, "federation.clients_per_round": 3,
                                     "plugins.evals": []})
     recorder = RoundMetrics()
     tracker = MlflowTracker(default_tracking_uri(cfg.output_dir), cfg.tracking.experiment, cfg.output_dir)
     pm = build_manager(selection(cfg), extra=[tracker, recorder])
-    summary = simulate(cfg, pm, workers=2, client_plugins=[FailingClient()])
+    summary = simulate(cfg, pm, workers=2, client_plugins=[FailingClient(), NanClient()])
     assert summary.status == "FINISHED" and summary.rounds_completed == 2
-    (first, first_artifacts), (second, _) = recorder.rounds
+    (first, first_artifacts), (second, second_artifacts) = recorder.rounds
     assert first["clients/failed"] == 1 and first["clients/trained"] == 2
     failures = [c for c in json.loads(first_artifacts["clients.json"]) if "failed" in c]
     assert failures[0]["client_id"] == 1 and "disk full on client 1" in failures[0]["failed"]
-    assert "clients/failed" not in second and second["clients/trained"] == 3
+    assert "clients/failed" not in second and first["clients/rejected_nonfinite"] == 0
+    assert second["clients/rejected_nonfinite"] == 1 and second["clients/trained"] == 2
+    rejected = [c["client_id"] for c in json.loads(second_artifacts["clients.json"]) if "rejected" in c]
+    assert rejected == [2]
+    adapter = load_file(str(summary.adapter_path / "adapter_model.safetensors"))
+    assert all(torch.isfinite(t).all() for t in adapter.values())
     history = MlflowClient(tracker.uri).get_metric_history(tracker.run_id, "clients/failed")
     assert [(m.step, m.value) for m in history] == [(1, 1.0)]

@@ -65,6 +65,7 @@ def test_damaged_newest_checkpoint_warns_and_falls_back(tmp_path, caplog, damage
     store = CheckpointStore(tmp_path)
     save(store, 1, value=1.0)
     newest = save(store, 2, value=2.0, plugin_bytes=b"plugin")
+    store.flush()  # damage found on disk later (the background sync is done)
     damage(newest)
     checkpoint = store.load_latest()
     assert checkpoint.next_round == 1 and torch.equal(checkpoint.global_state["w"], torch.ones(3))
@@ -112,10 +113,54 @@ def test_files_linked_unchanged_from_an_earlier_checkpoint_are_not_synced_again(
     state = {"w": torch.zeros(3)}
     sampler = np.random.default_rng(0).bit_generator.state
     store.save(2, state, sampler, {}, write_plugins)
+    store.flush()
     assert sum("client_" in p for p in synced) == 50
     synced.clear()
     (live / "client_7.bin").unlink()
     (live / "client_7.bin").write_bytes(b"new")  # one client trained this round
     store.save(3, state, sampler, {}, write_plugins)
+    store.flush()
     assert [p.rsplit("/", 1)[1] for p in synced if "client_" in p] == ["client_7.bin"]
     assert store.verify(store.complete()[0])["files"]["plugins/client_7.bin"]["size"] == 3
+
+
+def test_a_failed_background_sync_stops_the_next_save_and_prunes_nothing(tmp_path, monkeypatch):
+    import harness.checkpoint as checkpoint_module
+
+    store = CheckpointStore(tmp_path, keep=2)
+    for r in range(1, 3):
+        save(store, r, value=r)
+    store.flush()
+
+    def failing_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module.os, "fsync", failing_fsync)
+    save(store, 3, value=3.0)  # written and renamed; its sync fails in the background
+    with pytest.raises(CheckpointError, match=r"round_0002 could not be synced to disk: .*No space left"):
+        save(store, 4, value=4.0)
+    monkeypatch.undo()
+    assert [p.name for p in store.complete()] == ["round_0002", "round_0001", "round_0000"]  # none pruned
+    assert store.load_latest().next_round == 3
+
+
+def test_background_sync_finishes_before_anything_is_read_or_pruned(tmp_path, monkeypatch):
+    """Old checkpoints are removed only after the newer one is synced; readers wait for the sync."""
+    import threading
+
+    import harness.checkpoint as checkpoint_module
+
+    release = threading.Event()
+    release.set()
+    real_fsync = checkpoint_module.os.fsync
+    monkeypatch.setattr(checkpoint_module.os, "fsync", lambda fd: release.wait(10) and real_fsync(fd))
+    store = CheckpointStore(tmp_path, keep=2)
+    for r in range(1, 3):
+        save(store, r)
+    store.flush()
+    release.clear()
+    save(store, 3)  # its sync is held back
+    on_disk = sorted(p.name for p in store.root.iterdir())
+    assert on_disk == ["round_0000", "round_0001", "round_0002"]  # round_0000 waits for round_0002's sync
+    threading.Timer(0.2, release.set).start()
+    assert [p.name for p in store.complete()] == ["round_0002", "round_0001"]
