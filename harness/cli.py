@@ -194,8 +194,9 @@ def main(verbose: bool) -> None:
 @click.option("--run-name")
 @click.option("--output-dir", type=click.Path(file_okay=False))
 @click.option("--progress/--no-progress", default=True, help="Progress bars.")
-@click.option("--engine", type=click.Choice(["local", "flower"]), default="local", show_default=True,
-              help="local: one process; flower: Flower's Simulation Engine, one Ray worker process per --flower-workers.")
+@click.option("--engine", type=click.Choice(["local", "flower"]),
+              help="local (default): one process; flower: Flower's Simulation Engine, one Ray worker process per "
+                   "--flower-workers. A resumed run keeps the engine it ran on.")
 @click.option("--flower-workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Client processes for --engine flower.")
 @click.option("--resume", "resume_key", metavar="RUN_ID",
@@ -203,8 +204,6 @@ def main(verbose: bool) -> None:
 def run(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, progress, engine, flower_workers, resume_key,
         **flags) -> None:
     """Run one federated fine-tuning job and log it to MLflow."""
-    if resume_key and engine != "local":
-        fail("--resume works with --engine local only")
     if resume_key:
         changed = [name for name, value in [("--preset", preset), ("--config", config_file), ("--set", sets),
                    ("--eval", evals), ("--filter-opt", filter_opt), ("--agg-opt", agg_opt), ("--align-opt", align_opt)]
@@ -212,13 +211,12 @@ def run(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, progre
                       if k not in ("tracking_uri", "output_dir")] if value not in (None, ())]
         if changed:
             fail(f"--resume continues a run with its saved config; drop {', '.join(changed)}")
-        resume_run(resume_key, flags["tracking_uri"], flags["output_dir"], progress)
+        resume_run(resume_key, flags["tracking_uri"], flags["output_dir"], progress, engine, flower_workers)
         return
     cfg = resolve_run_config(
         preset, config_file, sets, evals, flags, {"filter": filter_opt, "agg": agg_opt, "align": align_opt}
     )
     check_plugins(cfg)
-    from harness.engine import RoundEngine
     from harness.tracking import MlflowTracker
 
     uri = tracking_uri(cfg.tracking.uri, cfg.output_dir, cfg.tracking.fallback_local)
@@ -227,18 +225,24 @@ def run(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, progre
         pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
     except plugin_registry.PluginError as exc:
         fail(str(exc))
-    if engine == "flower":
-        from harness.flower import simulate
-
-        summary = execute(lambda: simulate(cfg, pm, workers=flower_workers, progress=progress), tracker)
-    else:
-        summary = execute(RoundEngine(cfg, pm, progress=progress).run, tracker)
+    summary = execute(engine_runner(cfg, pm, engine or "local", flower_workers, progress), tracker)
     print_summary(cfg, summary, tracker.run_id)
 
 
-def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool) -> None:
-    """Reload a run's saved config and MLflow run, then continue it from its newest checkpoint."""
+def engine_runner(cfg: RunConfig, pm, engine: str, flower_workers: int, progress: bool, resume: bool = False):
+    """The callable that runs the job on ``engine`` (``flower``: the Simulation Engine with ``flower_workers``)."""
+    if engine == "flower":
+        from harness.flower import simulate
+
+        return lambda: simulate(cfg, pm, workers=flower_workers, progress=progress, resume=resume)
     from harness.engine import RoundEngine
+
+    return RoundEngine(cfg, pm, progress=progress, resume=resume).run
+
+
+def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool, engine: str | None,
+               flower_workers: int) -> None:
+    """Reload a run's saved config and MLflow run, then continue it from its newest checkpoint on its engine."""
     from harness.tracking import MlflowTracker, RunNotFoundError, find_run
 
     uri = tracking_uri(uri, output_dir or RunConfig().output_dir)
@@ -248,6 +252,10 @@ def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool
         fail(str(exc))
     if found.info.status == "FINISHED":
         fail(f"run {found.info.run_id} ({found.info.run_name}) already finished; nothing to resume")
+    recorded = found.data.tags.get("harness.engine", "local")
+    if engine not in (None, recorded):
+        fail(f"run {found.info.run_id} ({found.info.run_name}) ran on --engine {recorded}; resume it there "
+             f"(drop --engine {engine})")
     run_dir = Path(found.data.tags.get("harness.run_dir", ""))
     try:
         cfg = load_config(file=run_dir / "config.yaml")
@@ -260,7 +268,7 @@ def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool
         pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
     except plugin_registry.PluginError as exc:
         fail(str(exc))
-    summary = execute(RoundEngine(cfg, pm, progress=progress, resume=True).run, tracker)
+    summary = execute(engine_runner(cfg, pm, recorded, flower_workers, progress, resume=True), tracker)
     print_summary(cfg, summary, tracker.run_id)
 
 

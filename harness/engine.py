@@ -42,6 +42,8 @@ class RunState:
 class RoundEngine:
     """Runs a federated fine-tuning job with the plugins registered in ``pm``."""
 
+    engine = "local"  # recorded on the run (``--resume`` continues it on the same engine)
+
     def __init__(self, config: RunConfig, pm, progress: bool = True, resume: bool = False):
         """``resume``: continue the run in ``output_dir/runs/<tracking.run_name>`` from its newest checkpoint."""
         self.cfg = config
@@ -77,7 +79,7 @@ class RoundEngine:
         params["run.num_samples"] = len(self.samples)
         params["run.harmful_samples"] = sum(bool(s.is_harmful) for s in self.samples)
         params["run.adapter_parameters"] = sum(p.numel() for p in self.params.values())
-        return RunInfo(self.run_name, self.run_dir, self.cfg, params, resume_round)
+        return RunInfo(self.run_name, self.run_dir, self.cfg, params, resume_round, self.engine)
 
     # -- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self, pending_log: dict | None = None) -> Path:

@@ -131,6 +131,7 @@ class MlflowTracker:
             "harness.model": cfg.model.name,
             "harness.seed": str(cfg.federation.seed),
             "harness.run_dir": str(run.run_dir),
+            "harness.engine": run.engine,
         }
         self.run_id = self.client.create_run(exp_id, run_name=run.run_name, tags=tags).info.run_id
         params = [mlflow.entities.Param(k, _param_value(v)) for k, v in run.params.items()]

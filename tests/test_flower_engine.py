@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
 from harness.cli import main, selection
+from harness.engine import RoundEngine
 from harness.flower import simulate
 from harness.hookspecs import hookimpl
 from harness.plugins import build_manager
@@ -125,3 +126,45 @@ def test_failing_and_nan_clients_are_reported_and_the_round_aggregates_the_other
     assert all(torch.isfinite(t).all() for t in adapter.values())
     history = MlflowClient(tracker.uri).get_metric_history(tracker.run_id, "clients/failed")
     assert [(m.step, m.value) for m in history] == [(1, 1.0)]
+
+
+class AlignerCrash:
+    """Server side: an aligner that crashes in round 2 (after round 1 was checkpointed)."""
+
+    @hookimpl
+    def post_aggregate(self, server_round, model):
+        if server_round == 2:
+            raise RuntimeError("aligner crashed")
+
+
+@pytest.mark.slow
+def test_a_failed_flower_run_resumes_on_flower_and_ends_as_an_uninterrupted_run(tmp_path):
+    overrides = {"federation.num_clients": 3, "federation.clients_per_round": 3, "plugins.agg": "scaffold",
+                 "federation.local_optimizer": "sgd", "plugins.evals": []}
+    local_cfg = smoke_config(tmp_path / "local", **overrides)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a Ray worker
+    try:
+        expected = load_file(str(RoundEngine(local_cfg, build_manager(selection(local_cfg)), progress=False).run()
+                                 .adapter_path / "adapter_model.safetensors"))
+    finally:
+        torch.set_num_threads(threads)
+
+    cfg = smoke_config(tmp_path / "flower", **overrides)
+    tracker = MlflowTracker(default_tracking_uri(cfg.output_dir), cfg.tracking.experiment, cfg.output_dir)
+    with pytest.raises(RuntimeError, match="aligner crashed\nplugin .*AlignerCrash .* raised in hook post_aggregate"):
+        simulate(cfg, build_manager(selection(cfg), extra=[tracker, AlignerCrash()]), workers=2)
+    client = MlflowClient(tracker.uri)
+    assert client.get_run(tracker.run_id).info.status == "FAILED"
+    assert client.get_run(tracker.run_id).data.tags["harness.engine"] == "flower"
+
+    args = ["run", "--resume", tracker.run_id, "--output-dir", cfg.output_dir, "--no-progress"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    run = client.get_run(tracker.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["harness.resumed_at_round"] == "2"
+    assert [m.step for m in client.get_metric_history(tracker.run_id, "clients/trained")] == [1, 2]
+    resumed = load_file(str(Path(cfg.output_dir) / "runs" / cfg.tracking.run_name / "final_adapter"
+                            / "adapter_model.safetensors"))
+    for name, tensor in expected.items():
+        assert torch.equal(resumed[name], tensor), name

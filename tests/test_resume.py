@@ -138,3 +138,16 @@ def test_resume_of_an_unknown_run_names_it(tmp_path):
 def test_resume_of_a_finished_run_is_refused(scaffold_reference):
     result = cli("--resume", RUN, "--output-dir", str(scaffold_reference))
     assert result.exit_code == 2 and "already finished; nothing to resume" in result.output
+
+
+def test_a_run_resumes_on_the_engine_it_ran_on_and_another_engine_is_refused(tmp_path, scaffold_reference):
+    client = MlflowClient(default_tracking_uri(scaffold_reference))
+    run = find_run(default_tracking_uri(scaffold_reference), RUN)
+    assert run.data.tags["harness.engine"] == "local"
+    client.set_terminated(run.info.run_id, status="FAILED")  # as if it had crashed
+    try:
+        result = cli("--resume", RUN, "--engine", "flower", "--output-dir", str(scaffold_reference))
+    finally:
+        client.set_terminated(run.info.run_id, status="FINISHED")
+    assert result.exit_code == 2
+    assert f"run {run.info.run_id} ({RUN}) ran on --engine local; resume it there (drop --engine flower)" in result.output

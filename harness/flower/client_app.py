@@ -4,8 +4,8 @@ A SuperNode's ``partition-id`` (its ``--node-config``; set by the Simulation Eng
 id. On a ``train`` message the node runs ``pre_local_train``, local LoRA training with the
 ``local_grad_correction`` hook and ``client_fit_end`` exactly as :class:`harness.engine.RoundEngine` does
 (it *is* that engine's ``_train_client``), with ``configure_fit`` answered by what the server sent.
-Client-side state stays on the node: its data cursor in Flower's ``context.state``, plugin state (SCAFFOLD's
-c_i) in the plugin's own store under the node's ``output_dir``.
+The data cursor comes with the message and goes back with the reply (the server keeps it); plugin state
+(SCAFFOLD's c_i) stays on the node, in the plugin's own store under the node's ``output_dir``.
 """
 
 from __future__ import annotations
@@ -23,9 +23,6 @@ from harness.hookspecs import hookimpl
 from harness.plugins import build_manager
 from harness.types import FitIns
 from harness.flower.records import TrainIns, TrainRes, config_from_yaml
-
-CLIENT_KINDS = ("filter", "agg")  # the plugin kinds with client-side hooks
-STATE_KEY = "harness"
 
 
 class ServerInstructions:
@@ -51,15 +48,15 @@ class ClientEngine(RoundEngine):
         self.setup()
         self.hook.on_run_start(run=self.run_info())
 
-    def train(self, client_id: int, ins: TrainIns, cursor: int) -> tuple[TrainRes, int]:
-        """Train ``client_id`` for one round from the server's adapter; returns the reply and the new cursor."""
+    def train(self, client_id: int, ins: TrainIns) -> TrainRes:
+        """Train ``client_id`` for one round from the server's adapter and data cursor."""
         self.state.global_state = ins.global_state
-        self.state.cursors[client_id] = cursor
+        self.state.cursors[client_id] = ins.cursor
         self.instructions.fit_ins = ins.fit_ins
         self._client_log = []
         metrics: dict[str, float] = defaultdict(float)
         update = self._train_client(ins.server_round, client_id, ins.lr, metrics)
-        return TrainRes(update, dict(metrics), self._client_log[0]), self.state.cursors[client_id]
+        return TrainRes(update, dict(metrics), self._client_log[0], self.state.cursors[client_id])
 
 
 _engines: dict[str, ClientEngine] = {}
@@ -91,11 +88,8 @@ def client_app(extra_plugins: Sequence[object] = ()) -> ClientApp:
 
     @app.train()
     def train(message: Message, context: Context) -> Message:
-        client_id = partition_id(context)
         ins = TrainIns.from_content(message.content)
-        state = context.state.get(STATE_KEY, ConfigRecord({"cursor": 0}))
-        reply, cursor = client_engine(ins.config_yaml, extra_plugins).train(client_id, ins, int(state["cursor"]))
-        context.state[STATE_KEY] = ConfigRecord({"cursor": cursor})
+        reply = client_engine(ins.config_yaml, extra_plugins).train(partition_id(context), ins)
         return Message(reply.to_content(), reply_to=message)
 
     return app

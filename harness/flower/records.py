@@ -1,8 +1,9 @@
 """What travels in Flower messages: the harness's values as ``ArrayRecord``/``MetricRecord``/``ConfigRecord``.
 
 Server -> client (``train``): the global adapter, ``configure_fit``'s tensors and config, the round, the
-learning rate and the resolved run config (YAML). Client -> server: the trained adapter, ``client_fit_end``'s
-tensors, the update's summary, the client's share of the round metrics and its filter record.
+learning rate, the client's data cursor and the resolved run config (YAML). Client -> server: the trained
+adapter, ``client_fit_end``'s tensors, the update's summary, the client's share of the round metrics, its
+filter record and its new data cursor. The server keeps every cursor, so its checkpoints are complete.
 Tensors travel as Flower arrays (exact float round trip); the config travels as text.
 """
 
@@ -47,6 +48,7 @@ class TrainIns:
     lr: float
     global_state: AdapterState
     fit_ins: FitIns
+    cursor: int = 0  # where this client's data order continues
 
     def to_content(self) -> RecordDict:
         try:
@@ -57,7 +59,7 @@ class TrainIns:
             "global": to_arrays(self.global_state),
             "fit_ins": to_arrays(self.fit_ins.tensors),
             "config": ConfigRecord({"harness-config": self.config_yaml, "server-round": self.server_round,
-                                    "lr": self.lr, "fit-config": fit_config}),
+                                    "lr": self.lr, "fit-config": fit_config, "cursor": self.cursor}),
         })
 
     @classmethod
@@ -66,7 +68,8 @@ class TrainIns:
         config = content["config"]
         return cls(str(config["harness-config"]), int(config["server-round"]), float(config["lr"]),
                    from_arrays(content["global"]),
-                   FitIns(tensors=from_arrays(content["fit_ins"]), config=json.loads(str(config["fit-config"]))))
+                   FitIns(tensors=from_arrays(content["fit_ins"]), config=json.loads(str(config["fit-config"]))),
+                   int(config["cursor"]))
 
 
 @dataclass
@@ -76,11 +79,12 @@ class TrainRes:
     update: ClientUpdate | None
     round_metrics: dict[str, float]
     filter_record: dict
+    cursor: int = 0  # the client's data cursor after this round
 
     def to_content(self) -> RecordDict:
         content = RecordDict({
             "round_metrics": MetricRecord(dict(self.round_metrics)),
-            "client": ConfigRecord({"filter-record": json.dumps(self.filter_record)}),
+            "client": ConfigRecord({"filter-record": json.dumps(self.filter_record), "cursor": self.cursor}),
         })
         if self.update is not None:
             content["update"] = to_arrays(self.update.state)
@@ -96,7 +100,8 @@ class TrainRes:
             info = dict(content["update_info"])
             update = ClientUpdate(client_id, int(info.pop("num-examples")), from_arrays(content["update"]),
                                   from_arrays(content["extra"]), info)
-        return cls(update, dict(content["round_metrics"]), json.loads(str(content["client"]["filter-record"])))
+        client = content["client"]
+        return cls(update, dict(content["round_metrics"]), json.loads(str(client["filter-record"])), int(client["cursor"]))
 
 
 def _require(content: RecordDict, keys: tuple[str, ...], what: str) -> None:

@@ -64,9 +64,11 @@ def connect_clients(grid: Grid, num_clients: int, timeout: float) -> dict[int, i
 class FlowerRoundEngine(RoundEngine):
     """Runs the job on Flower: the server side here, every client on the SuperNode with its partition-id."""
 
-    def __init__(self, config: RunConfig, pm, grid: Grid, progress: bool = True,
+    engine = "flower"
+
+    def __init__(self, config: RunConfig, pm, grid: Grid, progress: bool = True, resume: bool = False,
                  connect_timeout: float = 300.0, reply_timeout: float | None = None):
-        super().__init__(config, pm, progress=progress)
+        super().__init__(config, pm, progress=progress, resume=resume)
         self.grid = grid
         self.connect_timeout = connect_timeout
         self.reply_timeout = reply_timeout
@@ -86,7 +88,8 @@ class FlowerRoundEngine(RoundEngine):
         for cid in sampled:
             fit_ins = self.hook.configure_fit(server_round=server_round, client_id=cid,
                                               global_state=self.state.global_state) or FitIns()
-            ins = TrainIns(self.client_config_yaml, server_round, lr, self.state.global_state, fit_ins)
+            ins = TrainIns(self.client_config_yaml, server_round, lr, self.state.global_state, fit_ins,
+                           self.state.cursors.get(cid, 0))
             messages.append(Message(ins.to_content(), dst_node_id=self.nodes[cid], message_type=MessageType.TRAIN))
         replies = {r.metadata.src_node_id: r for r in self.grid.send_and_receive(messages, timeout=self.reply_timeout)}
         updates, failures = [], []
@@ -98,6 +101,7 @@ class FlowerRoundEngine(RoundEngine):
                 failures.append({"client_id": cid, "failed": reason})
                 continue
             result = TrainRes.from_content(reply.content, cid)
+            self.state.cursors[cid] = result.cursor
             for key, value in result.round_metrics.items():
                 metrics[key] = metrics.get(key, 0.0) + value
             self._client_log.append(result.filter_record)
@@ -111,13 +115,14 @@ class FlowerRoundEngine(RoundEngine):
         return updates
 
 
-def server_app(config: RunConfig, pm, outcome: list[RunSummary], progress: bool = True, **engine_options) -> ServerApp:
+def server_app(config: RunConfig, pm, outcome: list[RunSummary], progress: bool = True, resume: bool = False,
+               **engine_options) -> ServerApp:
     """A ServerApp running ``config`` with the plugins in ``pm``; appends the run's summary to ``outcome``."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        outcome.append(FlowerRoundEngine(config, pm, grid, progress=progress, **engine_options).run())
+        outcome.append(FlowerRoundEngine(config, pm, grid, progress=progress, resume=resume, **engine_options).run())
 
     return app
 

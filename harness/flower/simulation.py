@@ -26,13 +26,14 @@ def backend_config(workers: int) -> dict:
 
 
 def simulate(config: RunConfig, pm, workers: int = 2, progress: bool = False,
-             client_plugins: Sequence[object] = ()) -> RunSummary:
+             client_plugins: Sequence[object] = (), resume: bool = False) -> RunSummary:
     """Run ``config`` with the server-side plugins in ``pm`` (tracker included) and clients in ``workers`` processes.
 
-    ``client_plugins`` are registered on every client next to the configured filter and aggregator.
+    ``client_plugins`` are registered on every client next to the configured filter and aggregator. ``resume``
+    continues the run from its newest checkpoint, as the local engine does.
     """
     outcome: list[RunSummary] = []
-    run_simulation(server_app(config, pm, outcome, progress=progress), client_app(client_plugins),
+    run_simulation(server_app(config, pm, outcome, progress=progress, resume=resume), client_app(client_plugins),
                    num_supernodes=config.federation.num_clients, backend_config=backend_config(workers))
     if not outcome:
         raise RuntimeError("the Flower simulation ended without the ServerApp finishing the run")
