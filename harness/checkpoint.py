@@ -87,6 +87,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def link_or_copy(source: Path, target: Path) -> None:
+    """Put ``source`` into a checkpoint as ``target``: a hard link where possible (an unchanged file then costs
+    no copy, and the checkpoint neither re-hashes nor re-syncs it), else a copy. Replace ``source`` by renaming
+    a new file over it, never by writing into it, or the checkpoints linked to it change too."""
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not supported
+        shutil.copy2(source, target)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

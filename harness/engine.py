@@ -160,7 +160,7 @@ class RoundEngine:
         metrics["comm/bytes_up"] += num_bytes(local_state) + num_bytes(extra)
         metrics["time/train_step_seconds"] += info.step_seconds
         metrics["train/tokens"] += info.num_tokens
-        metrics["train/padding_fraction"] += info.padding_fraction / self.cfg.federation.clients_per_round
+        metrics["train/padding_fraction"] += info.padding_fraction  # summed here, averaged in run_round
         return ClientUpdate(cid, len(kept), local_state, extra, {"loss": info.mean_loss, "steps": info.steps})
 
     def _train_clients(self, server_round: int, sampled: list[int], lr: float, metrics: dict[str, float]) -> list[ClientUpdate]:
@@ -202,7 +202,9 @@ class RoundEngine:
             "clients/skipped_empty", "comm/bytes_up", "comm/bytes_down", "time/train_step_seconds",
             "train/tokens", "train/padding_fraction",
         )}
-        updates = self._screen(server_round, self._train_clients(server_round, sampled, lr, metrics), metrics)
+        trained = self._train_clients(server_round, sampled, lr, metrics)
+        metrics["train/padding_fraction"] /= max(len(trained), 1)  # over the clients that trained
+        updates = self._screen(server_round, trained, metrics)
         _filter_quality(metrics)
         metrics["train/lr"] = lr
         metrics["clients/trained"] = len(updates)

@@ -53,6 +53,26 @@ def test_the_score_cache_survives_a_checkpoint_and_is_discarded_for_another_guar
     assert len(other.cache) == 0  # scores of another configuration are not reused
 
 
+def test_an_unchanged_score_cache_is_linked_into_the_next_checkpoint_not_rewritten(samples, tmp_path):
+    plugin = LlamaGuardFilter(model="tiny-random", max_length=4096, batch_size=4)
+    plugin.on_run_start(run=SimpleNamespace(run_dir=tmp_path / "run"))
+    plugin.pre_local_train(client_id=0, samples=samples[:6], server_round=1)
+    first, second, third = (tmp_path / f"ckpt{i}" for i in range(3))
+    plugin.checkpoint_state(directory=first)
+    plugin.pre_local_train(client_id=0, samples=samples[:6], server_round=2)  # nothing new to score
+    plugin.checkpoint_state(directory=second)
+    inode = lambda d: (d / "filter-lg3" / "scores.json").stat().st_ino  # noqa: E731
+    assert inode(first) == inode(second)
+    plugin.pre_local_train(client_id=1, samples=samples[6:], server_round=2)  # new scores
+    plugin.checkpoint_state(directory=third)
+    assert inode(third) != inode(first)
+    restored = LlamaGuardFilter(model="tiny-random", max_length=4096, batch_size=4)
+    restored.restore_state(directory=first)
+    assert len(restored.cache) == 6  # the older checkpoint still holds its own scores
+    restored.restore_state(directory=third)
+    assert len(restored.cache) == len(samples)
+
+
 def test_threshold_decides_on_the_unsafe_score(lg3, samples):
     scores = lg3.pre_local_train(client_id=0, samples=samples, server_round=1).scores
     middle = sorted(scores)[len(scores) // 2]

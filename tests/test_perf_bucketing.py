@@ -3,6 +3,7 @@
 from collections import Counter
 
 import numpy as np
+import pytest
 import torch
 
 from harness.data.demo import demo_refusals, demo_samples
@@ -90,3 +91,32 @@ def test_local_train_is_reproducible_and_reports_less_padding(tiny_model):
     assert ca == cb == cp == 12
     assert all(torch.equal(sa[n], sb[n]) for n in sa)
     assert a.padding_fraction < plain.padding_fraction
+
+
+def test_round_padding_is_the_mean_over_the_clients_that_trained(tmp_path, monkeypatch):
+    """A client whose filter kept nothing does not train; it must not pull the round's padding fraction down."""
+    from harness import engine as engine_module
+    from harness.hookspecs import hookimpl
+    from harness.perf.bench import started_engine
+    from harness.types import FilterVerdict
+    from tests.helpers import smoke_config
+
+    real_local_train = engine_module.local_train
+
+    def fixed_padding(*args, **kwargs):
+        info, cursor = real_local_train(*args, **kwargs)
+        info.padding_fraction = 0.2
+        return info, cursor
+
+    class DropClientOne:
+        @hookimpl(tryfirst=True)
+        def pre_local_train(self, client_id, samples, server_round):
+            return FilterVerdict(keep=[client_id != 1] * len(samples))
+
+    monkeypatch.setattr(engine_module, "local_train", fixed_padding)
+    cfg = smoke_config(tmp_path, **{"plugins.evals": [], "federation.num_clients": 2, "federation.clients_per_round": 2})
+    eng = started_engine(cfg)
+    eng.pm.register(DropClientOne())
+    metrics = eng.run_round(1)
+    assert metrics["clients/skipped_empty"] == 1 and metrics["clients/trained"] == 1
+    assert metrics["train/padding_fraction"] == pytest.approx(0.2)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from harness.checkpoint import link_or_copy
 from harness.guard.samples import sample_key
 from harness.types import ChatSample, FilterVerdict
 
@@ -16,12 +18,14 @@ class ScoreCache:
     def __init__(self, score_fn: Callable[[list[ChatSample]], list[float]]):
         self.score_fn = score_fn
         self._scores: dict[str, float] = {}
+        self._written: tuple[Path, str] | None = None  # (file, identity) holding exactly the current scores
 
     def __len__(self) -> int:
         return len(self._scores)
 
     def clear(self) -> None:
         self._scores.clear()
+        self._written = None
 
     def scores(self, samples: Sequence[ChatSample]) -> list[float]:
         keys = [sample_key(s) for s in samples]
@@ -34,16 +38,32 @@ class ScoreCache:
             if len(fresh) != len(new):
                 raise RuntimeError(f"scoring returned {len(fresh)} scores for {len(new)} samples")
             self._scores.update(zip(new, map(float, fresh)))
+            self._written = None
         return [self._scores[key] for key in keys]
 
-    def save(self, path: Path, identity: str) -> None:
-        """Write the scores (digests only, no sample text) with the scorer's ``identity``."""
+    def save(self, path: Path, identity: str, live: Path | None = None) -> None:
+        """Write the scores (digests only, no sample text) with the scorer's ``identity`` to ``path``.
+
+        With ``live`` (a file outside the checkpoints), the scores are written there only when they changed
+        since the last save and ``path`` is linked to it: once every client was scored, a checkpoint costs a
+        hard link here, not a rewrite of every score.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"identity": identity, "scores": self._scores}))
+        if live is None:
+            path.write_text(json.dumps({"identity": identity, "scores": self._scores}))
+            return
+        if self._written != (live, identity) or not live.is_file():
+            live.parent.mkdir(parents=True, exist_ok=True)
+            tmp = live.with_name(live.name + ".tmp")
+            tmp.write_text(json.dumps({"identity": identity, "scores": self._scores}))
+            os.replace(tmp, live)  # a new file: checkpoints linked to the old one keep it
+            self._written = (live, identity)
+        link_or_copy(live, path)
 
     def load(self, path: Path, identity: str) -> bool:
         """Replace the scores with those in ``path`` if it holds ``identity``'s; else start empty."""
         self._scores = {}
+        self._written = None
         if not path.is_file():
             return False
         saved = json.loads(path.read_text())

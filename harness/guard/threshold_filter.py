@@ -20,6 +20,7 @@ class ThresholdFilter:
     def __init__(self, threshold: float):
         self.threshold = check_threshold(threshold)
         self.cache = ScoreCache(self._score)
+        self._live_scores: Path | None = None  # the run's current scores file, linked into checkpoints
 
     def _score(self, samples: list[ChatSample]) -> list[float]:
         raise NotImplementedError
@@ -38,8 +39,12 @@ class ThresholdFilter:
         return threshold_verdict(self.cache.scores(samples), self.threshold)
 
     @hookimpl
+    def on_run_start(self, run) -> None:
+        self._live_scores = self._cache_file(run.run_dir)
+
+    @hookimpl
     def checkpoint_state(self, directory: Path) -> None:
-        self.cache.save(self._cache_file(directory), self.identity)
+        self.cache.save(self._cache_file(directory), self.identity, live=self._live_scores)
 
     @hookimpl
     def restore_state(self, directory: Path) -> None:

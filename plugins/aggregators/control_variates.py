@@ -9,14 +9,13 @@ the per-client file I/O and arithmetic to a few large operations.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from harness.adapters import save_adapter
+from harness.checkpoint import link_or_copy
 from harness.types import AdapterState
 
 KEY = "c_i"
@@ -31,13 +30,6 @@ def unflatten(vector: torch.Tensor, like: AdapterState) -> AdapterState:
     """The inverse of :func:`flatten`: views of ``vector`` shaped like ``like``'s tensors."""
     parts = torch.split(vector, [t.numel() for t in like.values()])
     return {n: part.view(t.shape) for (n, t), part in zip(like.items(), parts)}
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:  # another file system, or links not supported
-        shutil.copy2(source, target)
 
 
 class ControlVariateStore:
