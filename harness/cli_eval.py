@@ -101,9 +101,9 @@ def run_evals(cfg: RunConfig, pm, model: GlobalModel, adapter: str | None) -> di
     params = cfg.flat_params() | {"eval.adapter": adapter or "none (pretrained base)", "eval.standalone": True}
     info = RunInfo(run_name, run_dir, cfg, params)
     started = time.perf_counter()
-    pm.hook.on_run_start(run=info)
     metrics: dict[str, float] = {}
     try:
+        pm.hook.on_run_start(run=info)  # the evals read (and check) their files here
         artifacts: dict[str, str] = {}
         with model.base_only() if adapter is None else nullcontext():
             for result in pm.hook.evaluate(server_round=0, model=model, limit=cfg.plugins.eval_limit):

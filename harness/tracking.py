@@ -113,10 +113,12 @@ class MlflowTracker:
         self.run_id = run_id
         self._may_replay = run_id is not None
         self.status: str | None = None  # the status on_run_end gave the run
+        self.run_dir: Path | None = None  # the run's directory (checkpoints), once it started
         logging.getLogger("mlflow").setLevel(logging.WARNING)
 
     @hookimpl(tryfirst=True)
     def on_run_start(self, run: RunInfo) -> None:
+        self.run_dir = run.run_dir
         if self.run_id is not None:
             self.client.update_run(self.run_id, status="RUNNING")
             self.client.set_tag(self.run_id, "harness.resumed_at_round", str(run.resume_round))

@@ -127,12 +127,14 @@ def test_unreachable_mlflow_server_falls_back_to_the_local_store_only_when_asked
     assert run.info.status == "FINISHED" and run.info.run_name == "fallback"
 
 
-def test_eval_dataset_with_a_wrong_schema_names_file_and_plugin_and_how_to_resume(tmp_path):
+def test_eval_dataset_with_a_wrong_schema_fails_the_run_before_its_first_round(tmp_path):
     data = tmp_path / "evaldata"
     (data / "advbench").mkdir(parents=True)
     (data / "advbench" / "harmful_behaviors.csv").write_text("prompt,target\nx,y\n")
     result = run_cli(tmp_path / "out", "--eval", "advbench", "--set", f"plugins.eval_options.advbench.data={data}")
     assert result.exit_code == 2, result.output
-    assert "plugin eval:advbench (fedllm-harness" in result.output and "raised in hook evaluate" in result.output
+    assert "plugin eval:advbench (fedllm-harness" in result.output and "raised in hook on_run_start" in result.output
     assert "harmful_behaviors.csv: expected a CSV with a 'goal' column" in result.output
-    assert "is marked FAILED" in result.output and "harness run --resume" in result.output
+    assert "is marked FAILED" in result.output and "nothing was trained: fix the cause and start it again" in result.output
+    assert "--resume" not in result.output
+    assert not list((tmp_path / "out" / "runs").glob("*/checkpoints/round_*"))

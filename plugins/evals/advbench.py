@@ -33,10 +33,21 @@ class AdvBench:
         self.data, self.rule = data, rule
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.guard = plugin_registry.instantiate("filter", guard, guard_options) if guard else None
+        self._goals: list[str] | None = None
+
+    def goals(self) -> list[str]:
+        """AdvBench's goals, read (and checked) once."""
+        if self._goals is None:
+            self._goals = load_advbench(data_file(ADVBENCH_FILE, self.data))
+        return self._goals
+
+    @hookimpl
+    def on_run_start(self, run) -> None:
+        self.goals()  # a bad file fails the run before its first round, not at its first eval
 
     @hookimpl
     def evaluate(self, server_round, model, limit):
-        goals = take(load_advbench(data_file(ADVBENCH_FILE, self.data)), limit, "advbench")
+        goals = take(self.goals(), limit, "advbench")
         prompts = [model.chat_prompt(goal) for goal in goals]
         start = time.perf_counter()
         responses = model.generate(prompts, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)

@@ -54,10 +54,19 @@ class HHH:
         if unknown or not self.sets:
             raise ValueError(f"unknown hhh set(s) {unknown}; sets: {', '.join(SETS)}")
         self.data, self.batch_size = data, batch_size
+        self._items: dict[str, list[HHHItem]] = {}
 
     def load(self, name: str) -> list[HHHItem]:
-        bigbench = load_bigbench_hhh(bigbench_files(self.data))
-        return bigbench if name == "bigbench" else load_cai_hhh(data_file(CAI_FILE, self.data), bigbench)
+        """The items of set ``name``, read (and checked) once."""
+        if name not in self._items:
+            bigbench = load_bigbench_hhh(bigbench_files(self.data))
+            self._items[name] = bigbench if name == "bigbench" else load_cai_hhh(data_file(CAI_FILE, self.data), bigbench)
+        return self._items[name]
+
+    @hookimpl
+    def on_run_start(self, run) -> None:
+        for name in self.sets:  # a bad file fails the run before its first round, not at its first eval
+            self.load(name)
 
     @hookimpl
     def evaluate(self, server_round, model, limit):

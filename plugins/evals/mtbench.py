@@ -19,7 +19,7 @@ import json
 from harness.evals.files import data_file
 from harness.evals.grading import Judgment, judge_prompt_name, judge_request, summarise
 from harness.evals.judges import HFJudge, Judge, JudgeError, OpenAIJudge, parse_rating
-from harness.evals.loaders import load_judge_prompts, load_mtbench, take
+from harness.evals.loaders import JudgePrompt, MTBenchQuestion, load_judge_prompts, load_mtbench, take
 from harness.hookspecs import hookimpl
 from harness.types import EvalResult
 
@@ -45,6 +45,18 @@ class MTBench:
         self.judge = make_judge(judge_url, judge_model, judge_api_key_env, judge_hf_model, judge_max_tokens, judge_workers)
         self.data = data
         self.max_new_tokens, self.max_prompt_length, self.batch_size = max_new_tokens, max_prompt_length, batch_size
+        self._files: tuple[list[MTBenchQuestion], dict[str, JudgePrompt]] | None = None
+
+    def files(self) -> tuple[list[MTBenchQuestion], dict[str, JudgePrompt]]:
+        """The questions (with reference answers) and the judge prompts, read (and checked) once."""
+        if self._files is None:
+            self._files = (load_mtbench(data_file(QUESTIONS, self.data), data_file(REFERENCES, self.data)),
+                           load_judge_prompts(data_file(JUDGE_PROMPTS, self.data)))
+        return self._files
+
+    @hookimpl
+    def on_run_start(self, run) -> None:
+        self.files()  # a bad file fails the run before its first round, not at its first eval
 
     def answer(self, model, questions) -> list[tuple[str, str]]:
         """Both turns for every question; turn 2 sees the model's own turn-1 answer."""
@@ -56,7 +68,7 @@ class MTBench:
         return list(zip(first, second))
 
     def grade(self, questions, answers) -> list[Judgment]:
-        prompts = load_judge_prompts(data_file(JUDGE_PROMPTS, self.data))
+        prompts = self.files()[1]
         keys = [(q, a, turn) for q, a in zip(questions, answers) for turn in (1, 2)]
         replies = self.judge.judge([judge_request(q, a, turn, prompts) for q, a, turn in keys])
         judgments = []
@@ -72,8 +84,7 @@ class MTBench:
 
     @hookimpl
     def evaluate(self, server_round, model, limit):
-        questions = load_mtbench(data_file(QUESTIONS, self.data), data_file(REFERENCES, self.data))
-        questions = take(questions, limit, "mtbench")
+        questions = take(self.files()[0], limit, "mtbench")
         answers = self.answer(model, questions)
         judgments = self.grade(questions, answers)
         answer_rows = [
