@@ -262,6 +262,9 @@ def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool
     if found.info.status == "FINISHED":
         fail(f"run {found.info.run_id} ({found.info.run_name}) already finished; nothing to resume")
     recorded = found.data.tags.get("harness.engine", "local")
+    if recorded == "flower-deployment":
+        fail(f"run {found.info.run_id} ({found.info.run_name}) ran on Flower's Deployment Engine; --resume continues "
+             f"local and Flower Simulation runs only: start the run again with flwr run")
     if engine not in (None, recorded):
         fail(f"run {found.info.run_id} ({found.info.run_name}) ran on --engine {recorded}; resume it there "
              f"(drop --engine {engine})")

@@ -99,7 +99,7 @@ class RunInfo:
     config: Any  # harness.config.RunConfig; typed loosely to keep this module import-light
     params: dict[str, Any]
     resume_round: int | None = None  # the round a resumed run continues at; None for a fresh run
-    engine: str = "local"  # "local" or "flower"
+    engine: str = "local"  # "local", "flower" (Simulation Engine) or "flower-deployment"
 
 
 @dataclass

@@ -80,6 +80,7 @@ def test_deployment_example_runs_over_tls_and_matches_the_local_engine(tmp_path)
 
     remote, remote_history, remote_adapter = only_run(app / "harness-runs", "fedllm-harness-flower")
     assert remote.info.status == "FINISHED", (tmp_path / "federation.log").read_text()[-3000:]
+    assert remote.data.tags["harness.engine"] == "flower-deployment"
     local_out = tmp_path / "local"
     args = ["run", "--config", str(app / "harness.yaml"), "--output-dir", str(local_out), "--no-progress"]
     assert CliRunner().invoke(main, args, catch_exceptions=False).exit_code == 0

@@ -151,3 +151,11 @@ def test_a_run_resumes_on_the_engine_it_ran_on_and_another_engine_is_refused(tmp
         client.set_terminated(run.info.run_id, status="FINISHED")
     assert result.exit_code == 2
     assert f"run {run.info.run_id} ({RUN}) ran on --engine local; resume it there (drop --engine flower)" in result.output
+    client.set_tag(run.info.run_id, "harness.engine", "flower-deployment")
+    client.set_terminated(run.info.run_id, status="FAILED")
+    try:
+        result = cli("--resume", RUN, "--output-dir", str(scaffold_reference))
+    finally:
+        client.set_tag(run.info.run_id, "harness.engine", "local")
+        client.set_terminated(run.info.run_id, status="FINISHED")
+    assert result.exit_code == 2 and "ran on Flower's Deployment Engine; --resume continues" in result.output

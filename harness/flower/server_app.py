@@ -64,11 +64,10 @@ def connect_clients(grid: Grid, num_clients: int, timeout: float) -> dict[int, i
 class FlowerRoundEngine(RoundEngine):
     """Runs the job on Flower: the server side here, every client on the SuperNode with its partition-id."""
 
-    engine = "flower"
-
     def __init__(self, config: RunConfig, pm, grid: Grid, progress: bool = True, resume: bool = False,
-                 connect_timeout: float = 300.0, reply_timeout: float | None = None):
+                 connect_timeout: float = 300.0, reply_timeout: float | None = None, deployment: bool = False):
         super().__init__(config, pm, progress=progress, resume=resume)
+        self.engine = "flower-deployment" if deployment else "flower"  # recorded on the run, for --resume
         self.grid = grid
         self.connect_timeout = connect_timeout
         self.reply_timeout = reply_timeout
@@ -144,4 +143,4 @@ def deployment_main(grid: Grid, context: Context) -> None:
     tracker = MlflowTracker(resolve_tracking_uri(cfg.tracking.uri, cfg.output_dir), cfg.tracking.experiment, cfg.output_dir)
     pm = build_manager(selection(cfg), extra=[tracker])
     timeout = float(context.run_config.get("reply-timeout", 0)) or None
-    FlowerRoundEngine(cfg, pm, grid, progress=False, reply_timeout=timeout).run()
+    FlowerRoundEngine(cfg, pm, grid, progress=False, reply_timeout=timeout, deployment=True).run()
