@@ -115,16 +115,16 @@ def execute(engine_run, tracker):
         if tracker.status != "FAILED" and not bad_input:
             raise
         message = str(exc) if bad_input and not hasattr(exc, "plugin_fault") else plugin_registry.describe_failure(exc)
-        if tracker.status == "FAILED" and has_checkpoint(tracker.run_dir):
-            message += (f"\nMLflow run {tracker.run_id} is marked FAILED (traceback in its error.txt); "
-                        f"after fixing the cause continue it with: harness run --resume {tracker.run_id}")
-        elif tracker.status == "FAILED":
-            message += (f"\nMLflow run {tracker.run_id} is marked FAILED (traceback in its error.txt); it failed "
-                        f"before its first checkpoint, so nothing was trained: fix the cause and start it again")
+        if tracker.status == "FAILED":
+            next_step = (f"after fixing the cause continue it with: harness run --resume {tracker.run_id}"
+                         if has_checkpoint(tracker.run_dir) else
+                         "it failed before its first checkpoint, so nothing was trained: fix the cause and start it again")
+            message += f"\nMLflow run {tracker.run_id} is marked FAILED (traceback in its error.txt); {next_step}"
         fail(message, 2 if bad_input else 1)
 
 
 def has_checkpoint(run_dir: Path | None) -> bool:
+    """Whether the run left a checkpoint to resume from."""
     from harness.checkpoint import CheckpointStore
 
     return run_dir is not None and bool(CheckpointStore(run_dir).complete())

@@ -296,7 +296,6 @@ class RoundEngine:
         self.hook.on_run_end(run=info, summary=summary)
         return summary
 
-
     def _flush_after_failure(self) -> None:
         """Put the last checkpoint on disk for ``--resume``; the run's own error is the one reported."""
         try:

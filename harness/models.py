@@ -117,14 +117,20 @@ def load_base(cfg: ModelConfig) -> tuple[torch.nn.Module, PreTrainedTokenizerFas
             )
         except OSError as exc:
             raise ModelLoadError(f"cannot load model {location!r}: {exc}") from exc
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if not tokenizer.chat_template:
-        tokenizer.chat_template = CHATML_TEMPLATE
+    prepare_tokenizer(tokenizer)
     model.config.use_cache = False
     model.to(resolve_device(cfg.device))
     model.eval()
     return model, tokenizer
+
+
+def prepare_tokenizer(tokenizer):
+    """Pad with the end token where the tokenizer has no pad token; ChatML where it has no chat template."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
 
 
 def resolve_device(name: str) -> torch.device:

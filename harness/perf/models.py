@@ -10,7 +10,7 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from harness.config import ModelConfig
-from harness.models import CHATML_TEMPLATE, cache_dir, load_base, tiny_tokenizer
+from harness.models import cache_dir, load_base, prepare_tokenizer, tiny_tokenizer
 
 SMOLLM2_ARCH = "smollm2-arch"
 ENV_MODEL = "HARNESS_BENCH_MODEL"
@@ -45,11 +45,7 @@ def smollm2_tokenizer():
             break
     else:
         tok = tiny_tokenizer()
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    if not tok.chat_template:
-        tok.chat_template = CHATML_TEMPLATE
-    return tok
+    return prepare_tokenizer(tok)
 
 
 def load_bench_base(cfg: ModelConfig, device: torch.device | None = None):

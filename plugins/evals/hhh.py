@@ -58,9 +58,10 @@ class HHH:
 
     def load(self, name: str) -> list[HHHItem]:
         """The items of set ``name``, read (and checked) once."""
+        if "bigbench" not in self._items:  # the CAI set takes its subsets from BIG-bench
+            self._items["bigbench"] = load_bigbench_hhh(bigbench_files(self.data))
         if name not in self._items:
-            bigbench = load_bigbench_hhh(bigbench_files(self.data))
-            self._items[name] = bigbench if name == "bigbench" else load_cai_hhh(data_file(CAI_FILE, self.data), bigbench)
+            self._items[name] = load_cai_hhh(data_file(CAI_FILE, self.data), self._items["bigbench"])
         return self._items[name]
 
     @hookimpl
