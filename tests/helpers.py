@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+
+from harness import plugins as registry
+from harness.cli import selection
 from harness.config import RunConfig, load_config
+from harness.engine import RoundEngine
+from harness.tracking import MlflowTracker, default_tracking_uri, find_run
+from harness.types import RunSummary
 
 
 def smoke_config(tmp_path, **overrides) -> RunConfig:
@@ -10,3 +17,20 @@ def smoke_config(tmp_path, **overrides) -> RunConfig:
     base = {"output_dir": str(tmp_path / "out"), "tracking.run_name": "test-run"}
     base.update(overrides)
     return load_config("smoke", overrides=base)
+
+
+def run_tracked(cfg: RunConfig, *extra: object, resume: bool = False) -> RunSummary:
+    """Run ``cfg`` on the local engine as ``harness run`` does (MLflow store in its output dir), with ``extra``
+    plugins; ``resume`` continues the run named ``tracking.run_name`` from its newest checkpoint."""
+    uri = default_tracking_uri(cfg.output_dir)
+    tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir,
+                            run_id=find_run(uri, cfg.tracking.run_name).info.run_id if resume else None)
+    pm = registry.build_manager(selection(cfg), extra=[tracker, *extra])
+    return RoundEngine(cfg, pm, progress=False, resume=resume).run()
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on (right after this returns)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

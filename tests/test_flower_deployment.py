@@ -21,17 +21,12 @@ from safetensors.torch import load_file
 
 from harness.cli import main
 from harness.tracking import default_tracking_uri
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.flower
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "flower"
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, timeout: float) -> None:

@@ -17,10 +17,10 @@ from harness.checkpoint import CheckpointStore
 from harness.cli import main, selection
 from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl
-from harness.tracking import MlflowTracker, default_tracking_uri, find_run
+from harness.tracking import default_tracking_uri
 from harness.types import AggregateResult
 from plugins.aggregators.fedavg import FedAvg
-from tests.helpers import smoke_config
+from tests.helpers import run_tracked, smoke_config
 
 RUN = "fault-test"
 FLAGS = ["--preset", "smoke", "--rounds", "3", "--local-optimizer", "sgd", "--set", "plugins.evals=[]",
@@ -101,11 +101,7 @@ class FailAfterLoggingRound2:
 def run_in_process(out: Path, *extra, resume: bool = False):
     cfg = smoke_config(out.parent, **{"output_dir": str(out), "federation.rounds": 3, "plugins.evals": [],
                                       "federation.local_optimizer": "sgd", "tracking.run_name": RUN})
-    uri = default_tracking_uri(out)
-    tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir,
-                            run_id=find_run(uri, RUN).info.run_id if resume else None)
-    pm = registry.build_manager(selection(cfg), extra=[tracker, *extra])
-    return RoundEngine(cfg, pm, progress=False, resume=resume).run()
+    return run_tracked(cfg, *extra, resume=resume)
 
 
 @pytest.mark.slow

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import socket
 import time
 
 import pytest
@@ -24,7 +23,7 @@ from harness.hookspecs import hookimpl
 from harness.jsonl import read_jsonl
 from harness.tracking import default_tracking_uri
 from harness.types import FilterVerdict
-from tests.helpers import smoke_config
+from tests.helpers import free_port, smoke_config
 
 
 def run_cli(out, *extra: str):
@@ -97,14 +96,8 @@ def test_round_with_every_client_empty_keeps_the_global_adapter(tmp_path):
     assert all(engine.state.global_state[n].equal(t) for n, t in initial.items())
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_unreachable_mlflow_server_fails_fast_before_training(tmp_path):
-    uri = f"http://127.0.0.1:{closed_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     out = tmp_path / "out"
     start = time.monotonic()
     result = run_cli(out, "--tracking-uri", uri)
@@ -116,7 +109,7 @@ def test_unreachable_mlflow_server_fails_fast_before_training(tmp_path):
 
 
 def test_unreachable_mlflow_server_falls_back_to_the_local_store_only_when_asked(tmp_path, caplog):
-    uri = f"http://127.0.0.1:{closed_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     out = tmp_path / "out"
     with caplog.at_level(logging.WARNING, logger="harness.tracking"):
         result = run_cli(out, "--tracking-uri", uri, "--tracking-fallback-local", "--run-name", "fallback")

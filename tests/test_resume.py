@@ -13,12 +13,10 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from harness import plugins as registry
-from harness.cli import main, selection
-from harness.engine import RoundEngine
+from harness.cli import main
 from harness.hookspecs import hookimpl
-from harness.tracking import MlflowTracker, default_tracking_uri, find_run
-from tests.helpers import smoke_config
+from harness.tracking import default_tracking_uri, find_run
+from tests.helpers import run_tracked, smoke_config
 
 RUN = "resume-test"
 SETTINGS = {"federation.rounds": 3, "federation.local_optimizer": "sgd", "plugins.evals": [],
@@ -55,11 +53,7 @@ KILLED_RUN = textwrap.dedent("""
 
 def run_in_process(out: Path, agg: str, *extra, resume: bool = False):
     cfg = smoke_config(out.parent, **{**SETTINGS, "output_dir": str(out), "plugins.agg": agg})
-    uri = default_tracking_uri(out)
-    tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir,
-                            run_id=find_run(uri, RUN).info.run_id if resume else None)
-    pm = registry.build_manager(selection(cfg), extra=[tracker, *extra])
-    return RoundEngine(cfg, pm, progress=False, resume=resume).run()
+    return run_tracked(cfg, *extra, resume=resume)
 
 
 def final_adapter(out: Path) -> bytes:
