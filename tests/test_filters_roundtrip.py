@@ -3,7 +3,7 @@
 The tiny-random round trip checks the machinery: the guard trains (its loss falls), is saved,
 loads through --filter-model with its adapter (its scores differ from the base's) and is scored
 beside its base in one table and in MLflow. Whether fine-tuning beats the base is checked on
-smollm2-135m: a CI-sized fine-tune, and the guard shipped in examples/guards (trained on a GPU).
+smollm2-135m: a CI-sized fine-tune, and the guard shipped in plugins/filters/guards (trained on a GPU).
 """
 
 import json
@@ -20,7 +20,7 @@ from harness.tracking import default_tracking_uri
 from plugins.filters.lg3 import LlamaGuardFilter
 
 
-SHIPPED_GUARD = Path(__file__).resolve().parents[1] / "examples" / "guards" / "smollm2-135m-lg3"
+SHIPPED_GUARD = Path(__file__).resolve().parents[1] / "plugins" / "filters" / "guards" / "smollm2-135m-lg3"
 
 
 def invoke(*args: str) -> str:

@@ -1,0 +1,21 @@
+"""Which guard a filter or judge uses when none is named: one that flags unsafe samples for the model at hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.models import SMOLLM2, TINY_RANDOM
+
+SHIPPED_GUARDS = Path(__file__).resolve().parents[1].parent / "plugins" / "filters" / "guards"
+SMOLLM2_GUARD = SHIPPED_GUARDS / "smollm2-135m-lg3"
+"""The project's Llama-Guard-3-format guard fine-tuned on SmolLM2-135M-Instruct (package data)."""
+HUB_GUARD = "meta-llama/Llama-Guard-3-1B"
+"""The real Llama Guard 3 for hub models (``meta-llama/Llama-Guard-3-8B`` is the paper's)."""
+
+
+def default_guard(model_name: str) -> str:
+    """The guard for a run on ``model_name``: the shipped SmolLM2 guard for the embedded and tiny test
+    models (no hub needed), the real Llama Guard 3 otherwise."""
+    if model_name in (SMOLLM2, TINY_RANDOM):
+        return str(SMOLLM2_GUARD)
+    return HUB_GUARD
