@@ -138,17 +138,21 @@ class RoundEngine:
         order = [kept[i] for i in order_rng.permutation(len(kept))]
         seed_torch(fed.seed * 1_000_003 + server_round * 10_007 + cid)
 
+        step_args = dict(client_id=cid, server_round=server_round, params=self.params,
+                         global_state=self.state.global_state, fit_ins=fit_ins)
+
         def correct_grads() -> None:
-            self.hook.local_grad_correction(
-                client_id=cid, server_round=server_round, params=self.params,
-                global_state=self.state.global_state, fit_ins=fit_ins,
-            )
+            self.hook.local_grad_correction(**step_args)
+
+        def post_step() -> None:
+            self.hook.local_post_step(**step_args, learning_rate=lr)
 
         bar = tqdm(total=fed.local_steps, desc=f"client {cid}", leave=False, disable=not self.progress, unit="step")
         info, self.state.cursors[cid] = local_train(
             self.model, self.params, self._client_data(cid), order, self.state.cursors.get(cid, 0),
             fed.local_steps, fed.batch_size, lr, fed.local_optimizer, self.tokenizer.pad_token_id,
             correct_grads=correct_grads if self.hook.local_grad_correction.get_hookimpls() else None,
+            post_step=post_step if self.hook.local_post_step.get_hookimpls() else None,
             on_step=(lambda loss: (bar.update(), bar.set_postfix(loss=f"{loss:.3f}"))) if self.progress else None,
         )
         bar.close()

@@ -8,7 +8,9 @@ Call order in a run::
         for each sampled client i:               # client side
             pre_local_train(i)                   # filter the client's samples
             configure_fit(r, i)                  # server -> client extras (server side)
-            local training; per optimizer step: local_grad_correction(i)
+            local training; per optimizer step:
+                local_grad_correction(i)         #   after backward, before the step
+                local_post_step(i)               #   after the step
             client_fit_end(i)                    # client -> server extras
         aggregate(r, updates)                    # server side
         post_aggregate(r, model)                 # server side: align the global adapter
@@ -88,7 +90,24 @@ def local_grad_correction(
 
     Receives the trainable LoRA parameters (with ``.grad`` filled), the global adapter the
     client started from, and what ``configure_fit`` sent. May change ``param.grad`` in place
-    (SCAFFOLD adds c - c_i; FedProx adds mu * (w - w_global)). Returns nothing.
+    (SCAFFOLD's ``gradient`` mode adds c - c_i; FedProx adds mu * (w - w_global)). Returns nothing.
+    """
+
+
+@hookspec
+def local_post_step(
+    client_id: int,
+    server_round: int,
+    params: dict[str, torch.nn.Parameter],
+    global_state: AdapterState,
+    fit_ins: FitIns,
+    learning_rate: float,
+) -> None:
+    """Client side, after each optimizer step (gradients already cleared).
+
+    Receives what ``local_grad_correction`` receives and the step's learning rate. May change the
+    parameters in place under ``torch.no_grad()`` (SCAFFOLD's ``post-step`` mode subtracts
+    learning_rate * (c - c_i), outside the optimizer's normalisation). Returns nothing.
     """
 
 

@@ -148,14 +148,16 @@ def local_train(
     optimizer: str,
     pad_id: int,
     correct_grads: Callable[[], None] | None = None,
+    post_step: Callable[[], None] | None = None,
     on_step: Callable[[float], None] | None = None,
     bucket_window: int = BUCKET_WINDOW,
 ) -> tuple[LocalTrainInfo, int]:
     """``steps`` optimizer steps over ``order`` (cycled from ``cursor``); returns the info and the new cursor.
 
-    Batches follow :func:`batch_plan` (length-bucketed unless ``bucket_window`` is 1). The model trains in
-    training mode and is left in the mode it came in (a caller training many clients in a row sets
-    training mode once around them: switching walks every module).
+    Batches follow :func:`batch_plan` (length-bucketed unless ``bucket_window`` is 1). ``correct_grads`` runs
+    after each backward pass and ``post_step`` after each optimizer step (the engine's ``local_grad_correction``
+    and ``local_post_step`` hooks). The model trains in training mode and is left in the mode it came in (a
+    caller training many clients in a row sets training mode once around them: switching walks every module).
     """
     opt = make_optimizer(optimizer, list(params.values()), lr)
     was_training = model.training
@@ -177,6 +179,8 @@ def local_train(
                 correct_grads()
             opt.step()
             opt.zero_grad(set_to_none=True)
+            if post_step is not None:
+                post_step()
         loss = float(loss_t.detach())
         step_seconds += time.perf_counter() - start
         losses.append(loss)

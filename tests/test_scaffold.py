@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from harness.adapters import num_bytes
+from harness.training import make_optimizer
 from harness.types import ClientUpdate, FitIns, LocalTrainInfo
 from plugins.aggregators.fedavg import FedAvg
 from plugins.aggregators.scaffold import Scaffold
@@ -31,40 +32,52 @@ def optimum(clients) -> torch.Tensor:
     return torch.linalg.solve(h, g)
 
 
-def federated_least_squares(agg, clients, rounds: int, seed: int = 0) -> torch.Tensor:
-    """Drive ``agg`` through the engine's hook sequence with exact local gradient steps (SGD)."""
-    rng = np.random.default_rng(seed)
-    x = {"w": torch.zeros(DIM, dtype=torch.float64)}
+def federated_least_squares(
+    agg, clients, rounds: int, seed: int = 0, optimizer: str = "sgd", lr: float = LR, steps: int = STEPS,
+    per_round: int = PER_ROUND, noise: float = 0.0, scale: float = 1.0,
+) -> tuple[torch.Tensor, list[dict[str, float]]]:
+    """Drive ``agg`` through the engine's hook sequence (as ``harness.training.local_train`` calls them) with
+    exact local gradients, times ``scale``, plus Gaussian noise of std ``noise`` (before scaling); returns the
+    final global weights and each round's aggregator metrics."""
+    rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    x = {"w": torch.zeros(clients[0][0].shape[1], dtype=torch.float64)}
+    metrics = []
     for r in range(1, rounds + 1):
         updates = []
-        for cid in sorted(rng.choice(CLIENTS, PER_ROUND, replace=False).tolist()):
+        for cid in sorted(rng.choice(len(clients), per_round, replace=False).tolist()):
             fit_ins = getattr(agg, "configure_fit", lambda **_: None)(server_round=r, client_id=cid, global_state=x)
             fit_ins = fit_ins or FitIns()
             w = torch.nn.Parameter(x["w"].clone())
+            opt = make_optimizer(optimizer, [w], lr)
+            hook_args = dict(client_id=cid, server_round=r, params={"w": w}, global_state=x, fit_ins=fit_ins)
             a, b = clients[cid]
-            for _ in range(STEPS):
-                w.grad = a.T @ (a @ w.detach() - b) / len(b)
+            for _ in range(steps):
+                g = a.T @ (a @ w.detach() - b) / len(b) + noise * torch.randn(len(w), generator=gen, dtype=w.dtype)
+                w.grad = scale * g
                 if hasattr(agg, "local_grad_correction"):
-                    agg.local_grad_correction(client_id=cid, server_round=r, params={"w": w}, global_state=x,
-                                              fit_ins=fit_ins)
-                with torch.no_grad():
-                    w -= LR * w.grad
+                    agg.local_grad_correction(**hook_args)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                if hasattr(agg, "local_post_step"):
+                    agg.local_post_step(**hook_args, learning_rate=lr)
             local = {"w": w.detach().clone()}
             extra = {}
             if hasattr(agg, "client_fit_end"):
-                info = LocalTrainInfo(STEPS, LR, 0.0, 0, 0.0, 0.0)
+                info = LocalTrainInfo(steps, lr, 0.0, 0, 0.0, 0.0)
                 extra = agg.client_fit_end(client_id=cid, server_round=r, local_state=local, global_state=x,
                                            fit_ins=fit_ins, train_info=info)
             updates.append(ClientUpdate(cid, len(b), local, extra))
-        x = agg.aggregate(server_round=r, global_state=x, updates=updates, num_clients_total=CLIENTS).state
-    return x["w"]
+        result = agg.aggregate(server_round=r, global_state=x, updates=updates, num_clients_total=len(clients))
+        x = result.state
+        metrics.append(result.metrics)
+    return x["w"], metrics
 
 
 def test_scaffold_converges_where_fedavg_drifts(tmp_path):
     clients = least_squares_clients()
     w_star = optimum(clients)
-    fedavg = federated_least_squares(FedAvg(), clients, rounds=300)
-    scaffold = federated_least_squares(Scaffold(state_dir=str(tmp_path)), clients, rounds=300)
+    fedavg, _ = federated_least_squares(FedAvg(), clients, rounds=300)
+    scaffold, _ = federated_least_squares(Scaffold(state_dir=str(tmp_path), correction="gradient"), clients, rounds=300)
     fedavg_error = float(torch.linalg.norm(fedavg - w_star) / torch.linalg.norm(w_star))
     scaffold_error = float(torch.linalg.norm(scaffold - w_star) / torch.linalg.norm(w_star))
     assert scaffold_error < 1e-4, scaffold_error
@@ -72,7 +85,7 @@ def test_scaffold_converges_where_fedavg_drifts(tmp_path):
 
 
 def test_control_variates_one_round_by_hand(tmp_path):
-    agg = Scaffold(state_dir=str(tmp_path))
+    agg = Scaffold(state_dir=str(tmp_path), correction="gradient")
     x = {"w": torch.tensor([1.0, 1.0])}
     fit = agg.configure_fit(server_round=1, client_id=3, global_state=x)
     assert torch.equal(fit.tensors["c"], torch.zeros(2))
@@ -91,11 +104,16 @@ def test_control_variates_one_round_by_hand(tmp_path):
     fit2 = agg.configure_fit(server_round=2, client_id=3, global_state=out.state)
     agg.local_grad_correction(client_id=3, server_round=2, params={"w": param}, global_state=out.state, fit_ins=fit2)
     assert torch.allclose(param.grad, torch.tensor([9.25, 11.5]))
+    # post-step mode moves the parameters by -lr (c - c_3) after the optimizer step instead
+    agg.correction = "post-step"
+    agg.local_post_step(client_id=3, server_round=2, params={"w": param}, global_state=out.state, fit_ins=fit2,
+                        learning_rate=0.5)
+    assert torch.allclose(param.detach(), torch.tensor([0.375, -0.75]))
 
 
 def test_bookkeeping_over_rounds_keeps_c_the_mean_of_all_c_i(tmp_path):
     clients = least_squares_clients(seed=1)
-    agg = Scaffold(state_dir=str(tmp_path))
+    agg = Scaffold(state_dir=str(tmp_path), correction="gradient")
     for rounds in (1, 3, 6):
         federated_least_squares(agg, clients, rounds=1, seed=rounds)
         c_i = [agg.store.load(i, numel=DIM).double() for i in range(CLIENTS)]
@@ -117,11 +135,12 @@ def test_control_variate_bytes_are_reported(tmp_path):
     out = agg.aggregate(server_round=1, global_state=x, updates=ups, num_clients_total=2)
     assert num_bytes(fit.tensors) == 17 * 4
     assert out.metrics["control_variate_bytes"] == 2 * 17 * 4 + 2 * 17 * 4  # c down and Δc_i up, per client
+    assert all(num_bytes(u.extra) == 17 * 4 + 4 for u in ups)  # plus the float32 correction_to_update
 
 
 def test_checkpoint_and_restore_return_to_the_saved_state(tmp_path):
     clients = least_squares_clients(seed=2)
-    agg = Scaffold(state_dir=str(tmp_path / "live"))
+    agg = Scaffold(state_dir=str(tmp_path / "live"), correction="gradient")
     federated_least_squares(agg, clients, rounds=2)
     agg.checkpoint_state(directory=tmp_path / "ckpt")
     saved_c = agg.c.clone()

@@ -2,8 +2,8 @@
 
 A SuperNode's ``partition-id`` (its ``--node-config``; set by the Simulation Engine) is the harness client
 id. On a ``train`` message the node runs ``pre_local_train``, local LoRA training with the
-``local_grad_correction`` hook and ``client_fit_end`` exactly as :class:`harness.engine.RoundEngine` does
-(it *is* that engine's ``_train_client``), with ``configure_fit`` answered by what the server sent.
+``local_grad_correction`` and ``local_post_step`` hooks and ``client_fit_end`` exactly as
+:class:`harness.engine.RoundEngine` does (it *is* that engine's ``_train_client``), with ``configure_fit`` answered by what the server sent.
 The data cursor comes with the message and goes back with the reply (the server keeps it); plugin state
 (SCAFFOLD's c_i) stays on the node, in the plugin's own store under the node's ``output_dir``.
 """
