@@ -66,7 +66,7 @@ def simulate_clients(num_clients: int, per_round: int = 20) -> dict[str, float]:
     params = {n: torch.nn.Parameter(torch.zeros(s)) for n, s in shapes.items()}
     info = LocalTrainInfo(steps=4, learning_rate=1e-3, mean_loss=0, num_tokens=0, step_seconds=0, padding_fraction=0)
     with tempfile.TemporaryDirectory() as tmp:
-        agg = Scaffold(state_dir=f"{tmp}/live")
+        agg = Scaffold(state_dir=f"{tmp}/live", correction="gradient")
         store = CheckpointStore(Path(tmp) / "run")
         gen = torch.Generator().manual_seed(0)
         for r, first in enumerate(range(0, num_clients, per_round), start=1):
