@@ -70,6 +70,10 @@ def resolve_run_config(preset, config_file, sets, evals, flags, plugin_opts) -> 
     for kind, pairs in plugin_opts.items():
         for key, value in _options(pairs, f"--{kind}-opt").items():
             overrides[f"plugins.{kind}_options.{key}"] = value
+    from harness.tracking import experiment_from_env
+
+    if experiment := experiment_from_env(overrides, config_file):  # $MLFLOW_TRACKING_URI: see tracking_uri()
+        overrides["tracking.experiment"] = experiment
     try:
         return load_config(preset, config_file, overrides)
     except ConfigError as exc:
@@ -196,10 +200,10 @@ def main(verbose: bool) -> None:
 @click.option("--clip-update-norm", type=float, help="Clip each client's update (local - global) to this L2 norm.")
 @click.option("--eval-every", type=int)
 @click.option("--eval-limit", type=int)
-@click.option("--tracking-uri", help="MLflow tracking URI (default: sqlite store in the output dir).")
+@click.option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite store in the output dir).")
 @click.option("--tracking-fallback-local", is_flag=True, default=None,
               help="If the http(s) tracking server does not answer, log to the local sqlite store instead of failing.")
-@click.option("--experiment", help="MLflow experiment name.")
+@click.option("--experiment", help="MLflow experiment name (default: $MLFLOW_EXPERIMENT_NAME, else fedllm-harness).")
 @click.option("--run-name")
 @click.option("--output-dir", type=click.Path(file_okay=False))
 @click.option("--progress/--no-progress", default=True, help="Progress bars.")

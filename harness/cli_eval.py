@@ -41,6 +41,10 @@ def eval_config(model: str, evals, limit, max_length, preset, sets, eval_opts, j
     if max_length is not None:
         overrides["model.max_length"] = max_length
     overrides.update({key: value for key, value in tracking.items() if value is not None})
+    from harness.tracking import experiment_from_env
+
+    if experiment := experiment_from_env(overrides):  # $MLFLOW_TRACKING_URI: see resolve_tracking_uri()
+        overrides["tracking.experiment"] = experiment
     for key, value in _options(eval_opts, "--eval-opt").items():
         name, dot, option = key.rpartition(".")
         if not dot or name not in evals:
@@ -137,8 +141,8 @@ def run_evals(cfg: RunConfig, pm, model: GlobalModel, adapter: str | None) -> di
 @click.option("--max-length", type=int, help="Prompt token limit for generation (model.max_length).")
 @click.option("--preset", type=click.Choice(PRESETS), default=None, help="Base settings (default: demo).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key.")
-@click.option("--tracking-uri", help="MLflow tracking URI (default: sqlite store in the output dir).")
-@click.option("--experiment", help="MLflow experiment name.")
+@click.option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite store in the output dir).")
+@click.option("--experiment", help="MLflow experiment name (default: $MLFLOW_EXPERIMENT_NAME, else fedllm-harness).")
 @click.option("--run-name")
 @click.option("--output-dir", type=click.Path(file_okay=False))
 def command(model, adapter, evals, eval_limit, eval_opt, data, max_length, preset, sets, tracking_uri, experiment,

@@ -10,14 +10,16 @@ import click
 from harness.config import RunConfig
 from harness.leaderboard import BoardError, load_board, write_leaderboard
 from harness.leaderboard.tables import DEFAULT_MLFLOW_UI
-from harness.tracking import resolve_tracking_uri
+from harness.tracking import env_experiment, resolve_tracking_uri
 
 
 @click.command("leaderboard")
 @click.option("--board", default="default", show_default=True,
               help="Board YAML file, or a board name looked up in ./leaderboards and the checkout's leaderboards/.")
-@click.option("--tracking-uri", help="MLflow tracking URI (default: the sqlite store `harness run` writes).")
-@click.option("--experiment", "experiments", multiple=True, help="Read these experiments instead of the board's.")
+@click.option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the sqlite store "
+              "`harness run` writes).")
+@click.option("--experiment", "experiments", multiple=True,
+              help="Read these experiments instead of the board's (default: $MLFLOW_EXPERIMENT_NAME if set).")
 @click.option("--filter", "extra_filter", default="", help="Extra MLflow filter, and-ed with the board's.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--mlflow-ui", default=DEFAULT_MLFLOW_UI, show_default=True, help="Base URL of the run links.")
@@ -25,12 +27,15 @@ from harness.tracking import resolve_tracking_uri
 def command(board, tracking_uri, experiments, extra_filter, out_dir, mlflow_ui, screenshot) -> None:
     """Read finished runs from MLflow and write leaderboard.md, leaderboard.csv and leaderboard.html."""
     try:
-        spec = load_board(board).narrowed(tuple(experiments), extra_filter)
+        env = env_experiment()
+        spec = load_board(board).narrowed(tuple(experiments) or ((env,) if env else ()), extra_filter)
         written = write_leaderboard(spec, resolve_tracking_uri(tracking_uri, RunConfig.output_dir), out_dir, mlflow_ui)
     except BoardError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    click.echo(f"{len(written.rows)} methods from {sum(len(r.runs) for r in written.rows)} finished runs")
+    used = sum(len(r.runs) for r in written.rows)
+    click.echo(f"{len(written.rows)} rows (one per setting) from {written.runs} finished runs"
+               + (f" ({written.runs - used} older re-runs of a seed replaced by newer ones)" if written.runs > used else ""))
     for path in (written.markdown, written.csv, written.html):
         click.echo(str(path))
     if screenshot:

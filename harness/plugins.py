@@ -91,6 +91,12 @@ def check_selectable(kind: str, name: str) -> None:
     _entry_point(kind, name)
 
 
+def distribution(kind: str, name: str) -> tuple[str, str]:
+    """(distribution name, version) of the package that provides plugin ``name`` of ``kind``; '?' when unknown."""
+    dist = _entry_point(kind, name).dist
+    return (dist.metadata["Name"], dist.version) if dist else ("?", "?")
+
+
 def load_factory(kind: str, name: str) -> Any:
     """The class (or factory) plugin ``name`` of ``kind`` names, not instantiated."""
     return _entry_point(kind, name).load()

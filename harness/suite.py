@@ -21,7 +21,7 @@ from harness import plugins as plugin_registry
 from harness.config import PRESETS, ConfigError, RunConfig, load_config, parse_override
 from harness.leaderboard import Leaderboard, load_board, write_leaderboard
 from harness.leaderboard.board import BoardError
-from harness.tracking import _param_value, resolve_tracking_uri
+from harness.tracking import _param_value, env_experiment, resolve_tracking_uri
 
 IGNORED_PARAMS = ("output_dir", "tracking.")  # where a run is stored does not change what it measures
 
@@ -108,6 +108,11 @@ class SuiteSettings:
     progress: bool = False
 
 
+def experiment_name(suite: Suite, settings: SuiteSettings) -> str:
+    """--experiment, else $MLFLOW_EXPERIMENT_NAME, else the suite's name."""
+    return settings.experiment or env_experiment() or suite.name
+
+
 def run_name(suite: Suite, settings: SuiteSettings, row: SuiteRow, seed: int) -> str:
     return f"{suite.name}-{settings.preset}-{row.name}" + ("" if row.pretrained else f"-s{seed}")
 
@@ -150,7 +155,7 @@ def row_config(suite: Suite, settings: SuiteSettings, row: SuiteRow, seed: int, 
         "plugins.filter": row.filter, "plugins.agg": row.agg, "plugins.align": row.align,
         "plugins.filter_options": dict(row.filter_options), "plugins.evals": list(evals),
         "federation.seed": seed, "output_dir": settings.output_dir, "tracking.uri": uri,
-        "tracking.experiment": settings.experiment or suite.name,
+        "tracking.experiment": experiment_name(suite, settings),
         "tracking.run_name": run_name(suite, settings, row, seed),
     })
     try:
@@ -248,7 +253,7 @@ def run_suite(suite: Suite, settings: SuiteSettings, echo: Callable[[str], None]
         except (plugin_registry.PluginError, SuiteError) as exc:
             raise SuiteError(f"{where}: {exc}") from exc
         done.append(SuiteRun(row.name, seed, run_id, False))
-    experiment = settings.experiment or suite.name
+    experiment = experiment_name(suite, settings)
     board = board.narrowed((experiment,), f"attributes.run_name LIKE '{suite.name}-{settings.preset}-%'")
     out = settings.board_dir or str(Path(settings.output_dir) / f"{suite.name}-{settings.preset}-board")
     return SuiteReport(done, write_leaderboard(board, uri, out))
@@ -265,8 +270,9 @@ def suite_options(func):
         click.option("--eval", "evals", multiple=True, help="Eval plugins (default: the suite's); repeat for several."),
         click.option("--row", "rows", multiple=True, help="Run only this row; repeat for several."),
         click.option("--output-dir", default="harness-runs", show_default=True, type=click.Path(file_okay=False)),
-        click.option("--tracking-uri", help="MLflow tracking URI (default: sqlite store in the output dir)."),
-        click.option("--experiment", help="MLflow experiment (default: the suite's name)."),
+        click.option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite store "
+                     "in the output dir)."),
+        click.option("--experiment", help="MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else the suite's name)."),
         click.option("--out", "board_dir", type=click.Path(file_okay=False), help="Board directory."),
         click.option("--progress/--no-progress", default=False, help="Progress bars."),
     ]

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import platform
+import subprocess
 import urllib.error
 import urllib.request
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,10 @@ PARAM_LIMIT = 6000  # MLflow's maximum param value length
 PROBE_TIMEOUT = 5.0  # seconds an http(s) tracking server has to answer before a run starts
 
 log = logging.getLogger(__name__)
+
+URI_ENV = "MLFLOW_TRACKING_URI"
+EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
+LIBRARIES = ("torch", "transformers", "peft", "trl")
 
 
 class TrackingUnreachableError(RuntimeError):
@@ -43,9 +51,38 @@ def probe_tracking_server(uri: str, timeout: float = PROBE_TIMEOUT) -> None:
         ) from exc
 
 
+def env_tracking_uri() -> str | None:
+    """``$MLFLOW_TRACKING_URI`` when set and not empty."""
+    return os.environ.get(URI_ENV) or None
+
+
+def env_experiment() -> str | None:
+    """``$MLFLOW_EXPERIMENT_NAME`` when set and not empty."""
+    return os.environ.get(EXPERIMENT_ENV) or None
+
+
+def experiment_from_env(overrides: dict[str, Any], config_file: str | Path | None = None) -> str | None:
+    """``$MLFLOW_EXPERIMENT_NAME`` unless the command line (a flag, ``--set``) or the config file names the
+    experiment: flag > config file > environment > the default ``fedllm-harness``."""
+    if overrides.get("tracking.experiment") is not None:
+        return None
+    if config_file:
+        from harness.config import ConfigError, read_yaml
+
+        try:
+            tracking = read_yaml(config_file).get("tracking") or {}
+        except ConfigError:
+            tracking = {}  # load_config reports the file's problem
+        if isinstance(tracking, dict) and tracking.get("experiment"):
+            return None
+    return env_experiment()
+
+
 def resolve_tracking_uri(uri: str | None, output_dir: str | Path, fallback_local: bool = False) -> str:
-    """``uri``, else the sqlite store in ``output_dir``. An http(s) ``uri`` is probed first; if it does not answer,
-    this raises :class:`TrackingUnreachableError`, or with ``fallback_local`` warns and returns the local store."""
+    """``uri`` (a flag or the config), else ``$MLFLOW_TRACKING_URI``, else the sqlite store in ``output_dir``.
+    An http(s) URI is probed first; if it does not answer, this raises :class:`TrackingUnreachableError`, or with
+    ``fallback_local`` warns and returns the local store."""
+    uri = uri or env_tracking_uri()
     if uri is None:
         return default_tracking_uri(output_dir)
     if uri.startswith(("http://", "https://")):
@@ -74,6 +111,64 @@ def ensure_experiment(client: MlflowClient, name: str, output_dir: str | Path, u
 def _param_value(value: Any) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text[:PARAM_LIMIT]
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_state(path: Path | None = None) -> tuple[str, str]:
+    """(commit, dirty) of the checkout holding the harness: ('unknown', 'unknown') outside a git work tree."""
+    import harness
+
+    root = path or Path(harness.__file__).resolve().parents[1]
+    commit = _git(["rev-parse", "HEAD"], root)
+    if not commit:
+        return "unknown", "unknown"
+    status = _git(["status", "--porcelain", "--untracked-files=no"], root)
+    return commit, "unknown" if status is None else str(bool(status)).lower()
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def provenance_tags(cfg, selected: list[tuple[str, str]] | None = None) -> dict[str, str]:
+    """What code ran: harness version and git commit (dirty flag), python and library versions, device and dtype,
+    and per selected plugin ``harness.plugin.KIND.NAME`` = 'distribution version'."""
+    import harness
+
+    commit, dirty = git_state()
+    tags = {"harness.version": harness.__version__, "harness.git_commit": commit, "harness.git_dirty": dirty,
+            "harness.python": platform.python_version()}
+    tags.update({f"harness.{lib}": _version(lib) for lib in LIBRARIES})
+    try:
+        from harness.models import resolve_device
+
+        device = str(resolve_device(cfg.model.device))
+    except Exception:  # noqa: BLE001 - a bad device fails the run later, with its own message
+        device = str(cfg.model.device)
+    tags["harness.device"] = device
+    tags["harness.dtype"] = str(getattr(cfg.model, "dtype", "float32"))
+    if selected is None:
+        p = cfg.plugins
+        selected = [("filter", p.filter), ("agg", p.agg), ("align", p.align)] + [("eval", e) for e in p.evals]
+    from harness import plugins as registry
+
+    for kind, name in selected:
+        try:
+            dist, version = registry.distribution(kind, name)
+        except registry.PluginError:
+            dist, version = "?", "?"
+        tags[f"harness.plugin.{kind}.{name}"] = f"{dist} {version}"
+    return tags
 
 
 class RunNotFoundError(LookupError):
@@ -135,6 +230,8 @@ class MlflowTracker:
             "harness.run_dir": str(run.run_dir),
             "harness.engine": run.engine,
         }
+        standalone = run.params.get("eval.standalone")  # `harness eval`: only its evals are plugins of the run
+        tags.update(provenance_tags(cfg, [("eval", e) for e in cfg.plugins.evals] if standalone else None))
         self.run_id = self.client.create_run(exp_id, run_name=run.run_name, tags=tags).info.run_id
         params = [mlflow.entities.Param(k, _param_value(v)) for k, v in run.params.items()]
         for start in range(0, len(params), 100):

@@ -7,6 +7,7 @@ import pytest
 from harness.leaderboard.aggregate import Cell, column_value, seed_stats
 from harness.leaderboard.board import BoardError, load_board, parse_board
 from harness.leaderboard.runs import RunRecord
+from harness.leaderboard.stats import Interval
 from harness.leaderboard.tables import format_cell
 
 
@@ -40,6 +41,9 @@ def test_checked_in_boards_parse():
         ({"experiments": "e"}, "experiments must be list"),
         ({"plots": {"scatter": {"x": "loss"}}}, "needs x and y"),
         ({"extra": 1}, "unknown key 'extra'"),
+        ({"pin": [["a"]]}, "pin must list fields"),
+        ({"baselines": [{"name": "b"}]}, "match must map fields"),
+        ({"baseline": {"match": {"a": 1}}, "baselines": []}, "baseline or baselines, not both"),
     ],
 )
 def test_bad_board_names_the_problem(change, message):
@@ -87,8 +91,8 @@ def test_column_value_reduces_rounds_then_combines_metrics():
         columns=[{"name": "h", "hmean": ["p", "r"]}]), "t").columns[0]) == 0.0
 
 
-def test_cell_text_marks_partial_seeds_and_leaves_missing_empty():
+def test_cell_text_shows_the_interval_marks_partial_seeds_and_leaves_missing_empty():
     col = parse_board(board_dict(columns=[{"name": "a", "metric": "a", "format": ".2f"}]), "t").columns[0]
-    assert format_cell(Cell(0.6, 0.1, 3), col, 3) == "0.60 ± 0.10"
-    assert format_cell(Cell(0.6, None, 1), col, 3) == "0.60 (n=1)"
+    assert format_cell(Cell(0.6, 0.1, 3, Interval(0.35, 0.85, "t")), col, 3) == "0.60 [0.35, 0.85]"
+    assert format_cell(Cell(0.6, None, 1), col, 3) == "0.60 [n/a] (n=1)"
     assert format_cell(Cell(None, None, 0), col, 3) == ""

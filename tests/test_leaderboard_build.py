@@ -85,11 +85,15 @@ def test_failed_running_and_other_experiment_runs_are_left_out(built):
 def test_markdown_and_csv(built):
     md = built.markdown.read_text()
     header = next(line for line in md.splitlines() if line.startswith("| Method"))
-    assert header.startswith("| Method | Seeds | AdvBench ↑ | HHH ↑ | HHH-438 ↑ | MT-Bench ↑ | Held-out NLL ↓ |")
+    assert header.startswith("| Method | Setting | Seeds | AdvBench ↑ | HHH ↑ | HHH-438 ↑ | MT-Bench ↑ | Held-out NLL ↓ |")
     plain_line = next(line for line in md.splitlines() if line.startswith("| none / fedavg / none"))
-    assert "0.600 ± 0.100" in plain_line and "/#/experiments/" in plain_line
+    # no per-item artifacts here: a t interval over the 3 seeds, 0.6 ± t(0.975, 2) · 0.1 / sqrt(3)
+    assert "0.600 [0.352, 0.848]" in plain_line and "/#/experiments/" in plain_line and "+1 older" in plain_line
     cai_line = next(line for line in md.splitlines() if line.startswith("| none / scaffold / cai50"))
-    assert cai_line.split(" | ")[2] == ""  # the AdvBench cell is empty
+    assert cai_line.split(" | ")[3] == ""  # the AdvBench cell is empty
+    assert "0.300 [n/a]" in cai_line  # one seed and no item data: no interval, said so
+    assert "* Interval, AdvBench: Student t over per-seed values.\n* Interval, HHH: Student t over per-seed values; n/a with one seed and no item data." in md
+    assert "## Against baseline FL" in md and "The runs recorded no versions" in md
     rows = list(csv.DictReader(io.StringIO(built.csv.read_text())))
     assert [r["method"] for r in rows][0] == "lg3 / fedavg / none"
     assert float(rows[0]["AdvBench mean"]) == pytest.approx(0.85) and rows[0]["AdvBench n"] == "2"
@@ -106,7 +110,7 @@ def test_html_is_self_contained_with_plots(built):
 def test_cli_writes_the_three_files(store, tmp_path):
     result = CliRunner().invoke(main, ["leaderboard", "--tracking-uri", store, "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "3 methods from 6 finished runs" in result.output
+    assert "3 rows (one per setting) from 7 finished runs (1 older re-runs of a seed replaced" in result.output
     assert {p.name for p in tmp_path.iterdir()} == {"leaderboard.md", "leaderboard.csv", "leaderboard.html"}
 
 

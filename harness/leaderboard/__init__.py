@@ -1,4 +1,5 @@
-"""Leaderboards: board definitions (YAML) -> finished MLflow runs -> mean ± std over seeds -> md, csv, html.
+"""Leaderboards: board definitions (YAML) -> finished MLflow runs -> one row per setting, mean over seeds with a
+95 % interval, paired tests against baselines, provenance -> md, csv, html.
 
     board = load_board("paper-table1")
     written = write_leaderboard(board, "sqlite:///harness-runs/mlflow.db", "out/")
@@ -13,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from harness.leaderboard.aggregate import MethodRow, build_rows
 from harness.leaderboard.board import Board, BoardError, load_board
+from harness.leaderboard.items import ItemStore
 from harness.leaderboard.page import to_html
 from harness.leaderboard.plots import board_plots
 from harness.leaderboard.runs import fetch_runs
@@ -28,10 +30,16 @@ class Leaderboard:
     csv: Path
     html: Path
 
+    @property
+    def runs(self) -> int:
+        """Finished runs read, including older re-runs of a seed that a newer run replaced."""
+        return sum(len(r.runs) + r.superseded for r in self.rows)
+
 
 def write_leaderboard(board: Board, tracking_uri: str, out_dir: str | Path, ui: str = DEFAULT_MLFLOW_UI) -> Leaderboard:
     """Read the board's finished runs from ``tracking_uri`` and write leaderboard.{md,csv,html} into ``out_dir``."""
-    rows = build_rows(fetch_runs(MlflowClient(tracking_uri), board), board)
+    client = MlflowClient(tracking_uri)
+    rows = build_rows(fetch_runs(client, board), board, ItemStore(client).items)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = Leaderboard(rows, out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard.html")

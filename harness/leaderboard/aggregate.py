@@ -1,35 +1,74 @@
-"""From runs to leaderboard rows: one value per run and column, then mean ± std over a method's seeds."""
+"""From runs to leaderboard rows: one row per setting (the whole resolved config except the seed), one value per
+run and column, mean over seeds with a 95 % interval, and paired tests of each row against the board's baselines."""
 
 from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from harness.leaderboard.board import Board, Column
+from harness.leaderboard.board import Baseline, Board, BoardError, Column
+from harness.leaderboard.items import Items
 from harness.leaderboard.runs import RunRecord
+from harness.leaderboard.stats import (
+    Interval,
+    PairedTest,
+    bootstrap_mean,
+    mcnemar_exact,
+    paired_bootstrap,
+    t_interval,
+    wilson,
+)
 
 MISSING_FIELD = "default"  # how a method key the run does not have is shown
+# Params that say where a run is stored or what it derived, not what it measured: never part of a row's setting.
+IGNORED_PARAMS = ("federation.seed", "output_dir", "tracking.", "run.")
+# Method tags and the config params they mirror (shown once, in the Method column, not again as a setting).
+TAG_PARAMS = {"tags.harness.filter": "plugins.filter", "tags.harness.agg": "plugins.agg",
+              "tags.harness.align": "plugins.align", "tags.harness.model": "model.name",
+              "tags.harness.preset": "preset"}
+# Tags that say which code ran; a row whose runs differ in them is flagged.
+CODE_TAGS = ("harness.version", "harness.git_commit", "harness.git_dirty", "harness.python", "harness.torch",
+             "harness.transformers", "harness.peft", "harness.trl")
+PLUGIN_TAG = "harness.plugin."
+SETTING_VALUE_WIDTH = 40
+
+ItemLoader = Callable[[RunRecord, str], "Items | None"]
 
 
 @dataclass(frozen=True)
 class Cell:
-    """A column's value for one method: mean and sample standard deviation (ddof=1) over n seeds."""
+    """A column's value for one row: mean and sample standard deviation (ddof=1) over n seeds, and a 95 % interval
+    (None: too little data; see :mod:`harness.leaderboard.stats` for which interval)."""
 
     mean: float | None
     std: float | None  # None when fewer than two seeds have the value
     n: int
+    interval: Interval | None = None
 
 
 @dataclass
 class MethodRow:
-    """One leaderboard row: a method (e.g. filter/aggregator/aligner), the seeds' runs behind it, its cells."""
+    """One leaderboard row: the runs of one setting (one per seed), its cells and its comparisons."""
 
     method: str
     key: tuple[str, ...]
     runs: list[RunRecord]  # one per seed, ordered by seed
     seeds: list[str]
     cells: dict[str, Cell]
+    setting: dict[str, str] = field(default_factory=dict)  # the resolved config except the seed and paths
+    superseded: int = 0  # older runs of a seed that the newest replaced
+    shown_setting: str = ""  # the fields in which this row differs from the board's other rows
+    items: dict[str, dict[str, Items]] = field(default_factory=dict)  # column -> seed -> per-item scores
+    baseline_rows: dict[str, str | None] = field(default_factory=dict)  # baseline name -> its row's label
+    paired: dict[str, dict[str, PairedTest]] = field(default_factory=dict)  # baseline name -> column -> test
+    mixed_code: list[str] = field(default_factory=list)  # provenance tags whose values differ between its runs
+
+    @property
+    def label(self) -> str:
+        """Method and, where rows share a method, the setting that tells them apart."""
+        return f"{self.method} ({self.shown_setting})" if self.shown_setting else self.method
 
 
 def seed_stats(values: list[float]) -> Cell:
@@ -39,6 +78,27 @@ def seed_stats(values: list[float]) -> Cell:
         return Cell(None, None, 0)
     std = statistics.stdev(finite) if len(finite) > 1 else None
     return Cell(statistics.fmean(finite), std, len(finite))
+
+
+def _binary(values) -> bool:
+    return all(v in (0.0, 1.0) for v in values)
+
+
+def cell_stats(values: list[float], items: list[Items] | None = None) -> Cell:
+    """Mean over seeds with its 95 % interval: Wilson for one seed of 0/1 items, a bootstrap over seeds and items
+    for per-item scores, else Student t over the per-seed values (None with one seed)."""
+    cell = seed_stats(values)
+    if cell.mean is None:
+        return cell
+    if items and len(items) == cell.n:
+        if len(items) == 1 and _binary(items[0].values()):
+            scores = list(items[0].values())
+            interval = wilson(int(sum(scores)), len(scores))
+        else:
+            interval = bootstrap_mean([list(i.values()) for i in items])
+    else:
+        interval = t_interval([v for v in values if not math.isnan(v)])
+    return Cell(cell.mean, cell.std, cell.n, interval)
 
 
 def _reduce(run: RunRecord, metric: str, how: str) -> float | None:
@@ -62,8 +122,19 @@ def column_value(run: RunRecord, column: Column) -> float | None:
     return values[0]
 
 
+def item_backed(column: Column) -> bool:
+    """Whether a column is one metric at its last round, the only kind per-item scores can stand behind."""
+    return column.combine == "metric" and column.reduce == "last"
+
+
 def method_key(run: RunRecord, board: Board) -> tuple[str, ...]:
     return tuple(run.field(k) or MISSING_FIELD for k in board.method)
+
+
+def setting_of(run: RunRecord, board: Board) -> dict[str, str]:
+    """The run's resolved config (its params) without the seed, output and tracking paths, and derived counts."""
+    seed_param = board.seed.removeprefix("params.") if board.seed.startswith("params.") else None
+    return {k: v for k, v in run.params.items() if not k.startswith(IGNORED_PARAMS) and k != seed_param}
 
 
 def _label(key: tuple[str, ...], runs: list[RunRecord]) -> str:
@@ -83,27 +154,151 @@ def _seed_order(seed: str) -> tuple[int, int | str]:
     return (0, int(seed)) if seed.lstrip("-").isdigit() else (1, seed)
 
 
-def build_rows(runs: list[RunRecord], board: Board) -> list[MethodRow]:
-    """Group runs by method, aggregate every column over seeds, and sort by the board's sort column."""
-    groups: dict[tuple[str, ...], list[RunRecord]] = {}
+def check_pins(runs: list[RunRecord], board: Board) -> None:
+    """Raise :class:`BoardError`, naming the field and two runs, if a run differs in a field the board pins."""
+    for key, wanted in board.pins:
+        shown = key.removeprefix("params.")
+        first: RunRecord | None = None
+        for run in runs:
+            value = run.field(key)
+            if wanted is not None and value != wanted:
+                raise BoardError(f"board {board.name} pins {shown} = {wanted!r}, but run {run.name} ({run.run_id}) "
+                                 f"has {shown} = {value!r}; leave it out with --filter or change the pin")
+            if first is None:
+                first = run
+            elif value != first.field(key):
+                raise BoardError(f"board {board.name} pins {shown}: its runs must agree on it, but run {run.name} "
+                                 f"({run.run_id}) has {shown} = {value!r} and run {first.name} ({first.run_id}) has "
+                                 f"{first.field(key)!r}; leave one out with --filter or change the pin")
+
+
+def build_rows(runs: list[RunRecord], board: Board, items: ItemLoader | None = None) -> list[MethodRow]:
+    """One row per setting (runs equal in everything but the seed), every column aggregated over seeds with its
+    interval, rows sorted by the board's sort column, then the fields that tell rows apart, the code-version
+    flags and the paired tests against the board's baselines."""
+    check_pins(runs, board)
+    groups: dict[tuple, list[RunRecord]] = {}
     for run in runs:
-        groups.setdefault(method_key(run, board), []).append(run)
+        key = (method_key(run, board), tuple(sorted(setting_of(run, board).items())))
+        groups.setdefault(key, []).append(run)
     rows = []
-    for key, members in groups.items():
+    for (key, setting), members in groups.items():
         per_seed = latest_per_seed(members, board)
         seeds = sorted(per_seed, key=_seed_order)
         ordered = [per_seed[s] for s in seeds]
-        cells = {}
+        row = MethodRow(_label(key, ordered), key, ordered, seeds, {}, dict(setting), len(members) - len(ordered))
         for col in board.columns:
             values = [column_value(r, col) for r in ordered]
-            cells[col.name] = seed_stats([v for v in values if v is not None])
-        rows.append(MethodRow(_label(key, ordered), key, ordered, seeds, cells))
-    return sort_rows(rows, board)
+            found: dict[str, Items] = {}
+            if items is not None and item_backed(col):
+                for seed, run, value in zip(seeds, ordered, values):
+                    scores = items(run, col.metrics[0]) if value is not None else None
+                    if scores:
+                        found[seed] = scores
+            row.items[col.name] = found
+            present = [v for v in values if v is not None]
+            complete = len(found) == len(present)
+            row.cells[col.name] = cell_stats(present, list(found.values()) if complete else None)
+        row.mixed_code = mixed_code(ordered)
+        rows.append(row)
+    rows = sort_rows(rows, board)
+    label_settings(rows, board)
+    for baseline in board.baselines:
+        compare(rows, baseline, board)
+    return rows
+
+
+def mixed_code(runs: list[RunRecord]) -> list[str]:
+    """The provenance tags (versions, commit, plugin packages) whose values differ between ``runs``."""
+    keys = set(CODE_TAGS) | {k for r in runs for k in r.tags if k.startswith(PLUGIN_TAG)}
+    return sorted(k for k in keys if len({r.tags.get(k) for r in runs}) > 1)
+
+
+def shown_fields(board: Board) -> set[str]:
+    """Config params the Method column already shows."""
+    fields = {k.removeprefix("params.") for k in board.method if k.startswith("params.")}
+    return fields | {TAG_PARAMS[k] for k in board.method if k in TAG_PARAMS}
+
+
+def varying_fields(rows: list[MethodRow], board: Board) -> list[str]:
+    """Setting fields whose value is not the same in every row (a field a row lacks counts as a value)."""
+    keys = sorted({k for r in rows for k in r.setting} - shown_fields(board))
+    return [k for k in keys if len({r.setting.get(k) for r in rows}) > 1]
+
+
+def _short(value: str) -> str:
+    return value if len(value) <= SETTING_VALUE_WIDTH else value[: SETTING_VALUE_WIDTH - 1] + "…"
+
+
+def label_settings(rows: list[MethodRow], board: Board) -> None:
+    """Each row's ``shown_setting``: 'key=value' for every field in which the board's rows differ."""
+    varying = varying_fields(rows, board)
+    for row in rows:
+        row.shown_setting = ", ".join(f"{k}={_short(row.setting.get(k, '-'))}" for k in varying)
+
+
+def _matches(row: MethodRow, fields: tuple[tuple[str, str | None], ...]) -> bool:
+    return all(row.runs[0].field(k) == v for k, v in fields)
+
+
+def baseline_for(row: MethodRow, rows: list[MethodRow], baseline: Baseline) -> MethodRow | None:
+    """The baseline row to compare ``row`` with: it matches the baseline, agrees with ``row`` on ``same``, and of
+    several such, differs from ``row`` in the fewest setting fields."""
+    same = tuple((k, row.runs[0].field(k)) for k in baseline.same)
+    candidates = [r for r in rows if _matches(r, baseline.match) and _matches(r, same)]
+    if row in candidates:
+        return row
+
+    def distance(other: MethodRow) -> int:
+        keys = set(row.setting) | set(other.setting)
+        return sum(row.setting.get(k) != other.setting.get(k) for k in keys)
+
+    return min(candidates, key=distance, default=None)
+
+
+def _paired_runs(row: MethodRow, base: MethodRow) -> list[tuple[str, str]]:
+    """(row seed, baseline seed) pairs: the same seed, or the baseline's only run for every seed."""
+    if len(base.seeds) == 1 and base.seeds[0] not in row.seeds:
+        return [(s, base.seeds[0]) for s in row.seeds]
+    return [(s, s) for s in row.seeds if s in base.seeds]
+
+
+def paired_test(row: MethodRow, base: MethodRow, column: Column) -> PairedTest | None:
+    """Row minus baseline on the same items: McNemar for 0/1 items (pairs pooled over seeds), a paired bootstrap
+    over items for scores (each item's difference averaged over seeds), the seed means' difference without a
+    test where there are no per-item scores."""
+    mine, theirs = row.items.get(column.name, {}), base.items.get(column.name, {})
+    pairs: dict[str, list[tuple[float, float]]] = {}
+    for seed, base_seed in _paired_runs(row, base):
+        if seed in mine and base_seed in theirs:
+            for key in mine[seed].keys() & theirs[base_seed].keys():
+                pairs.setdefault(key, []).append((mine[seed][key], theirs[base_seed][key]))
+    if pairs:
+        flat = [p for key in sorted(pairs) for p in pairs[key]]
+        if _binary(v for p in flat for v in p):
+            return mcnemar_exact([a == 1.0 for a, _ in flat], [b == 1.0 for _, b in flat])
+        per_item = [(statistics.fmean(a for a, _ in pairs[k]), statistics.fmean(b for _, b in pairs[k]))
+                    for k in sorted(pairs)]
+        test = paired_bootstrap([a for a, _ in per_item], [b for _, b in per_item])
+        return PairedTest(test.diff, test.p, test.test, len(flat), test.low, test.high)
+    a, b = row.cells[column.name].mean, base.cells[column.name].mean
+    return None if a is None or b is None else PairedTest(a - b, None, "seeds", 0)
+
+
+def compare(rows: list[MethodRow], baseline: Baseline, board: Board) -> None:
+    """Fill ``baseline_rows`` and ``paired`` of every row for one baseline."""
+    for row in rows:
+        base = baseline_for(row, rows, baseline)
+        row.baseline_rows[baseline.name] = None if base is None else base.label
+        if base is None or base is row:
+            continue
+        tests = {col.name: paired_test(row, base, col) for col in board.columns}
+        row.paired[baseline.name] = {k: v for k, v in tests.items() if v is not None}
 
 
 def sort_rows(rows: list[MethodRow], board: Board) -> list[MethodRow]:
-    """By the sort column (missing values last), ties and unsorted boards by method name."""
-    rows = sorted(rows, key=lambda r: r.method)
+    """By the sort column (missing values last), ties and unsorted boards by method name then setting."""
+    rows = sorted(rows, key=lambda r: (r.method, sorted(r.setting.items())))
     if board.sort_column is None:
         return rows
     present = [r for r in rows if r.cells[board.sort_column].mean is not None]

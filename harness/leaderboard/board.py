@@ -45,6 +45,16 @@ class Scatter:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """The row(s) other rows are compared with: rows whose fields equal ``match`` (None: the run lacks the field);
+    with ``same``, each row is compared with the baseline row that agrees with it on those fields."""
+
+    name: str
+    match: tuple[tuple[str, str | None], ...]
+    same: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Board:
     name: str
     experiments: tuple[str, ...]
@@ -58,6 +68,8 @@ class Board:
     round_plots: tuple[str, ...] = ()  # metrics plotted against the round, one line per method
     scatter: Scatter | None = None  # safety vs helpfulness, one point per method
     notes: str = ""
+    pins: tuple[tuple[str, str | None], ...] = ()  # (field, value): every run has value; None: all runs agree
+    baselines: tuple[Baseline, ...] = ()
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -153,14 +165,65 @@ def parse_board(data: Any, source: str) -> Board:
         round_plots=tuple(_take(plots, "rounds", list, f"{source}: plots", [])),
         scatter=_scatter(_take(plots, "scatter", dict, f"{source}: plots"), source),
         notes=_take(data, "notes", str, source, ""),
+        pins=_pins(_take(data, "pin", (list, dict), source, []), source),
+        baselines=_baselines(data.pop("baseline", None), data.pop("baselines", None), source),
     )
     _no_extra(sort, f"{source}: sort", "column, order")
     _no_extra(plots, f"{source}: plots", "rounds, scatter")
-    _no_extra(data, source, "name, title, experiments, filter, method, seed, columns, sort, plots, notes")
+    _no_extra(data, source, "name, title, experiments, filter, method, seed, columns, sort, plots, notes, pin, "
+              "baseline, baselines")
     for referenced in [board.sort_column] + ([board.scatter.x, board.scatter.y] if board.scatter else []):
         if referenced is not None:
             board.column(referenced)
     return board
+
+
+def run_field(key: str) -> str:
+    """'tags.X' and 'params.X' as given; a bare config key ('model.name') means 'params.model.name'."""
+    return key if key.startswith(("tags.", "params.")) else f"params.{key}"
+
+
+def _scalar(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value)  # as MLflow stores a logged Python bool
+    return str(value)
+
+
+def _pins(raw: list | dict, source: str) -> tuple[tuple[str, str | None], ...]:
+    items = raw.items() if isinstance(raw, dict) else ((key, None) for key in raw)
+    pins = []
+    for key, value in items:
+        if not isinstance(key, str) or not key or isinstance(value, (list, dict)):
+            raise BoardError(f"{source}: pin must list fields (model.name, tags.X, params.X) or map them to values")
+        pins.append((run_field(key), _scalar(value)))
+    return tuple(pins)
+
+
+def _baselines(single: Any, several: Any, source: str) -> tuple[Baseline, ...]:
+    if single is not None and several is not None:
+        raise BoardError(f"{source}: give baseline or baselines, not both")
+    raw = [single] if single is not None else several or []
+    if not isinstance(raw, list):
+        raise BoardError(f"{source}: baselines must be a list")
+    out = []
+    for i, entry in enumerate(raw):
+        where = f"{source}: baselines[{i}]"
+        if not isinstance(entry, dict):
+            raise BoardError(f"{where}: a baseline must be a mapping with name, match and optionally same")
+        data = dict(entry)
+        name = _take(data, "name", str, where, "baseline")
+        match = _take(data, "match", dict, where)
+        same = _take(data, "same", list, where, [])
+        _no_extra(data, where, "name, match, same")
+        if not match:
+            raise BoardError(f"{where}: match must map fields to the baseline's values")
+        out.append(Baseline(name, tuple((run_field(k), _scalar(v)) for k, v in match.items()),
+                            tuple(run_field(k) for k in same)))
+    if len({b.name for b in out}) != len(out):
+        raise BoardError(f"{source}: baseline names must be unique")
+    return tuple(out)
 
 
 def _scatter(raw: dict[str, Any] | None, source: str) -> Scatter | None:

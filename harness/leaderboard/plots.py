@@ -41,7 +41,7 @@ def mean_curve(row: MethodRow, metric: str) -> list[tuple[int, float]]:
 
 
 def round_plot(rows: list[MethodRow], metric: str) -> Plot:
-    curves = {row.method: mean_curve(row, metric) for row in rows}
+    curves = {row.label: mean_curve(row, metric) for row in rows}
     curves = {method: curve for method, curve in curves.items() if curve}
     title = f"{metric} by round"
     if not curves:
@@ -57,19 +57,26 @@ def round_plot(rows: list[MethodRow], metric: str) -> Plot:
     return Plot(title, _svg(fig), "mean over seeds")
 
 
+def _err(cell) -> list[list[float]] | float:
+    """Asymmetric error bar from the cell's 95 % interval (none without one)."""
+    if cell.interval is None:
+        return 0.0
+    return [[max(0.0, cell.mean - cell.interval.low)], [max(0.0, cell.interval.high - cell.mean)]]
+
+
 def scatter_plot(rows: list[MethodRow], board: Board) -> Plot:
     x_col, y_col = board.column(board.scatter.x), board.column(board.scatter.y)
     title = f"{y_col.header} vs {x_col.header}"
     points = [(r, r.cells[x_col.name], r.cells[y_col.name]) for r in rows]
     points = [(r, x, y) for r, x, y in points if x.mean is not None and y.mean is not None]
     skipped = len(rows) - len(points)
-    note = f"{skipped} method(s) without both values not shown" if skipped else "error bars: std over seeds"
+    note = f"{skipped} row(s) without both values not shown" if skipped else "error bars: 95 % intervals"
     if not points:
         return Plot(title, None, f"no method has both {x_col.name} and {y_col.name}")
     fig, ax = plt.subplots(figsize=(5.6, 4.2))
     for row, x, y in points:
-        ax.errorbar(x.mean, y.mean, xerr=x.std or 0.0, yerr=y.std or 0.0, fmt="o", capsize=3, label=row.method)
-        ax.annotate(row.method, (x.mean, y.mean), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.errorbar(x.mean, y.mean, xerr=_err(x), yerr=_err(y), fmt="o", capsize=3, label=row.label)
+        ax.annotate(row.label, (x.mean, y.mean), fontsize=7, xytext=(4, 4), textcoords="offset points")
     ax.set_xlabel(x_col.header)
     ax.set_ylabel(y_col.header)
     ax.grid(alpha=0.3)

@@ -32,11 +32,15 @@ class RunRecord:
 
 
 def history_metrics(board: Board) -> set[str]:
-    """Metrics whose per-round values the board needs (round plots and columns not reduced to 'last')."""
+    """Metrics whose per-round values the board needs (round plots, columns not reduced to 'last', item data)."""
+    from harness.leaderboard.items import has_items
+
     needed = set(board.round_plots)
     for col in board.columns:
         if col.reduce != "last":
             needed.update(col.metrics)
+        elif col.combine == "metric" and has_items(col.metrics[0]):
+            needed.add(col.metrics[0])  # its last round names the artifact with the per-item scores
     return needed
 
 
