@@ -203,3 +203,13 @@ def test_html_has_intervals_paired_tests_and_provenance(built):
     html = built.html.read_text()
     assert "Against baseline FL" in html and "Provenance" in html and "95 % interval by wilson" in html
     assert "6 finished MLflow runs" in html
+
+
+def test_all_equal_binary_items_over_seeds_get_a_wilson_interval_not_zero_width():
+    from harness.leaderboard.aggregate import cell_stats
+
+    items = [{f"i{k}": 0.0 for k in range(8)} for _ in range(2)]  # two seeds, every item refused 0 times
+    cell = cell_stats([0.0, 0.0], items)
+    expected = wilson(0, 16)
+    assert cell.interval.method == "wilson" and cell.interval.high == pytest.approx(expected.high)
+    assert expected.high > 0.15

@@ -85,15 +85,16 @@ def _binary(values) -> bool:
 
 
 def cell_stats(values: list[float], items: list[Items] | None = None) -> Cell:
-    """Mean over seeds with its 95 % interval: Wilson for one seed of 0/1 items, a bootstrap over seeds and items
-    for per-item scores, else Student t over the per-seed values (None with one seed)."""
+    """Mean over seeds with its 95 % interval: Wilson for one seed of 0/1 items (and for 0/1 items that are all
+    equal, pooled over seeds, where a bootstrap would claim width 0), a bootstrap over seeds and items for
+    per-item scores, else Student t over the per-seed values (None with one seed)."""
     cell = seed_stats(values)
     if cell.mean is None:
         return cell
     if items and len(items) == cell.n:
-        if len(items) == 1 and _binary(items[0].values()):
-            scores = list(items[0].values())
-            interval = wilson(int(sum(scores)), len(scores))
+        pooled = [v for i in items for v in i.values()]
+        if _binary(pooled) and (len(items) == 1 or len(set(pooled)) == 1):
+            interval = wilson(int(sum(pooled)), len(pooled))  # a bootstrap of identical 0/1 items has width 0
         else:
             interval = bootstrap_mean([list(i.values()) for i in items])
     else:
