@@ -10,6 +10,7 @@ import click
 
 from harness import plugins as plugin_registry
 from harness.cli import _options, fail
+from harness.guard.card import TRAIN_PROMPTS, record_held_out, write_train_prompts
 from harness.guard.labelled import SPLITS, DataSpec, labelled_set
 from harness.guard.metrics import detection_report
 from harness.guard.settings import FilterTrainSettings
@@ -90,11 +91,18 @@ def command() -> None:
 @click.option("--lora-r", type=int, default=8, show_default=True)
 @click.option("--max-length", type=int, default=1024, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--eval-per-class", type=click.IntRange(min=0), default=50, show_default=True,
+              help="After training, score this many (at most --max-per-class) safe and unsafe held-out samples "
+                   "and store accuracy, precision and recall in the filter's card (a run refuses an lg3 guard "
+                   "whose recall is < 0.1); 0: skip.")
 @click.option("--experiment", default="filter-train", show_default=True)
 @_with(tracking_options)
 def train(filter_name, base, data, out, held_out, max_per_class, epochs, lr, batch_size, max_steps, lora_r,
-          max_length, seed, experiment, tracking_uri, output_dir) -> None:
-    """Fine-tune a filter on the train split of a balanced labelled set; use it with --filter-model OUT."""
+          max_length, seed, eval_per_class, experiment, tracking_uri, output_dir) -> None:
+    """Fine-tune a filter on the train split of a balanced labelled set; use it with --filter-model OUT.
+
+    OUT also gets train_prompts.sha256 (the digest of every distinct normalised training prompt, for overlap
+    checks; no text) and, in the filter's card, its detection metrics on the held-out split."""
     try:
         factory = plugin_registry.load_factory("filter", filter_name)
         settings = FilterTrainSettings(epochs, lr, batch_size, max_steps, lora_r, max_length, seed)
@@ -108,10 +116,41 @@ def train(filter_name, base, data, out, held_out, max_per_class, epochs, lr, bat
         metrics = factory.train(samples, Path(out), base, settings)
     except (ModelLoadError, ValueError) as exc:
         fail(str(exc))
+    n_prompts = write_train_prompts(Path(out), [s.prompt for s in samples])
+    click.echo(f"{n_prompts} distinct training prompts hashed to {Path(out) / TRAIN_PROMPTS}")
+    if eval_per_class:
+        per_class = min(eval_per_class, max_per_class or eval_per_class)
+        report = _held_out_report(filter_name, factory, out, data, held_out, per_class, max_length, seed)
+        if report is not None:
+            metrics.update({f"held_out/{k}": report[k] for k in (*COLUMNS, "n")})
     params = {"filter": filter_name, "base": base, "data": ",".join(data), "held_out": held_out, **settings.__dict__}
     run_id = _log_mlflow(tracking_uri, output_dir, experiment, f"train-{filter_name}", params, metrics, {})
     click.echo(json.dumps(metrics, indent=1))
     click.echo(f"saved to {out} (mlflow run {run_id}); use it with --filter {filter_name} --filter-model {out}")
+
+
+def _held_out_report(filter_name: str, factory, out: str, data: tuple[str, ...], held_out: float, per_class: int,
+                     max_length: int, seed: int) -> dict | None:
+    """Score the trained filter on the held-out split and record the metrics in its card (None: no such split)."""
+    try:
+        samples = labelled_set([DataSpec.parse(d) for d in data], "test", held_out, per_class, seed)
+    except ValueError as exc:
+        click.echo(f"held-out check skipped ({exc}); the card records no held-out recall", err=True)
+        return None
+    options = {"model": out, **({"max_length": max_length} if filter_name == "lg3" else {})}
+    try:
+        plugin = plugin_registry.instantiate("filter", filter_name, options)
+        verdict = plugin.pre_local_train(client_id=0, samples=samples, server_round=0)
+    except (plugin_registry.PluginError, ModelLoadError, ValueError) as exc:
+        fail(f"held-out check of {out}: {exc}")
+    report = {**detection_report([bool(s.is_harmful) for s in samples], [not k for k in verdict.keep]).as_metrics(),
+              "threshold": float(plugin.threshold), "data": ",".join(data), "split": "test", "held_out": held_out}
+    card = getattr(factory, "card_file", None)
+    if card:
+        record_held_out(Path(out) / card, report)
+    click.echo(f"held-out ({int(report['n'])} samples): accuracy {report['accuracy']:.3f} precision "
+               f"{report['precision']:.3f} recall {report['recall']:.3f}")
+    return report
 
 
 @command.command("eval")

@@ -1,5 +1,6 @@
 """The lg3 plugin through the hook: caching across rounds, threshold, malformed input, a real run."""
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -54,8 +55,9 @@ def test_the_score_cache_survives_a_checkpoint_and_is_discarded_for_another_guar
 
 
 def test_an_unchanged_score_cache_is_linked_into_the_next_checkpoint_not_rewritten(samples, tmp_path):
-    plugin = LlamaGuardFilter(model="tiny-random", max_length=4096, batch_size=4)
-    plugin.on_run_start(run=SimpleNamespace(run_dir=tmp_path / "run"))
+    plugin = LlamaGuardFilter(model="tiny-random", max_length=4096, batch_size=4, force=True)
+    config = SimpleNamespace(model=SimpleNamespace(name="tiny-random"))
+    plugin.on_run_start(run=SimpleNamespace(run_dir=tmp_path / "run", config=config))
     plugin.pre_local_train(client_id=0, samples=samples[:6], server_round=1)
     first, second, third = (tmp_path / f"ckpt{i}" for i in range(3))
     plugin.checkpoint_state(directory=first)
@@ -108,12 +110,20 @@ def test_malformed_training_file_names_the_row(tmp_path):
 
 
 def test_lg3_filters_a_real_run_with_another_aggregator(tmp_path):
+    """A bare base model as guard is refused with the reason (exit 2); force=true runs it and records that."""
     out = tmp_path / "out"
     args = ["run", "--preset", "smoke", "--filter", "lg3", "--filter-model", "tiny-random",
             "--filter-opt", "max_length=4096", "--filter-opt", "threshold=0.45", "--agg", "median",
             "--rounds", "2", "--num-samples", "16", "--set", "plugins.evals=[]", "--output-dir", str(out), "--no-progress"]
-    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    refused = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert refused.exit_code == 2
+    assert "lg3 refuses guard 'tiny-random': it is a base model, not a guard" in refused.output
+    assert "--filter-opt force=true" in refused.output and "nothing was trained" in refused.output
+    result = CliRunner().invoke(main, args + ["--filter-opt", "force=true"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "FINISHED" in result.output and "filter=lg3 agg=median" in result.output
-    params = (next((out / "runs").iterdir()) / "config.yaml").read_text()
-    assert "model: tiny-random" in params and "threshold: 0.45" in params
+    run_dir = next(d for d in (out / "runs").iterdir() if (d / "filter-lg3" / "guard.json").is_file())
+    params = (run_dir / "config.yaml").read_text()
+    assert "model: tiny-random" in params and "threshold: 0.45" in params and "force: true" in params
+    record = json.loads((run_dir / "filter-lg3" / "guard.json").read_text())
+    assert record["model"] == "tiny-random" and record["forced"] and not record["default"]

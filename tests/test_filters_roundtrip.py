@@ -45,7 +45,8 @@ def test_lg3_train_then_eval_against_its_base_on_held_out_square(shared_data, tm
     card = json.loads((guard / "guard.json").read_text())
     assert card["base"] == "tiny-random" and card["metrics"]["train/steps"] == 8
     assert card["metrics"]["train/last_loss"] < card["metrics"]["train/first_loss"]
-    assert (guard / "adapter_model.safetensors").is_file()
+    assert (guard / "adapter_model.safetensors").is_file() and (guard / "train_prompts.sha256").is_file()
+    assert card["held_out"]["n"] == 32  # --eval-per-class is capped at --max-per-class
     output = invoke("filter", "eval", "--filter-model", "tiny-random", "--filter-model", str(guard), "--data", data,
                     "--max-per-class", "12", "--filter-opt", "max_length=1536", "--output-dir", str(out))
     names = ["lg3:tiny-random", f"lg3:{guard}"]
@@ -72,6 +73,9 @@ def test_embed_lr_round_trip_detects_unsafe_square_responses(shared_data, tmp_pa
                     "--output-dir", str(out))
     accuracy, precision, recall, hmean, n = table_row(output, f"embed-lr:{head}")
     assert n == 100  # 50 safe + 50 unsafe held-out SQuARe responses
+    card = json.loads((head / "embed_lr.json").read_text())
+    assert card["held_out"]["n"] == n and card["held_out"]["recall"] == pytest.approx(recall / 100, abs=1e-3)
+    assert len((head / "train_prompts.sha256").read_text().splitlines()) == 195  # 330 train responses to 195 questions
     assert accuracy > 50 and hmean > 50  # above the chance level of a balanced set (53.0 / 55.2 when written)
 
 
@@ -82,7 +86,8 @@ def test_smollm2_guard_fine_tuned_beats_its_base_on_held_out_square(shared_data,
     data = f"square={shared_data / 'square'}"
     out, guard = tmp_path / "runs", tmp_path / "guard"
     invoke("filter", "train", "--base", "smollm2-135m", "--data", data, "--out", str(guard), "--max-per-class", "16",
-           "--max-steps", "8", "--batch-size", "4", "--lr", "1e-3", "--max-length", "448", "--output-dir", str(out))
+           "--max-steps", "8", "--batch-size", "4", "--lr", "1e-3", "--max-length", "448", "--eval-per-class", "4",
+           "--output-dir", str(out))
     models = ["smollm2-135m", str(guard), str(SHIPPED_GUARD)]
     output = invoke("filter", "eval", *[arg for m in models for arg in ("--filter-model", m)], "--data", data,
                     "--max-per-class", "10", "--filter-opt", "max_length=448", "--output-dir", str(out))

@@ -11,11 +11,11 @@ import torch
 from peft import PeftModel
 
 from harness.config import ModelConfig
+from harness.guard.card import GUARD_CARD
 from harness.guard.template import SAFE, UNSAFE, parse_guard_output, render_guard_prompt
 from harness.models import ModelLoadError, load_base
 from harness.types import ChatSample
 
-GUARD_CARD = "guard.json"  # written by `harness filter train` next to the LoRA adapter
 SCORE_MODES = ("pair", "vocab")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from harness.guard.embedding import LogisticHead, SentenceEncoder, fit_head
+from harness.guard.embedding import HEAD_FILE, LogisticHead, SentenceEncoder, fit_head
 from harness.guard.samples import check_samples
 from harness.guard.settings import FilterTrainSettings
 from harness.guard.threshold_filter import ThresholdFilter
@@ -18,6 +18,7 @@ from harness.types import ChatSample
 
 class EmbedLRFilter(ThresholdFilter):
     name = "embed-lr"
+    card_file = HEAD_FILE  # where `harness filter train` records the held-out metrics
 
     def __init__(self, model: str | None = None, threshold: float = 0.5, batch_size: int = 32):
         if not model:

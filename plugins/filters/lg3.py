@@ -1,34 +1,63 @@
 """`lg3`: Llama Guard 3 filter. Drops a sample when P("unsafe") of its agent turn >= threshold.
 
 Options (``--filter-opt KEY=VALUE``; ``--filter-model DIR`` sets ``model``):
-``model`` a guard directory from ``harness filter train``, ``meta-llama/Llama-Guard-3-1B``/``-8B``,
-a local causal LM or ``smollm2-135m`` (default); ``threshold`` (0.5); ``batch_size`` (8);
-``max_length`` in tokens (1024); ``score`` 'pair' (P over safe/unsafe) or 'vocab' (full softmax).
+
+* ``model``: a guard directory from ``harness filter train``, ``meta-llama/Llama-Guard-3-1B``/``-8B``,
+  or a local causal LM. Unset, the run picks the guard for its own model when it starts
+  (:func:`harness.guard.defaults.default_guard`): the shipped ``plugins/filters/guards/smollm2-135m-lg3``
+  for ``smollm2-135m`` and ``tiny-random``, ``meta-llama/Llama-Guard-3-1B`` for any other model.
+  Outside a run (``harness filter eval`` with no ``--filter-model``) the shipped guard is used.
+* ``threshold`` (0.5); ``batch_size`` (8); ``max_length`` in tokens (1024); ``score`` 'pair'
+  (P over safe/unsafe) or 'vocab' (full softmax).
+* ``force`` (false): run with a guard the refusal rule rejects.
+
+Refusal rule (:func:`harness.guard.card.assess_guard`, checked when the run starts, before any weights
+load): a guard whose card's held-out recall of unsafe samples is below 0.1, or a bare base model (no
+guard card, not a Llama Guard; its recall is unknown and the base SmolLM2 measured 0.0) fails the run
+with the reason unless ``force=true``. ``harness filter eval`` never refuses: it is how recall is measured.
+
+The resolved guard, its held-out recall and the verdict are logged and written to
+``<run_dir>/filter-lg3/guard.json``; the guard is part of the filter's ``identity`` (score caches of
+another guard are not reused on ``--resume``). The guard's weights load on the first sample scored.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
+from harness.guard.card import GuardRefusedError, assess_guard, refusal_message
+from harness.guard.defaults import SMOLLM2_GUARD, default_guard
 from harness.guard.finetune import train_guard
-from harness.guard.scoring import SCORE_MODES, GuardScorer, load_guard
+from harness.guard.scoring import GUARD_CARD, SCORE_MODES, GuardScorer, load_guard
 from harness.guard.settings import FilterTrainSettings
 from harness.guard.threshold_filter import ThresholdFilter
+from harness.hookspecs import hookimpl
 from harness.models import SMOLLM2
 from harness.types import ChatSample
+
+log = logging.getLogger(__name__)
+
+GUARD_RECORD = "guard.json"  # in <run_dir>/filter-lg3/: which guard ran and why it was accepted
 
 
 class LlamaGuardFilter(ThresholdFilter):
     name = "lg3"
+    card_file = GUARD_CARD  # where `harness filter train` records the held-out metrics
 
-    def __init__(self, model: str = SMOLLM2, threshold: float = 0.5, batch_size: int = 8,
-                 max_length: int = 1024, score: str = "pair"):
+    def __init__(self, model: str | None = None, threshold: float = 0.5, batch_size: int = 8,
+                 max_length: int = 1024, score: str = "pair", force: bool = False):
         if score not in SCORE_MODES:
             raise ValueError(f"score must be one of {', '.join(SCORE_MODES)}, got {score!r}")
         if batch_size < 1 or max_length < 64:
             raise ValueError("batch_size must be >= 1 and max_length >= 64")
+        if not isinstance(force, bool):
+            raise ValueError(f"force must be true or false, got {force!r}")
         super().__init__(threshold)
-        self.model, self.batch_size, self.max_length, self.score_mode = str(model), batch_size, max_length, score
+        self.requested = str(model) if model else None  # None: the run's default guard
+        self.model = self.requested or str(SMOLLM2_GUARD)
+        self.batch_size, self.max_length, self.score_mode, self.force = batch_size, max_length, score, force
         self._scorer: GuardScorer | None = None
 
     @property
@@ -44,6 +73,28 @@ class LlamaGuardFilter(ThresholdFilter):
 
     def _score(self, samples: list[ChatSample]) -> list[float]:
         return self.scorer.score(samples)
+
+    @hookimpl
+    def on_run_start(self, run) -> None:
+        """Pick the guard for the run's model (unless one was named), vet it, and record the choice."""
+        super().on_run_start(run)
+        default = default_guard(run.config.model.name)
+        if self.requested is None and self.model != default:
+            self.model, self._scorer = default, None
+            self.cache.clear()
+        assessment = assess_guard(self.model)
+        record = {**assessment.as_record(), "default": self.requested is None, "run_model": run.config.model.name,
+                  "forced": self.force and not assessment.accepted, "threshold": self.threshold}
+        if not assessment.accepted and not self.force:
+            raise GuardRefusedError(refusal_message(assessment, default))
+        if not assessment.accepted:
+            log.warning("lg3: guard %s forced (force=true) although %s", self.model, assessment.reason)
+        else:
+            log.info("lg3: guard %s (%s; recall from %s)", self.model,
+                     "default for " + run.config.model.name if self.requested is None else "named", assessment.source)
+        out = Path(run.run_dir) / f"filter-{self.name}" / GUARD_RECORD
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=1))
 
     @classmethod
     def train(cls, samples: list[ChatSample], out: Path, base: str | None, settings: FilterTrainSettings) -> dict:
