@@ -11,6 +11,8 @@ from harness import plugins as plugin_registry
 from harness.cai.align import CaiAligner, CaiSettings, split_iterations
 from harness.cai.dataset import RECORDS_FILE, CaiDataset, CaiRecord, record_line
 from harness.cai.train import dpo_loss, reference_logps, tokenize_pairs
+from harness.config import ModelConfig, RunConfig
+from harness.types import RunInfo
 
 RECORDS = [
     CaiRecord("Hack wifi?", "a", red="Sure, step 1.", critique="Harmful.", revision="No, sorry."),
@@ -127,5 +129,9 @@ def test_plugins_reject_bad_options(cai_dir):
         plugin_registry.instantiate("align", "cai50", {"pairs": "demo", "data": str(cai_dir)})
     with pytest.raises(plugin_registry.PluginError, match="neither 'demo' nor an existing JSONL"):
         plugin_registry.instantiate("align", "cai50", {"pairs": str(cai_dir / "missing.jsonl")})
+    with pytest.raises(plugin_registry.PluginError, match="neither 'demo' nor an existing file"):
+        plugin_registry.instantiate("align", "cai50", {"prompts": str(cai_dir / "missing.txt")})  # before the run
     plugin = plugin_registry.instantiate("align", "cai", {"iterations": 8, "data": str(cai_dir)})
     assert plugin.aligner.iterations == 8
+    plugin.on_run_start(run=RunInfo("r", cai_dir, RunConfig(model=ModelConfig(name="tiny-random")), {}))
+    assert plugin.aligner.model_name == "tiny-random"  # picks the default guard for judge=guard

@@ -140,6 +140,9 @@ class CaiAligner:
         # checked when the plugin is made, so a bad file stops the run before it starts
         self._prebuilt = load_pairs(settings.pairs) if settings.pairs is not None else None
         self._built = CaiDataset.load(settings.data) if settings.data is not None else None
+        self._prompts = self._principles = None
+        if settings.pairs is None and settings.data is None:
+            self._prompts, self._principles = load_prompts(settings.prompts), load_constitution(settings.constitution)
         self._sft: TokenizedSamples | None = None
         self._pairs: PreferenceData | None = None
         self._orders: dict[str, list[int]] = {}
@@ -171,11 +174,11 @@ class CaiAligner:
         root = cache_dir() / "cai"
         log.info("building the default CAI set from %s prompts into %s (cached)", s.prompts, root)
         return build_cai_dataset(
-            model, load_prompts(s.prompts), load_constitution(s.constitution), root,
+            model, self._prompts, self._principles, root,
             BuildSettings(max_new_tokens=s.max_new_tokens, base_only=True),
         )
 
-    def make_judge(self, model: GlobalModel) -> Judge:
+    def judge_for(self, model: GlobalModel) -> Judge:
         s = self.settings
         if self.judge is not None:
             return self.judge
@@ -187,7 +190,7 @@ class CaiAligner:
         s = self.settings
         candidates = [PreferencePair(r.prompt, chosen=r.revision, rejected=r.red) for r in data.records]
         t = time.perf_counter()
-        kept = keep_improvements(candidates, self.make_judge(model))
+        kept = keep_improvements(candidates, self.judge_for(model))
         self.judge_seconds = time.perf_counter() - t
         where = data.path or "the CAI set"
         log.info("CAI pairs from %s: %d built, %d kept (%d unchanged revisions, %d not judged safer by %s)",
