@@ -123,6 +123,8 @@ def execute(engine_run, tracker):
             next_step = (f"after fixing the cause continue it with: harness run --resume {tracker.run_id}"
                          if has_checkpoint(tracker.run_dir) else
                          "it failed before its first checkpoint, so nothing was trained: fix the cause and start it again")
+            if getattr(exc, "resumable", True) is False:  # the fix is a new option, and --resume keeps the config
+                next_step = "--resume cannot fix this (a resumed run keeps its config): start a new run with the fix"
             message += f"\nMLflow run {tracker.run_id} is marked FAILED (traceback in its error.txt); {next_step}"
         fail(message, 2 if bad_input else 1)
 

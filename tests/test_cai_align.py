@@ -1,5 +1,6 @@
-"""CAI alignment on tiny-random: DPO reference = current global model, exact iterations, margin goes up."""
+"""CAI alignment on tiny-random: DPO reference = the post-SFT model, exact iterations, margin goes up."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from harness import plugins as plugin_registry
 from harness.cai.align import CaiAligner, CaiSettings, split_iterations
 from harness.cai.dataset import RECORDS_FILE, CaiDataset, CaiRecord, record_line
 from harness.cai.train import dpo_loss, reference_logps, tokenize_pairs
+from harness.config import ModelConfig, RunConfig
+from harness.types import RunInfo
 
 RECORDS = [
     CaiRecord("Hack wifi?", "a", red="Sure, step 1.", critique="Harmful.", revision="No, sorry."),
@@ -41,25 +44,31 @@ def pair_logps(model, cai_dir):
     return reference_logps(model, pairs, range(pairs.n), batch_size=8)
 
 
-def test_dpo_reference_is_the_current_global_model(model, cai_dir, monkeypatch):
-    expected = pair_logps(model, cai_dir)
-    with model.base_only():
-        pretrained = pair_logps(model, cai_dir)
+def settings(cai_dir, **options):
+    """The test records' revisions are all improvements; judge=none keeps every changed one."""
+    return CaiSettings(data=str(cai_dir), judge="none", **options)
+
+
+def test_dpo_reference_is_the_model_after_this_rounds_sft(model, cai_dir, monkeypatch):
+    before_sft = pair_logps(model, cai_dir)
     seen = {}
     real = align_module.dpo_train
 
     def spy(*args, **kwargs):
+        seen["at_dpo_start"] = pair_logps(model, cai_dir)  # the policy when DPO starts, i.e. after the SFT steps
         seen["reference"] = dict(kwargs.get("reference", args[-1]))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(align_module, "dpo_train", spy)
-    CaiAligner(4, CaiSettings(data=str(cai_dir), batch_size=5, lr=1e-2)).align(model)
-    assert set(seen["reference"]) == set(expected)
-    for i, (chosen, rejected) in expected.items():
-        assert seen["reference"][i] == pytest.approx((chosen, rejected), abs=1e-4)
-        assert seen["reference"][i] != pytest.approx(pretrained[i], abs=1e-3)
-    after = pair_logps(model, cai_dir)  # the SFT step ran before DPO, so the reference predates the update
-    assert any(after[i] != pytest.approx(expected[i], abs=1e-4) for i in expected)
+    result = CaiAligner(3, settings(cai_dir, batch_size=5, lr=1e-2, sft_fraction=0.67)).align(model)
+    assert (result.metrics["sft_steps"], result.metrics["dpo_steps"]) == (2, 1)
+    assert set(seen["reference"]) == set(before_sft)
+    for i, logps in seen["at_dpo_start"].items():
+        assert seen["reference"][i] == pytest.approx(logps, abs=1e-4)
+        assert seen["reference"][i] != pytest.approx(before_sft[i], abs=1e-3)  # not the pre-SFT model
+    # reference == policy at the first DPO step: every log-ratio is 0, so the loss is -logsigmoid(0) = log 2
+    assert result.metrics["dpo_loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert result.metrics["reward_margin"] == pytest.approx(0.0, abs=1e-5)
 
 
 def test_iteration_count_is_honoured_exactly(model, cai_dir, monkeypatch):
@@ -71,11 +80,11 @@ def test_iteration_count_is_honoured_exactly(model, cai_dir, monkeypatch):
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", counted)
-    result = CaiAligner(5, CaiSettings(data=str(cai_dir), sft_fraction=0.4, batch_size=2)).align(model)
+    result = CaiAligner(5, settings(cai_dir, sft_fraction=0.4, batch_size=2)).align(model)
     assert steps["n"] == 5
     assert (result.metrics["sft_steps"], result.metrics["dpo_steps"]) == (2, 3)
     steps["n"] = 0
-    epoch = CaiAligner(None, CaiSettings(data=str(cai_dir), batch_size=2)).align(model)
+    epoch = CaiAligner(None, settings(cai_dir, batch_size=2)).align(model)
     assert steps["n"] == 3 + 3  # ceil(5 / 2) SFT steps, then ceil(5 / 2) DPO steps
     assert (epoch.metrics["sft_steps"], epoch.metrics["dpo_steps"]) == (3, 3)
 
@@ -91,7 +100,7 @@ def test_cai_raises_the_dpo_margin_on_its_pairs(model, cai_dir):
         return sum(c - r for c, r in logps.values()) / len(logps)
 
     before = margin()
-    result = CaiAligner(12, CaiSettings(data=str(cai_dir), batch_size=5, lr=5e-3)).align(model)
+    result = CaiAligner(12, settings(cai_dir, batch_size=5, lr=5e-3)).align(model)
     assert margin() > before + 1.0
     assert torch.equal(result.state[next(iter(result.state))], model.adapter_state()[next(iter(result.state))])
     assert {"sft_loss", "dpo_loss", "reward_margin", "reward_accuracy", "seconds"} <= set(result.metrics)
@@ -114,11 +123,15 @@ def test_plugins_reject_bad_options(cai_dir):
         plugin_registry.instantiate("align", "cai", {"sft_fraction": 1.5})
     with pytest.raises(plugin_registry.PluginError, match="iterations must be >= 1"):
         plugin_registry.instantiate("align", "cai", {"iterations": 0})
+    with pytest.raises(plugin_registry.PluginError, match="judge must be one of"):
+        plugin_registry.instantiate("align", "cai50", {"judge": "vibes"})
+    with pytest.raises(plugin_registry.PluginError, match="not both"):
+        plugin_registry.instantiate("align", "cai50", {"pairs": "demo", "data": str(cai_dir)})
+    with pytest.raises(plugin_registry.PluginError, match="neither 'demo' nor an existing JSONL"):
+        plugin_registry.instantiate("align", "cai50", {"pairs": str(cai_dir / "missing.jsonl")})
+    with pytest.raises(plugin_registry.PluginError, match="neither 'demo' nor an existing file"):
+        plugin_registry.instantiate("align", "cai50", {"prompts": str(cai_dir / "missing.txt")})  # before the run
     plugin = plugin_registry.instantiate("align", "cai", {"iterations": 8, "data": str(cai_dir)})
     assert plugin.aligner.iterations == 8
-
-
-def test_unusable_cai_set_is_a_clear_error(model, tmp_path):
-    (tmp_path / RECORDS_FILE).write_text(record_line(CaiRecord("q", "a", red="x", critique="", revision="x")))
-    with pytest.raises(ValueError, match="no usable records"):
-        CaiAligner(2, CaiSettings(data=str(tmp_path))).align(model)
+    plugin.on_run_start(run=RunInfo("r", cai_dir, RunConfig(model=ModelConfig(name="tiny-random")), {}))
+    assert plugin.aligner.model_name == "tiny-random"  # picks the default guard for judge=guard

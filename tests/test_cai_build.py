@@ -75,7 +75,7 @@ def test_dpo_pairs_prefer_the_revision():
 
 
 def test_prompt_sources(shared_data, tmp_path):
-    assert len(demo_red_prompts()) == 12
+    assert len(demo_red_prompts()) == 16  # the CAI-reserved demo prompts (tests/test_cai_pairs.py: disjoint)
     advbench = load_prompts(str(shared_data / "advbench" / "harmful_behaviors.csv"), limit=5)
     assert len(advbench) == 5 and advbench[0].startswith("Write a script that can exploit")
     hh = load_prompts(str(shared_data / "hh_rlhf" / "harmless-base" / "test.jsonl.gz"), limit=2)

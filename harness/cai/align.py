@@ -1,4 +1,9 @@
-"""One CAI alignment pass per round on the global adapter: SFT on revisions, then DPO (revision > red)."""
+"""One CAI alignment pass per round on the global adapter: SFT on the chosen answers, then DPO (chosen > rejected).
+
+The pairs are a prebuilt preference set (``pairs``) or the model's own self-revisions (``data``,
+or built once from ``prompts``) kept only where the judge calls the revision an improvement on
+the red response (:mod:`harness.cai.judge`). The DPO reference is the model after this round's SFT.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +16,32 @@ import numpy as np
 
 from harness.cai.build import BuildSettings, build_cai_dataset
 from harness.cai.constitution import load_constitution
-from harness.cai.dataset import CaiDataError, CaiDataset
+from harness.cai.dataset import CaiDataError, CaiDataset, PreferencePair
+from harness.cai.judge import JUDGES, Judge, KeptPairs, keep_improvements, make_judge
+from harness.cai.pairs import DEMO, load_pairs
 from harness.cai.prompts import load_prompts
 from harness.cai.train import PreferenceData, cycle, dpo_train, reference_logps, sft_train, tokenize_pairs
+from harness.guard.defaults import default_guard
 from harness.model_handle import GlobalModel
-from harness.models import cache_dir
+from harness.models import SMOLLM2, cache_dir
 from harness.training import TokenizedSamples, tokenize_samples
-from harness.types import AlignResult
+from harness.types import AlignResult, ChatSample
 
 log = logging.getLogger(__name__)
+
+
+def model_name_of(model: GlobalModel | None, name: str | None = None) -> str:
+    """The run's model name for :func:`default_guard`: ``name`` if known, else guessed from the checkpoint path."""
+    if name:
+        return name
+    path = str(getattr(getattr(getattr(model, "model", None), "config", None), "_name_or_path", "") or "")
+    if not path or "smollm2-135m" in path.lower():
+        return SMOLLM2  # tiny-random (no path) and the embedded SmolLM2 both get the shipped guard
+    return path
+
+
+SOURCE_CODES = {"prompts": 0, "data": 1, "file": 2, "demo": 3}
+"""``align/pairs_source``: where the run's pairs come from (MLflow metrics are numbers)."""
 
 
 @dataclass
@@ -30,10 +52,14 @@ class CaiSettings:
     lr: float = 1e-4
     beta: float = 0.1
     batch_size: int = 4
+    pairs: str | None = None  # a prebuilt preference set: 'demo' or a JSONL of {prompt, chosen, rejected}
     data: str | None = None  # a finished `harness cai build` directory; None: build once from `prompts`
     prompts: str = "demo"  # red-teaming prompts for the default build
     constitution: str | None = None  # constitution JSON for the default build; None: the project's own
     max_new_tokens: int = 64  # per turn, for the default build
+    judge: str = "refusal"  # which self-revision pairs are improvements: refusal | guard | none (harness.cai.judge)
+    judge_margin: float = 0.1  # guard judge: keep when P_unsafe(red) - P_unsafe(revision) >= this
+    guard: str | None = None  # guard judge's model; None: harness.guard.defaults.default_guard(run's model)
     seed: int = 0
 
     def __post_init__(self):
@@ -41,6 +67,18 @@ class CaiSettings:
             raise ValueError(f"sft_fraction must be in [0, 1], got {self.sft_fraction}")
         if self.lr <= 0 or self.beta <= 0 or self.batch_size < 1:
             raise ValueError(f"lr and beta must be > 0 and batch_size >= 1 (got {self.lr}, {self.beta}, {self.batch_size})")
+        if self.judge not in JUDGES + ("none",):
+            raise ValueError(f"judge must be one of {', '.join(JUDGES)}, none; got {self.judge!r}")
+        if not 0.0 <= self.judge_margin < 1.0:
+            raise ValueError(f"judge_margin must be in [0, 1), got {self.judge_margin}")
+        if self.pairs is not None and self.data is not None:
+            raise ValueError("give pairs (a prebuilt preference set) or data (a CAI build directory), not both")
+
+    @property
+    def source(self) -> str:
+        if self.pairs is not None:
+            return "demo" if self.pairs == DEMO else "file"
+        return "data" if self.data is not None else "prompts"
 
 
 @dataclass
@@ -60,43 +98,106 @@ def epoch_schedule(n_sft: int, n_pairs: int, batch_size: int) -> Schedule:
     return Schedule(math.ceil(n_sft / batch_size), math.ceil(n_pairs / batch_size))
 
 
-class CaiAligner:
-    """SFT then DPO on the resident global adapter; ``iterations=None`` runs one epoch of each per round."""
+def no_pairs_message(kept: KeptPairs, where, s: CaiSettings) -> str:
+    """Why no self-revision pair was kept, and fixes that work in a new run (never ``--resume``)."""
+    reasons = []
+    if kept.unchanged:
+        reasons.append(f"{kept.unchanged} revision(s) are empty or repeat the red response")
+    if kept.not_safer:
+        margin = f" with judge_margin={s.judge_margin}" if s.judge == "guard" else ""
+        reasons.append(f"{kept.not_safer} are not judged safer than the red response by judge={s.judge}{margin}")
+    fixes = [
+        "a prebuilt preference set: --align-opt pairs=FILE (JSONL of prompt/chosen/rejected, e.g. refusals by a "
+        "stronger or safety-tuned model; pairs=demo for the project's templated demo set)",
+        "a set built by a stronger model: --align-opt data=DIR (from `harness cai build --model ...`)",
+    ]
+    if kept.not_safer:
+        fixes.append("another judge: --align-opt judge=refusal" if s.judge == "guard" else
+                     "another judge: --align-opt judge=guard (a P(unsafe) drop instead of a refusal)")
+    return (
+        f"no usable CAI pairs: of {kept.built} self-revision(s) in {where}, {' and '.join(reasons) or 'none are left'}; "
+        f"this model's revisions are not improvements to train on (small models echo or comment on their red answer). "
+        f"Start a new run with " + ", or ".join(fixes)
+    )
 
-    def __init__(self, iterations: int | None, settings: CaiSettings):
+
+class CaiAligner:
+    """SFT then DPO on the resident global adapter; ``iterations=None`` runs one epoch of each per round.
+
+    ``judge`` replaces the judge named in the settings (tests inject stubs); ``model_name`` (set by
+    the plugin from the run's config) picks the default guard.
+    """
+
+    def __init__(self, iterations: int | None, settings: CaiSettings, judge: Judge | None = None):
         if iterations is not None and iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
         self.iterations = iterations
         self.settings = settings
-        self._dataset: CaiDataset | None = None
+        self.judge = judge
+        self.model_name: str | None = None
+        self.kept: KeptPairs | None = None
+        self.judge_seconds = 0.0
+        # checked when the plugin is made, so a bad file stops the run before it starts
+        self._prebuilt = load_pairs(settings.pairs) if settings.pairs is not None else None
+        self._built = CaiDataset.load(settings.data) if settings.data is not None else None
+        self._prompts = self._principles = None
+        if settings.pairs is None and settings.data is None:
+            self._prompts, self._principles = load_prompts(settings.prompts), load_constitution(settings.constitution)
         self._sft: TokenizedSamples | None = None
         self._pairs: PreferenceData | None = None
         self._orders: dict[str, list[int]] = {}
         self._cursors = {"sft": 0, "dpo": 0}
 
-    def dataset(self, model: GlobalModel) -> CaiDataset:
-        """The CAI set: ``data`` if given, else built once (pretrained base, cached on disk) from ``prompts``."""
-        if self._dataset is None:
+    def dataset(self, model: GlobalModel) -> KeptPairs:
+        """The training pairs (prepared once): ``pairs`` as given, or self-revisions (``data``, or built
+        once from ``prompts`` with the pretrained base, cached on disk) that the judge calls improvements."""
+        if self.kept is None:
             s = self.settings
-            if s.data is not None:
-                self._dataset = CaiDataset.load(s.data)
+            if self._prebuilt is not None:
+                kept = KeptPairs(self._prebuilt, len(self._prebuilt), 0, 0)
+                log.info("CAI pairs: %d prebuilt pairs from %s", kept.built, s.pairs)
             else:
-                root = cache_dir() / "cai"
-                log.info("building the default CAI set from %s prompts into %s (cached)", s.prompts, root)
-                self._dataset = build_cai_dataset(
-                    model, load_prompts(s.prompts), load_constitution(s.constitution), root,
-                    BuildSettings(max_new_tokens=s.max_new_tokens, base_only=True),
-                )
-            if not self._dataset.dpo_pairs():
-                raise CaiDataError(
-                    f"the CAI set {self._dataset.path} has no usable records (a non-empty revision that differs "
-                    f"from the red response); build it with a model that follows instructions"
-                )
-            self._sft = tokenize_samples(model.tokenizer, self._dataset.sft_samples(), model.max_length)
-            self._pairs = tokenize_pairs(model.tokenizer, self._dataset.dpo_pairs(), model.max_length)
+                kept = self._judged(self._self_revisions(model), model)
+            self.kept = kept
+            self._sft = tokenize_samples(
+                model.tokenizer, [ChatSample(p.prompt, p.chosen, False, "cai", "cai") for p in kept.pairs], model.max_length
+            )
+            self._pairs = tokenize_pairs(model.tokenizer, kept.pairs, model.max_length)
             rng = np.random.default_rng(s.seed)
             self._orders = {"sft": rng.permutation(len(self._sft)).tolist(), "dpo": rng.permutation(self._pairs.n).tolist()}
-        return self._dataset
+        return self.kept
+
+    def _self_revisions(self, model: GlobalModel) -> CaiDataset:
+        s = self.settings
+        if self._built is not None:
+            return self._built
+        root = cache_dir() / "cai"
+        log.info("building the default CAI set from %s prompts into %s (cached)", s.prompts, root)
+        return build_cai_dataset(
+            model, self._prompts, self._principles, root,
+            BuildSettings(max_new_tokens=s.max_new_tokens, base_only=True),
+        )
+
+    def judge_for(self, model: GlobalModel) -> Judge:
+        s = self.settings
+        if self.judge is not None:
+            return self.judge
+        if s.judge == "none":
+            return lambda pairs: [True] * len(pairs)
+        return make_judge(s.judge, s.guard or default_guard(model_name_of(model, self.model_name)), s.judge_margin)
+
+    def _judged(self, data: CaiDataset, model: GlobalModel) -> KeptPairs:
+        s = self.settings
+        candidates = [PreferencePair(r.prompt, chosen=r.revision, rejected=r.red) for r in data.records]
+        t = time.perf_counter()
+        kept = keep_improvements(candidates, self.judge_for(model))
+        self.judge_seconds = time.perf_counter() - t
+        where = data.path or "the CAI set"
+        log.info("CAI pairs from %s: %d built, %d kept (%d unchanged revisions, %d not judged safer by %s)",
+                 where, kept.built, len(kept.pairs), kept.unchanged, kept.not_safer, s.judge)
+        if not kept.pairs:
+            raise CaiDataError(no_pairs_message(kept, where, s))
+        return kept
 
     def schedule(self) -> Schedule:
         if self.iterations is None:
@@ -107,27 +208,33 @@ class CaiAligner:
         """Align the adapter loaded in ``model`` in place; return it with this round's metrics."""
         start = time.perf_counter()
         metrics: dict[str, float] = {}
-        if self._dataset is None:
+        if self.kept is None:
             self.dataset(model)
-            metrics["build_seconds"] = time.perf_counter() - start
+            metrics.update(build_seconds=time.perf_counter() - start, judge_seconds=self.judge_seconds)
         s, plan = self.settings, self.schedule()
         if self.iterations is None:  # each epoch starts at the beginning of its data
             self._cursors = {"sft": 0, "dpo": 0}
-        visited = sorted(set(cycle(self._orders["dpo"], self._cursors["dpo"], plan.dpo_steps * s.batch_size)))
-        reference = reference_logps(model, self._pairs, visited, s.batch_size)  # current global model, pre-update
         if plan.sft_steps:
+            t = time.perf_counter()
             info, self._cursors["sft"] = sft_train(
                 model, self._sft, self._orders["sft"], self._cursors["sft"], plan.sft_steps, s.batch_size, s.lr
             )
-            metrics["sft_loss"] = info.mean_loss
+            metrics.update(sft_loss=info.mean_loss, sft_seconds=time.perf_counter() - t)
         if plan.dpo_steps:
+            t = time.perf_counter()
+            visited = sorted(set(cycle(self._orders["dpo"], self._cursors["dpo"], plan.dpo_steps * s.batch_size)))
+            reference = reference_logps(model, self._pairs, visited, s.batch_size)  # this round's model after its SFT
+            metrics["reference_seconds"] = time.perf_counter() - t
+            t = time.perf_counter()
             dpo, self._cursors["dpo"] = dpo_train(
                 model, self._pairs, self._orders["dpo"], self._cursors["dpo"], plan.dpo_steps, s.batch_size, s.lr,
                 s.beta, reference,
             )
-            metrics.update(dpo_loss=dpo.mean_loss, reward_margin=dpo.reward_margin, reward_accuracy=dpo.reward_accuracy)
+            metrics.update(dpo_loss=dpo.mean_loss, reward_margin=dpo.reward_margin, reward_accuracy=dpo.reward_accuracy,
+                           dpo_seconds=time.perf_counter() - t)
         metrics.update(
             sft_steps=plan.sft_steps, dpo_steps=plan.dpo_steps, pairs=self._pairs.n,
+            pairs_built=self.kept.built, pairs_kept=len(self.kept.pairs), pairs_source=SOURCE_CODES[s.source],
             seconds=time.perf_counter() - start,
         )
         return AlignResult(state=model.adapter_state(), metrics=metrics)

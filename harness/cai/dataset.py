@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from harness.data.normalize import normalize_prompt
 from harness.types import ChatSample
 
 RECORDS_FILE = "cai.jsonl"
@@ -13,7 +14,17 @@ META_FILE = "meta.json"
 
 
 class CaiDataError(ValueError):
-    """A CAI dataset directory is missing, incomplete or malformed."""
+    """The CAI data (a build directory, a pairs file, the pairs kept by the judge) is missing, malformed or empty.
+
+    ``resumable = False``: fixing it means changing the run's options, which ``--resume`` keeps.
+    """
+
+    resumable = False
+
+
+def differs(a: str, b: str) -> bool:
+    """Whether two responses differ once normalised (case, spacing, edge punctuation)."""
+    return normalize_prompt(a) != normalize_prompt(b)
 
 
 @dataclass(frozen=True)
@@ -28,8 +39,8 @@ class CaiRecord:
 
     @property
     def usable(self) -> bool:
-        """A revision that exists and differs from the red response (else there is nothing to learn)."""
-        return bool(self.revision.strip()) and self.revision.strip() != self.red.strip()
+        """A revision that exists and differs from the red response, normalised (else there is nothing to learn)."""
+        return bool(normalize_prompt(self.revision)) and differs(self.revision, self.red)
 
 
 @dataclass(frozen=True)

@@ -5,20 +5,20 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from harness.data.demo import demo_samples
+from harness.data.demo import demo_cai_prompts
 from harness.data.samples import DataError
 from harness.jsonl import read_jsonl
 
 SOURCES_HELP = (
-    "demo (the demo set's harmful prompts), a .csv with a 'goal' or 'prompt' column (AdvBench), "
+    "demo (the 16 CAI-reserved demo prompts, which the demo clients never see), a .csv with a 'goal' or 'prompt' column (AdvBench), "
     "a .jsonl[.gz] with 'prompt' fields or hh-rlhf 'chosen' transcripts, or a .txt with one prompt per line"
 )
 
 
 def demo_red_prompts() -> list[str]:
-    """The distinct harmful prompts of the demo smoke set, sorted."""
-    _, harmful = demo_samples(0, 400, seed=0)
-    return sorted({s.prompt for s in harmful})
+    """The demo set's CAI-reserved red-teaming prompts: disjoint from every prompt the demo clients
+    (and the held-out evals drawn from the client space) use."""
+    return demo_cai_prompts()
 
 
 def load_prompts(source: str, limit: int | None = None) -> list[str]:

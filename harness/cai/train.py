@@ -2,8 +2,9 @@
 
 The DPO loss is TRL's ``DPOTrainer`` default (``loss_type="sigmoid"``, reverse KL):
 ``-logsigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r)))`` over summed completion log-probs,
-with TRL's implicit rewards ``beta * (pi - ref)``. Reference log-probs are precomputed once,
-before any update, from whatever adapter is loaded (the current global model).
+with TRL's implicit rewards ``beta * (pi - ref)``. Reference log-probs are precomputed once per
+round, before the first DPO step, from whatever adapter is loaded then (the CAI aligner calls it
+after the round's SFT steps, so the reference is the post-SFT model).
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
 """Constitutional AI on the server (``post_aggregate``): SFT then DPO on the aggregated global adapter.
 
-``cai50``: 50 iterations per round in total (the paper's cost-efficient setting);
-``cai``: the same with ``iterations=N``; ``cai-epoch``: one full epoch of SFT and of DPO
-per round (the expensive baseline). Options (``--align-opt KEY=VALUE``) are the fields of
-:class:`harness.cai.align.CaiSettings`: ``sft_fraction``, ``lr``, ``beta``, ``batch_size``,
-``data`` (a ``harness cai build`` directory), ``prompts``, ``constitution``,
-``max_new_tokens``, ``seed``. The DPO reference is the current global model.
+``cai50``: 50 iterations (optimizer steps on one batch of ``batch_size`` pairs) per round in
+total (the paper's cost-efficient setting); ``cai``: the same with ``iterations=N``;
+``cai-epoch``: one full epoch of SFT and of DPO per round (the expensive baseline). Options
+(``--align-opt KEY=VALUE``) are the fields of :class:`harness.cai.align.CaiSettings`:
+``sft_fraction``, ``lr``, ``beta``, ``batch_size``, ``pairs`` (``demo`` or a JSONL of
+prompt/chosen/rejected), ``data`` (a ``harness cai build`` directory), ``prompts``,
+``constitution``, ``max_new_tokens``, ``judge`` (guard | refusal | none), ``judge_margin``,
+``guard``, ``seed``. Self-revision pairs are kept only when the judge calls the revision safer.
+The DPO reference is the model after this round's SFT. See docs/cai.md.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ class ConstitutionalAI:
 
     def __init__(self, iterations: int | None = 50, **settings):
         self.aligner = CaiAligner(iterations, CaiSettings(**settings))
+
+    @hookimpl
+    def on_run_start(self, run):
+        self.aligner.model_name = run.config.model.name  # picks the default guard judge
 
     @hookimpl
     def post_aggregate(self, server_round, model):
