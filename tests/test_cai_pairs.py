@@ -193,3 +193,14 @@ def test_cai50_with_demo_pairs_raises_the_margin_on_held_out_pairs(model):
     assert result.metrics["pairs_source"] == SOURCE_CODES["demo"] and result.metrics["pairs_kept"] == 16
     assert result.metrics["reward_accuracy"] > 0.5
     assert after > before + 1.0, (before, after)
+
+
+def test_pairs_auto_gives_small_models_the_demo_pairs_and_others_self_revisions(tmp_path):
+    from harness.cai.align import CaiSettings
+
+    assert CaiSettings().resolved("tiny-random").pairs == "demo"
+    assert CaiSettings().resolved("smollm2-135m").source == "demo"
+    assert CaiSettings().resolved("meta-llama/Llama-3.1-8B-Instruct").source == "prompts"
+    assert CaiSettings(pairs="none").resolved("tiny-random").source == "prompts"
+    assert CaiSettings(data=str(tmp_path)).resolved("tiny-random").source == "data"
+    assert CaiSettings(prompts="my.txt").resolved("smollm2-135m").source == "prompts"

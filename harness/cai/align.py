@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from harness.cai.prompts import load_prompts
 from harness.cai.train import PreferenceData, cycle, dpo_train, reference_logps, sft_train, tokenize_pairs
 from harness.guard.defaults import default_guard
 from harness.model_handle import GlobalModel
-from harness.models import SMOLLM2, cache_dir
+from harness.models import SMOLLM2, TINY_RANDOM, cache_dir
 from harness.training import TokenizedSamples, tokenize_samples
 from harness.types import AlignResult, ChatSample
 
@@ -40,6 +40,10 @@ def model_name_of(model: GlobalModel | None, name: str | None = None) -> str:
     return path
 
 
+AUTO = "auto"
+SMALL_MODELS = (SMOLLM2, TINY_RANDOM)
+"""Models whose own critique/revision turns are not refusals (0 of 16 kept at 135M, docs/cai.md): ``pairs='auto'``
+gives them the project's templated demo pairs instead."""
 SOURCE_CODES = {"prompts": 0, "data": 1, "file": 2, "demo": 3}
 """``align/pairs_source``: where the run's pairs come from (MLflow metrics are numbers)."""
 
@@ -52,7 +56,9 @@ class CaiSettings:
     lr: float = 1e-4
     beta: float = 0.1
     batch_size: int = 4
-    pairs: str | None = None  # a prebuilt preference set: 'demo' or a JSONL of {prompt, chosen, rejected}
+    pairs: str | None = AUTO  # 'demo', a JSONL of {prompt, chosen, rejected}, None/'none' (self-revisions), or
+    # 'auto': 'demo' for models too small to revise themselves (SMALL_MODELS), unless self-revision inputs
+    # (data, prompts, constitution) are given; else none
     data: str | None = None  # a finished `harness cai build` directory; None: build once from `prompts`
     prompts: str = "demo"  # red-teaming prompts for the default build
     constitution: str | None = None  # constitution JSON for the default build; None: the project's own
@@ -71,11 +77,27 @@ class CaiSettings:
             raise ValueError(f"judge must be one of {', '.join(JUDGES)}, none; got {self.judge!r}")
         if not 0.0 <= self.judge_margin < 1.0:
             raise ValueError(f"judge_margin must be in [0, 1), got {self.judge_margin}")
-        if self.pairs is not None and self.data is not None:
+        if self.pairs == "none":
+            self.pairs = None
+        if self.pairs not in (None, AUTO) and self.data is not None:
             raise ValueError("give pairs (a prebuilt preference set) or data (a CAI build directory), not both")
+
+    def resolved(self, model_name: str | None) -> CaiSettings:
+        """These settings with ``pairs='auto'`` decided for a run on ``model_name``."""
+        if self.pairs != AUTO:
+            return self
+        small = model_name in SMALL_MODELS and not self.asks_for_self_revisions
+        return replace(self, pairs=DEMO if small else None)
+
+    @property
+    def asks_for_self_revisions(self) -> bool:
+        """A CAI build directory, red-teaming prompts or a constitution was given: the user wants self-revisions."""
+        return self.data is not None or self.prompts != "demo" or self.constitution is not None
 
     @property
     def source(self) -> str:
+        if self.pairs == AUTO:
+            raise RuntimeError("CaiSettings.source before pairs='auto' was resolved")
         if self.pairs is not None:
             return "demo" if self.pairs == DEMO else "file"
         return "data" if self.data is not None else "prompts"
@@ -137,21 +159,32 @@ class CaiAligner:
         self.model_name: str | None = None
         self.kept: KeptPairs | None = None
         self.judge_seconds = 0.0
-        # checked when the plugin is made, so a bad file stops the run before it starts
-        self._prebuilt = load_pairs(settings.pairs) if settings.pairs is not None else None
-        self._built = CaiDataset.load(settings.data) if settings.data is not None else None
-        self._prompts = self._principles = None
-        if settings.pairs is None and settings.data is None:
-            self._prompts, self._principles = load_prompts(settings.prompts), load_constitution(settings.constitution)
+        self._inputs_ready = False
+        if settings.pairs != AUTO or settings.asks_for_self_revisions:  # a bad file stops the run before it starts
+            self.start(None)
         self._sft: TokenizedSamples | None = None
         self._pairs: PreferenceData | None = None
         self._orders: dict[str, list[int]] = {}
         self._cursors = {"sft": 0, "dpo": 0}
 
+    def start(self, model_name: str | None) -> None:
+        """Decide ``pairs='auto'`` for the run's model and read (and check) the inputs, once."""
+        self.model_name = model_name or self.model_name
+        if self._inputs_ready:
+            return
+        self.settings = s = self.settings.resolved(self.model_name)
+        self._prebuilt = load_pairs(s.pairs) if s.pairs is not None else None
+        self._built = CaiDataset.load(s.data) if s.data is not None else None
+        self._prompts = self._principles = None
+        if s.pairs is None and s.data is None:
+            self._prompts, self._principles = load_prompts(s.prompts), load_constitution(s.constitution)
+        self._inputs_ready = True
+
     def dataset(self, model: GlobalModel) -> KeptPairs:
         """The training pairs (prepared once): ``pairs`` as given, or self-revisions (``data``, or built
         once from ``prompts`` with the pretrained base, cached on disk) that the judge calls improvements."""
         if self.kept is None:
+            self.start(None)
             s = self.settings
             if self._prebuilt is not None:
                 kept = KeptPairs(self._prebuilt, len(self._prebuilt), 0, 0)

@@ -9,6 +9,8 @@ from harness.models import SMOLLM2, TINY_RANDOM
 SHIPPED_GUARDS = Path(__file__).resolve().parents[1].parent / "plugins" / "filters" / "guards"
 SMOLLM2_GUARD = SHIPPED_GUARDS / "smollm2-135m-lg3"
 """The project's Llama-Guard-3-format guard fine-tuned on SmolLM2-135M-Instruct (package data)."""
+EMBED_LR_HEAD = SHIPPED_GUARDS / "embed-lr-minilm"
+"""The project's all-MiniLM-L6-v2 + logistic-regression head (package data), the ``embed-lr`` default."""
 HUB_GUARD = "meta-llama/Llama-Guard-3-1B"
 """The real Llama Guard 3 for hub models (``meta-llama/Llama-Guard-3-8B`` is the paper's)."""
 

@@ -4,8 +4,9 @@
 total (the paper's cost-efficient setting); ``cai``: the same with ``iterations=N``;
 ``cai-epoch``: one full epoch of SFT and of DPO per round (the expensive baseline). Options
 (``--align-opt KEY=VALUE``) are the fields of :class:`harness.cai.align.CaiSettings`:
-``sft_fraction``, ``lr``, ``beta``, ``batch_size``, ``pairs`` (``demo`` or a JSONL of
-prompt/chosen/rejected), ``data`` (a ``harness cai build`` directory), ``prompts``,
+``sft_fraction``, ``lr``, ``beta``, ``batch_size``, ``pairs`` (``auto`` = ``demo`` for the
+embedded SmolLM2 and tiny-random, which cannot revise themselves, else ``none``; ``demo``; a JSONL of
+prompt/chosen/rejected; ``none`` = self-revisions), ``data`` (a ``harness cai build`` directory), ``prompts``,
 ``constitution``, ``max_new_tokens``, ``judge`` (guard | refusal | none), ``judge_margin``,
 ``guard``, ``seed``. Self-revision pairs are kept only when the judge calls the revision safer.
 The DPO reference is the model after this round's SFT. See docs/cai.md.
@@ -25,7 +26,7 @@ class ConstitutionalAI:
 
     @hookimpl
     def on_run_start(self, run):
-        self.aligner.model_name = run.config.model.name  # picks the default guard judge
+        self.aligner.start(run.config.model.name)  # decides pairs='auto' and the default guard judge
 
     @hookimpl
     def post_aggregate(self, server_round, model):

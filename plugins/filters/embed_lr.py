@@ -1,7 +1,8 @@
 """`embed-lr`: embed the response with all-MiniLM-L6-v2, score P(unsafe) with a logistic-regression head.
 
 The ELECTRA-style light baseline: fast on CPU. ``model`` is a directory written by
-``harness filter train --filter embed-lr --out DIR``; options ``threshold`` (0.5), ``batch_size`` (32).
+``harness filter train --filter embed-lr --out DIR`` (default: the shipped head,
+``plugins/filters/guards/embed-lr-minilm``); options ``threshold`` (0.5), ``batch_size`` (32).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from harness.guard.defaults import EMBED_LR_HEAD
 from harness.guard.embedding import HEAD_FILE, LogisticHead, SentenceEncoder, fit_head
 from harness.guard.samples import check_samples
 from harness.guard.settings import FilterTrainSettings
@@ -21,8 +23,7 @@ class EmbedLRFilter(ThresholdFilter):
     card_file = HEAD_FILE  # where `harness filter train` records the held-out metrics
 
     def __init__(self, model: str | None = None, threshold: float = 0.5, batch_size: int = 32):
-        if not model:
-            raise ValueError("embed-lr needs model=DIR (a head trained by `harness filter train --filter embed-lr`)")
+        model = model or EMBED_LR_HEAD
         super().__init__(threshold)
         self.model, self.head, self.batch_size = str(model), LogisticHead.load(model), batch_size
         self._encoder: SentenceEncoder | None = None
