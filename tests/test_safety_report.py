@@ -23,7 +23,7 @@ from tests.helpers import smoke_config
 def test_demo_preset_reports_safety():
     p = load_config("demo").plugins
     assert p.evals == ["advbench", "hhh", "heldout-nll"] and p.eval_pretrained and p.eval_limit is None
-    assert p.eval_options["advbench"] == {"items": 32, "max_new_tokens": 32}
+    assert p.eval_options["advbench"] == {"items": 64, "max_new_tokens": 48}
     assert p.eval_options["hhh"] == {"sets": ["bigbench"], "items": 16}  # the shipped, licensed set
     assert load_config("demo").data.heldout_samples == 32
 
