@@ -158,6 +158,9 @@ def print_summary(cfg: RunConfig, summary, run_id: str | None) -> None:
     rows += [(k, f"{v:.4g}") for k, v in sorted(summary.final_metrics.items())
              if k.split("/")[0] not in ("comm", "filter", "clients") and not k.startswith("time/") or k in (
                  "time/round_seconds", "time/train_step_seconds", "comm/bytes_up", "filter/dropped")]
+    from harness.evals.report import safety_rows
+
+    rows += safety_rows(summary.final_metrics, getattr(summary, "pretrained_metrics", {}))
     width = max(len(k) for k, _ in rows)
     click.echo("\n" + "-" * (width + 40))
     for key, value in rows:

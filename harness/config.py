@@ -40,6 +40,8 @@ class DataConfig:
     harmful_ratio: float = 0.3
     partition: str = "iid"  # iid | dirichlet
     dirichlet_alpha: float = 0.5
+    heldout_samples: int = 0  # server-held validation samples from the same sources, never given to a client
+    allow_overlap: bool = False  # run even when eval, client and plugin training prompts overlap (docs/data.md)
 
 
 @dataclass
@@ -68,6 +70,7 @@ class PluginsConfig:
     eval_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_every: int = 0  # 0: only after the last round
     eval_limit: int | None = None
+    eval_pretrained: bool = False  # also run the evals before round 1 (step 0): the pretrained model's values
 
 
 @dataclass
@@ -256,6 +259,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         (data.num_samples >= fed.num_clients, "data.num_samples must be >= federation.num_clients"),
         (data.partition in ("iid", "dirichlet"), "data.partition must be 'iid' or 'dirichlet'"),
         (data.dirichlet_alpha > 0, "data.dirichlet_alpha must be > 0"),
+        (data.heldout_samples >= 0, "data.heldout_samples must be >= 0"),
         (fed.local_optimizer in ("adamw", "sgd"), "federation.local_optimizer must be 'adamw' or 'sgd'"),
         (fed.clip_update_norm is None or fed.clip_update_norm > 0, "federation.clip_update_norm must be > 0 (or null)"),
         (cfg.plugins.eval_every >= 0, "plugins.eval_every must be >= 0"),

@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 from harness.adapters import check_compatible, load_into, num_bytes, snapshot
 from harness.checkpoint import Checkpoint, CheckpointStore, restore_rng
 from harness.config import RunConfig
-from harness.data.mixture import build_mixture
+from harness.data.mixture import split_heldout
+from harness.data.overlap import check_overlap, client_set, declared_sets
 from harness.data.partition import partition
 from harness.data.sources import load_labelled
 from harness.model_handle import GlobalModel
@@ -27,6 +28,8 @@ from harness.types import AdapterState, ChatSample, ClientUpdate, FitIns, RunInf
 from harness.update_hygiene import screen_updates
 
 log = logging.getLogger(__name__)
+
+PRETRAINED_FILE = "pretrained_metrics.json"  # in the run directory: the step-0 evals, for the summary on --resume
 
 
 @dataclass
@@ -65,7 +68,9 @@ class RoundEngine:
         cfg, fed = self.cfg, self.cfg.federation
         torch.manual_seed(fed.seed)
         acceptable, harmful = load_labelled(cfg.data.source, cfg.data.path, cfg.data.num_samples, fed.seed)
-        self.samples = build_mixture(acceptable, harmful, cfg.data.num_samples, cfg.data.harmful_ratio, fed.seed)
+        # The held-out split is server-held validation data drawn from what the mixture left; no client gets it.
+        self.samples, self.heldout = split_heldout(acceptable, harmful, cfg.data.num_samples, cfg.data.harmful_ratio,
+                                                   fed.seed, cfg.data.heldout_samples)
         parts = partition(self.samples, fed.num_clients, cfg.data.partition, cfg.data.dirichlet_alpha, fed.seed)
         self.client_samples: list[list[ChatSample]] = [[self.samples[i] for i in part] for part in parts]
         base, self.tokenizer = load_base(cfg.model)
@@ -79,7 +84,32 @@ class RoundEngine:
         params["run.num_samples"] = len(self.samples)
         params["run.harmful_samples"] = sum(bool(s.is_harmful) for s in self.samples)
         params["run.adapter_parameters"] = sum(p.numel() for p in self.params.values())
-        return RunInfo(self.run_name, self.run_dir, self.cfg, params, resume_round, self.engine)
+        params["run.heldout_samples"] = len(self.heldout)
+        return RunInfo(self.run_name, self.run_dir, self.cfg, params, resume_round, self.engine, list(self.heldout))
+
+    def check_data(self, info: RunInfo) -> dict[str, float]:
+        """Overlap counts of client data, plugins' training prompts and eval sets; refuses overlaps (docs/data.md)."""
+        sets = [client_set(self.samples, self.cfg.data.source)] + declared_sets(self.hook.declare_prompts(run=info))
+        return check_overlap(sets, allow=self.cfg.data.allow_overlap)
+
+    def evaluate_pretrained(self, data_metrics: dict[str, float]) -> None:
+        """Round 0 of a fresh run: the overlap counts and (``plugins.eval_pretrained``) the evals before any
+        training, where the fresh LoRA (B = 0) leaves the base model unchanged; logged with step 0."""
+        plugins = self.cfg.plugins
+        metrics, artifacts = dict(data_metrics), {}
+        if plugins.eval_pretrained and plugins.evals:
+            t = time.perf_counter()
+            for result in self.hook.evaluate(server_round=0, model=self.global_model, limit=plugins.eval_limit):
+                self.pretrained.update(result.metrics)
+                artifacts.update(result.artifacts)
+            load_into(self.params, self.state.global_state)
+            (self.run_dir / PRETRAINED_FILE).write_text(json.dumps(self.pretrained, indent=1))
+            metrics.update(self.pretrained)
+            metrics["time/eval_seconds"] = time.perf_counter() - t
+        if metrics:
+            self._end_round(0, metrics, artifacts)
+        else:
+            self.save_checkpoint()
 
     # -- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self, pending_log: dict | None = None) -> Path:
@@ -274,11 +304,15 @@ class RoundEngine:
         info = self.run_info(checkpoint.next_round if checkpoint else None)
         fed = self.cfg.federation
         final: dict[str, float] = {}
+        self.pretrained: dict[str, float] = {}
         try:
             self.hook.on_run_start(run=info)
+            data_metrics = self.check_data(info)
             if checkpoint is None:
-                self.save_checkpoint()
+                self.evaluate_pretrained(data_metrics)
             else:
+                if (self.run_dir / PRETRAINED_FILE).is_file():
+                    self.pretrained = json.loads((self.run_dir / PRETRAINED_FILE).read_text())
                 self.hook.restore_state(directory=checkpoint.plugin_dir)
                 if checkpoint.pending_log and not checkpoint.logged:  # killed between checkpoint and logging
                     self.hook.on_round_end(**checkpoint.pending_log)
@@ -296,7 +330,8 @@ class RoundEngine:
             )
             self.hook.on_run_end(run=info, summary=summary)
             raise
-        summary = RunSummary("FINISHED", fed.rounds, final, adapter, time.perf_counter() - started)
+        summary = RunSummary("FINISHED", fed.rounds, final, adapter, time.perf_counter() - started,
+                             pretrained_metrics=self.pretrained)
         self.hook.on_run_end(run=info, summary=summary)
         return summary
 

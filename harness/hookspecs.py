@@ -3,6 +3,7 @@
 Call order in a run::
 
     on_run_start
+    declare_prompts(run)                         # the overlap check (harness.data.overlap)
     restore_state(directory)                     # only when resuming (harness run --resume)
     for each round r = 1..R:
         for each sampled client i:               # client side
@@ -42,6 +43,7 @@ from harness.types import (
     FilterVerdict,
     FitIns,
     LocalTrainInfo,
+    PromptSet,
     RunInfo,
     RunSummary,
 )
@@ -56,6 +58,22 @@ def on_run_start(run: RunInfo) -> None:
     """Called once before the first round, after the model and the client data are ready.
 
     Receives the run's identity, resolved config and flat params. Returns nothing.
+    """
+
+
+# -- data disjointness ----------------------------------------------------------------------------
+
+
+@hookspec
+def declare_prompts(run: RunInfo) -> PromptSet | list[PromptSet] | None:
+    """Called once at run start, right after ``on_run_start``: the prompts this plugin trains on or scores.
+
+    Receives the run (config, ``heldout``). Returns :class:`PromptSet` objects (or None): eval plugins their
+    scored items with role ``"eval"`` (honouring ``run.config.plugins.eval_limit``), a guard filter its
+    training prompts with role ``"guard"`` (``harness.data.overlap.digest_file_set`` reads a guard's
+    ``train_prompts.sha256``), the CAI aligner its prompts with role ``"cai"``. The engine compares them with
+    the client data and refuses overlaps (``data.allow_overlap`` forces the run); counts are logged as
+    ``data/overlap_<a>_<b>``. Must be cheap (texts or digests, no model) and must not read client data.
     """
 
 

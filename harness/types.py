@@ -100,6 +100,9 @@ class RunInfo:
     params: dict[str, Any]
     resume_round: int | None = None  # the round a resumed run continues at; None for a fresh run
     engine: str = "local"  # "local", "flower" (Simulation Engine) or "flower-deployment"
+    heldout: list[ChatSample] = field(default_factory=list)
+    """Server-held validation samples (``data.heldout_samples``): drawn from the run's own sources at its
+    harmful ratio, never given to any client. Server data, not client data: evals may score them."""
 
 
 @dataclass
@@ -112,3 +115,30 @@ class RunSummary:
     adapter_path: Path | None
     wall_seconds: float
     error: str | None = None
+    pretrained_metrics: dict[str, float] = field(default_factory=dict)  # the evals before round 1 (step 0)
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """Prompts a plugin trains on (``role`` "guard", "cai", ...) or scores (``role`` "eval"), for the
+    run-start overlap check (:mod:`harness.data.overlap`). Build it with :meth:`from_texts` or
+    :meth:`from_digests`; prompts are compared by :func:`harness.data.normalize.prompt_digest`."""
+
+    role: str  # "eval" for benchmark items; any other lower-case word names training data ("guard", "cai")
+    name: str  # what the set is, for messages: "advbench", "guard smollm2-135m-lg3"
+    digests: frozenset[str]  # sha256 hex of each normalised prompt
+    origin: str = ""  # the file or directory the prompts come from, for messages
+    examples: dict[str, str] = field(default_factory=dict, compare=False)  # digest -> prompt text, where known
+
+    @classmethod
+    def from_texts(cls, role: str, name: str, texts, origin: str = "") -> PromptSet:
+        from harness.data.normalize import prompt_digest
+
+        examples: dict[str, str] = {}
+        for text in texts:
+            examples.setdefault(prompt_digest(text), text)
+        return cls(role, name, frozenset(examples), origin, examples)
+
+    @classmethod
+    def from_digests(cls, role: str, name: str, digests, origin: str = "") -> PromptSet:
+        return cls(role, name, frozenset(d.strip().lower() for d in digests), origin)

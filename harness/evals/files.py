@@ -1,8 +1,10 @@
-"""Where benchmark files come from: a ``data`` directory, ``$HARNESS_DATA``, or a pinned upstream copy.
+"""Where benchmark files come from: a ``data`` directory, ``$HARNESS_DATA``, the packaged copy, or upstream.
 
-Every directory uses the layout of the project's ``shared/data`` (``advbench/harmful_behaviors.csv``,
-``mt_bench/question.jsonl``, ...). Without a directory the file is downloaded once from its
-upstream repository into the harness cache and checked against its published sha256.
+Resolution order: the eval's ``data`` option, else ``$HARNESS_DATA`` (both directories laid out like the
+project's ``shared/data``: ``advbench/harmful_behaviors.csv``, ``mt_bench/question.jsonl``, ...), else the copy
+shipped in ``harness/evals/data`` (AdvBench, MIT, and BIG-bench HHH, Apache-2.0, with their licences; checked
+against :data:`UPSTREAM`'s sha256 on every load), else a download from the upstream repository into the
+harness cache, checked the same way. Everything else (MT-Bench, the 438-item HHH set) is not shipped.
 """
 
 from __future__ import annotations
@@ -67,8 +69,24 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+PACKAGED = Path(__file__).resolve().parent / "data"
+"""Benchmark files shipped with the harness (package data), laid out like ``shared/data``."""
+
+
+def packaged_file(relative: str) -> Path | None:
+    """The shipped copy of ``relative``, checksum-verified; None when the harness does not ship it."""
+    path = PACKAGED / relative
+    if relative not in UPSTREAM or not path.is_file():
+        return None
+    got = sha256(path)
+    if got != UPSTREAM[relative].sha256:
+        raise EvalDataError(f"the packaged {path} has sha256 {got}, expected {UPSTREAM[relative].sha256}: the "
+                            f"installation is damaged; reinstall, or pass data=DIR or set ${DATA_ENV}")
+    return path
+
+
 def data_file(relative: str, data: str | os.PathLike | None = None) -> Path:
-    """The benchmark file ``relative`` under ``data``, else under ``$HARNESS_DATA``, else downloaded."""
+    """The benchmark file ``relative`` under ``data``, else ``$HARNESS_DATA``, else packaged, else downloaded."""
     root = data if data is not None else os.environ.get(DATA_ENV)
     if root is not None:
         path = Path(root).expanduser() / relative
@@ -79,7 +97,7 @@ def data_file(relative: str, data: str | os.PathLike | None = None) -> Path:
                 f"(it needs {relative})"
             )
         return path
-    return _download(relative)
+    return packaged_file(relative) or _download(relative)
 
 
 def _download(relative: str) -> Path:

@@ -59,6 +59,15 @@ def take(items: list, limit: int | None, what: str) -> list:
     return items[:limit]
 
 
+def spread(items: list, n: int | None, what: str) -> list:
+    """A fixed subset of ``n`` items spaced evenly over the whole set (all for None), in file order."""
+    if n is None or n >= len(items):
+        return list(items)
+    if n < 1:
+        raise ValueError(f"{what}: items must be >= 1 (or unset for the full set), got {n}")
+    return [items[i * len(items) // n] for i in range(n)]
+
+
 def choice_prompt(context: str, first: str, second: str) -> str:
     """The (A)/(B) prompt of the 438 set with ``first`` as (A) and ``second`` as (B)."""
     return f"{_CHOICE_HEAD}{context}{_CHOICE_ASK} (A) [[[{first}]]]\n (B) [[[{second}]]]{_CHOICE_TAIL}"

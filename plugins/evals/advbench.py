@@ -2,7 +2,8 @@
 
 Each goal is sent through the model's chat template and answered greedily; a response is
 harmless when the refusal rule matches it (see :mod:`harness.evals.refusal`). Both rules are
-always reported, ``rule`` picks the headline ``advbench/harmless_rate``. With ``guard`` set to
+always reported, ``rule`` picks the headline ``advbench/harmless_rate``. ``items`` scores a fixed subset:
+that many goals spaced evenly over the file (the run's ``eval_limit`` then takes the first of those). With ``guard`` set to
 a filter plugin (e.g. ``lg3``), that filter also judges each (goal, response) pair: responses
 it keeps (and empty ones) count as harmless. Every response is stored as
 ``advbench_responses.jsonl``.
@@ -16,34 +17,41 @@ from typing import Any
 
 from harness import plugins as plugin_registry
 from harness.evals.files import data_file
-from harness.evals.loaders import load_advbench, take
+from harness.evals.loaders import load_advbench, spread, take
 from harness.evals.refusal import RULES, get_rule
 from harness.hookspecs import hookimpl
-from harness.types import ChatSample, EvalResult
+from harness.types import ChatSample, EvalResult, PromptSet
 
 ADVBENCH_FILE = "advbench/harmful_behaviors.csv"
 
 
 class AdvBench:
     def __init__(self, data: str | None = None, rule: str = "openfedllm", max_new_tokens: int = 256,
-                 batch_size: int = 16, guard: str | None = None, guard_options: dict[str, Any] | None = None):
+                 batch_size: int = 16, guard: str | None = None, guard_options: dict[str, Any] | None = None,
+                 items: int | None = None):
         get_rule(rule)
+        spread([], items, "advbench")  # checks items
         if max_new_tokens < 1 or batch_size < 1:
             raise ValueError("max_new_tokens and batch_size must be >= 1")
         self.data, self.rule = data, rule
-        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.max_new_tokens, self.batch_size, self.items = max_new_tokens, batch_size, items
         self.guard = plugin_registry.instantiate("filter", guard, guard_options) if guard else None
         self._goals: list[str] | None = None
 
     def goals(self) -> list[str]:
         """AdvBench's goals, read (and checked) once."""
         if self._goals is None:
-            self._goals = load_advbench(data_file(ADVBENCH_FILE, self.data))
+            self._goals = spread(load_advbench(data_file(ADVBENCH_FILE, self.data)), self.items, "advbench")
         return self._goals
 
     @hookimpl
     def on_run_start(self, run) -> None:
         self.goals()  # a bad file fails the run before its first round, not at its first eval
+
+    @hookimpl
+    def declare_prompts(self, run):
+        goals = take(self.goals(), run.config.plugins.eval_limit, "advbench")
+        return PromptSet.from_texts("eval", "advbench", goals, str(data_file(ADVBENCH_FILE, self.data)))
 
     @hookimpl
     def evaluate(self, server_round, model, limit):

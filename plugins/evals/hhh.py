@@ -6,6 +6,10 @@ Every item is asked twice, once with each option as (A), and the model picks the
 the higher log p(" (A)") or log p(" (B)") after the prompt; accuracy averages both orders so a
 preference for one position cancels. Ties count as wrong. Per-subset accuracy uses
 BIG-bench's harmless/helpful/honest/other labels (CAI items outside BIG-bench are ``red-team``).
+``items`` scores a fixed subset per set: that many items spaced evenly over it.
+
+The BIG-bench set ships with the harness (Apache-2.0), so ``sets=[bigbench]`` runs on a fresh machine; the
+438-item CAI set has no licence and is read from ``data``/``$HARNESS_DATA`` or downloaded.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from harness.evals.files import data_file
-from harness.evals.loaders import HHH_SUBSETS, HHHItem, choice_prompt, load_bigbench_hhh, load_cai_hhh, take
+from harness.evals.loaders import HHH_SUBSETS, HHHItem, choice_prompt, load_bigbench_hhh, load_cai_hhh, spread, take
 from harness.hookspecs import hookimpl
-from harness.types import EvalResult
+from harness.types import EvalResult, PromptSet
 
 CAI_FILE = "hhh/anthropic_cai/438HHHEvaluations.jsonl"
 SETS = ("cai438", "bigbench")
@@ -47,8 +51,19 @@ def letter_logprobs(model, prompts: list[str], batch_size: int) -> list[tuple[fl
     return out
 
 
+def human_text(context: str) -> str:
+    """'Human: q' -> 'q' (how data sources store single-turn prompts); longer transcripts stay whole."""
+    text = context.strip()
+    if text.count("Human:") == 1 and text.startswith("Human:"):
+        return text[len("Human:"):].strip()
+    return text
+
+
 class HHH:
-    def __init__(self, data: str | None = None, sets: list[str] | None = None, batch_size: int = 8):
+    def __init__(self, data: str | None = None, sets: list[str] | None = None, batch_size: int = 8,
+                 items: int | None = None):
+        spread([], items, "hhh")  # checks items
+        self.items = items
         self.sets = list(sets or SETS)
         unknown = [s for s in self.sets if s not in SETS]
         if unknown or not self.sets:
@@ -62,12 +77,23 @@ class HHH:
             self._items["bigbench"] = load_bigbench_hhh(bigbench_files(self.data))
         if name not in self._items:
             self._items[name] = load_cai_hhh(data_file(CAI_FILE, self.data), self._items["bigbench"])
-        return self._items[name]
+        return spread(self._items[name], self.items, "hhh")
 
     @hookimpl
     def on_run_start(self, run) -> None:
         for name in self.sets:  # a bad file fails the run before its first round, not at its first eval
             self.load(name)
+
+    @hookimpl
+    def declare_prompts(self, run):
+        """Each scored item's conversation; a single human turn without its ``Human:`` label, as data sources store it."""
+        limit = run.config.plugins.eval_limit
+        sets = []
+        for name in self.sets:
+            origin = data_file(CAI_FILE, self.data) if name == "cai438" else bigbench_files(self.data)["harmless"].parent.parent
+            texts = [human_text(item.context) for item in take(self.load(name), limit, "hhh")]
+            sets.append(PromptSet.from_texts("eval", f"hhh/{name}", texts, str(origin)))
+        return sets
 
     @hookimpl
     def evaluate(self, server_round, model, limit):

@@ -21,7 +21,7 @@ from harness.evals.grading import Judgment, judge_prompt_name, judge_request, su
 from harness.evals.judges import HFJudge, Judge, JudgeError, OpenAIJudge, parse_rating
 from harness.evals.loaders import JudgePrompt, MTBenchQuestion, load_judge_prompts, load_mtbench, take
 from harness.hookspecs import hookimpl
-from harness.types import EvalResult
+from harness.types import EvalResult, PromptSet
 
 QUESTIONS = "mt_bench/question.jsonl"
 REFERENCES = "mt_bench/reference_answer/gpt-4.jsonl"
@@ -57,6 +57,12 @@ class MTBench:
     @hookimpl
     def on_run_start(self, run) -> None:
         self.files()  # a bad file fails the run before its first round, not at its first eval
+
+    @hookimpl
+    def declare_prompts(self, run):
+        questions = take(self.files()[0], run.config.plugins.eval_limit, "mtbench")
+        return PromptSet.from_texts("eval", "mtbench", [t for q in questions for t in q.turns],
+                                    str(data_file(QUESTIONS, self.data)))
 
     def answer(self, model, questions) -> list[tuple[str, str]]:
         """Both turns for every question; turn 2 sees the model's own turn-1 answer."""

@@ -158,11 +158,14 @@ def test_padding_waste(benchmark, shared_data):
 
 def eval_padding(shared_data) -> dict[str, dict[str, float]]:
     """Padded share of the eval plugins' model calls (prefill only: generation stops at one new token)."""
+    from harness.data.demo import demo_samples
     from plugins.evals.advbench import AdvBench
     from plugins.evals.heldout_nll import HeldOutNLL
     from plugins.evals.hhh import HHH
 
     mc = load_config("demo", overrides={"model.name": MODEL}).model
+    heldout = HeldOutNLL(num_items=32)
+    heldout.heldout = demo_samples(32, 0, 10_007)[0]  # what a run's RunInfo.heldout would hold
     base, tok = load_bench_base(mc, bench_device())
     model = GlobalModel(attach_lora(base, mc, 0), tok, mc.max_length)
     counts = {"real": 0, "all": 0}
@@ -180,7 +183,7 @@ def eval_padding(shared_data) -> dict[str, dict[str, float]]:
         for name, plugin, limit in [
             ("eval advbench (generate)", AdvBench(data=str(shared_data), max_new_tokens=1, batch_size=16), 64),
             ("eval hhh cai438 (scoring)", HHH(data=str(shared_data), sets=["cai438"], batch_size=8), 32),
-            ("eval heldout-nll (scoring)", HeldOutNLL(num_items=32), 32),
+            ("eval heldout-nll (scoring)", heldout, 32),
         ]:
             counts.update(real=0, all=0)
             start = time.perf_counter()

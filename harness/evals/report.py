@@ -1,0 +1,52 @@
+"""The safety block of the end-of-run summary: AdvBench (both refusal rules), HHH and held-out NLL, pretrained
+vs final, with Wilson 95 % intervals for the rates (n is small: 64 goals is +-12 points)."""
+
+from __future__ import annotations
+
+import math
+
+from harness.evals.refusal import RULES
+
+Z95 = 1.959963984540054
+
+
+def wilson(rate: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``rate`` observed over ``n`` trials (no continuity correction)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    denom = 1 + z * z / n
+    centre = (rate + z * z / (2 * n)) / denom
+    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _rate(metrics: dict[str, float], key: str, n_key: str) -> str:
+    if key not in metrics:
+        return "-"
+    n = int(metrics.get(n_key, 0))
+    lo, hi = wilson(metrics[key], n)
+    return f"{metrics[key]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def safety_rows(final: dict[str, float], pretrained: dict[str, float]) -> list[tuple[str, str]]:
+    """(label, 'pretrained -> final') rows for the safety metrics either dict holds; empty when there are none."""
+    both = {**pretrained, **final}
+    rows = []
+    for rule in RULES:
+        key = f"advbench/harmless_rate_{rule}"
+        if key in both:
+            n = int(both.get("advbench/items", 0))
+            rows.append((f"advbench harmless ({rule} rule, n={n})",
+                         f"{_rate(pretrained, key, 'advbench/items')} -> {_rate(final, key, 'advbench/items')}"))
+    for key in sorted(k for k in both if k.startswith("hhh/") and k.endswith("/accuracy") and k.count("/") == 2):
+        name = key.split("/")[1]
+        n_key = f"hhh/{name}/items"
+        rows.append((f"hhh {name} accuracy (n={int(both.get(n_key, 0))})",
+                     f"{_rate(pretrained, key, n_key)} -> {_rate(final, key, n_key)}"))
+    for key, label in (("heldout/nll", "held-out nll, acceptable replies"), ("heldout/nll_harmful", "held-out nll, red replies")):
+        if key in both:
+            fmt = lambda m: f"{m[key]:.3f}" if key in m else "-"  # noqa: E731
+            rows.append((label, f"{fmt(pretrained)} -> {fmt(final)}"))
+    if rows:
+        rows.insert(0, ("safety (95% Wilson CI)", "pretrained -> final"))
+    return rows
