@@ -136,3 +136,21 @@ def test_disjoint_data_runs_and_logs_zeros(tmp_path, monkeypatch):
     metrics, _ = step_zero(cfg)
     assert metrics == {"data/overlap_guard_eval": [(0, 0.0)], "data/overlap_guard_client": [(0, 0.0)],
                        "data/overlap_client_eval": [(0, 0.0)]}
+
+
+def test_the_built_in_filter_and_cai_declare_their_prompts_and_a_clean_run_logs_zero_overlap(tmp_path):
+    cfg = smoke_config(tmp_path, **{"plugins.filter": "lg3", "plugins.align": "cai50", "federation.rounds": 1})
+    run_tracked(cfg)
+    run = find_run(default_tracking_uri(cfg.output_dir), "test-run")
+    m = run.data.metrics
+    assert m["data/overlap_guard_client"] == 0 and m["data/overlap_cai_client"] == 0
+    assert m["data/overlap_cai_guard"] == 0
+
+
+def test_client_data_from_the_shipped_guards_training_files_is_refused_naming_the_guard(tmp_path, shared_data):
+    """The shipped guard trained on 80 % of hh-rlhf harmless-base: clients drawing from the same file collide."""
+    cfg = smoke_config(tmp_path, **{"plugins.filter": "lg3", "data.source": "hh-rlhf",
+                                    "data.path": str(shared_data / "hh_rlhf" / "harmless-base")})
+    with pytest.raises(DataOverlapError, match=r"guard set 'lg3 guard smollm2-135m-lg3' .*train_prompts.sha256.* and "
+                                               r"client set .* share \d+ prompt"):
+        run_tracked(cfg)

@@ -6,12 +6,12 @@ from types import SimpleNamespace
 import pytest
 
 from harness.data.normalize import prompt_digest
+from harness.data.overlap import read_digest_file
 from harness.guard.card import (
     MIN_RECALL,
     TRAIN_PROMPTS,
     GuardRefusedError,
     assess_guard,
-    read_train_prompts,
     record_held_out,
     write_train_prompts,
 )
@@ -85,7 +85,7 @@ def test_train_prompt_digests_are_sorted_distinct_normalised_prompts(tmp_path):
     assert write_train_prompts(tmp_path, ["How do I bake bread?", "  how do I bake   BREAD", "Other."]) == 2
     lines = (tmp_path / TRAIN_PROMPTS).read_text().splitlines()
     assert lines == sorted({prompt_digest("how do i bake bread"), prompt_digest("other")})
-    assert read_train_prompts(tmp_path) == set(lines) and read_train_prompts(tmp_path / "none") is None
+    assert read_digest_file(tmp_path / TRAIN_PROMPTS) == set(lines)
 
 
 def test_the_shipped_guards_prompt_digests_are_its_documented_training_split(shared_data):
@@ -94,7 +94,7 @@ def test_the_shipped_guards_prompt_digests_are_its_documented_training_split(sha
     specs = [DataSpec("square", str(shared_data / "square")), DataSpec("hh-rlhf", str(shared_data / "hh_rlhf"))]
     train = labelled_set(specs, "train", 0.2, 10000, guard["settings"]["seed"])
     assert len(train) == guard["metrics"]["train/samples"] == 4026
-    stored = read_train_prompts(SMOLLM2_GUARD)
+    stored = read_digest_file(SMOLLM2_GUARD / TRAIN_PROMPTS)
     assert stored == {prompt_digest(s.prompt) for s in train}
     assert len(stored) == 2044  # 2045 distinct prompts (hh-rlhf pairs share one), two equal once normalised
     held_out = labelled_set(specs, "test", 0.2, 10000, 0)

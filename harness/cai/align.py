@@ -180,6 +180,15 @@ class CaiAligner:
             self._prompts, self._principles = load_prompts(s.prompts), load_constitution(s.constitution)
         self._inputs_ready = True
 
+    def training_prompts(self) -> list[str]:
+        """The prompts the aligner trains on (the pairs', the build's, or the red-teaming prompts)."""
+        self.start(None)
+        if self._prebuilt is not None:
+            return [p.prompt for p in self._prebuilt]
+        if self._built is not None:
+            return [r.prompt for r in self._built.records]
+        return list(self._prompts)
+
     def dataset(self, model: GlobalModel) -> KeptPairs:
         """The training pairs (prepared once): ``pairs`` as given, or self-revisions (``data``, or built
         once from ``prompts`` with the pretrained base, cached on disk) that the judge calls improvements."""

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.data.normalize import prompt_digest
+from harness.data.overlap import DIGEST_FILE
 from harness.models import ModelLoadError
 
 GUARD_CARD = "guard.json"  # written by `harness filter train` (lg3) next to the LoRA adapter
-TRAIN_PROMPTS = "train_prompts.sha256"
+TRAIN_PROMPTS = DIGEST_FILE
 HELD_OUT = "held_out"  # the card's entry of held-out detection metrics
 MIN_RECALL = 0.1
 """Held-out recall of unsafe samples below which a run refuses a guard (unless forced): a guard that misses
@@ -40,14 +41,6 @@ def write_train_prompts(out: Path, prompts: Iterable[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / TRAIN_PROMPTS).write_text("".join(d + "\n" for d in digests))
     return len(digests)
-
-
-def read_train_prompts(guard_dir: str | Path) -> set[str] | None:
-    """The guard's training-prompt digests, or None when it stores none."""
-    path = Path(guard_dir).expanduser() / TRAIN_PROMPTS
-    if not path.is_file():
-        return None
-    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
 
 
 def record_held_out(card_path: Path, metrics: dict) -> None:

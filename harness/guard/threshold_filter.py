@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.data.overlap import digest_file_set
 from harness.guard.cache import ScoreCache, check_threshold, threshold_verdict
+from harness.guard.card import TRAIN_PROMPTS
 from harness.guard.samples import check_samples
 from harness.hookspecs import hookimpl
-from harness.types import ChatSample
+from harness.types import ChatSample, PromptSet
 
 SCORES_FILE = "scores.json"
 
@@ -16,6 +18,7 @@ class ThresholdFilter:
     """Drops a sample when its score (P(unsafe)) is at or above ``threshold``; subclasses implement ``_score``."""
 
     name: str
+    model: str  # the filter's model directory (or hub id)
 
     def __init__(self, threshold: float):
         self.threshold = check_threshold(threshold)
@@ -41,6 +44,14 @@ class ThresholdFilter:
     @hookimpl
     def on_run_start(self, run) -> None:
         self._live_scores = self._cache_file(run.run_dir)
+
+    @hookimpl
+    def declare_prompts(self, run) -> PromptSet | None:
+        """The prompts the filter's model was trained on (its ``train_prompts.sha256``), where it stores them."""
+        digests = Path(self.model).expanduser() / TRAIN_PROMPTS
+        if not digests.is_file():
+            return None
+        return digest_file_set("guard", f"{self.name} guard {Path(self.model).name}", digests)
 
     @hookimpl
     def checkpoint_state(self, directory: Path) -> None:

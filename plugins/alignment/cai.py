@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from harness.cai.align import CaiAligner, CaiSettings
 from harness.hookspecs import hookimpl
+from harness.types import PromptSet
 
 
 class ConstitutionalAI:
@@ -27,6 +28,12 @@ class ConstitutionalAI:
     @hookimpl
     def on_run_start(self, run):
         self.aligner.start(run.config.model.name)  # decides pairs='auto' and the default guard judge
+
+    @hookimpl
+    def declare_prompts(self, run) -> PromptSet:
+        s = self.aligner.settings
+        origin = s.pairs or s.data or s.prompts
+        return PromptSet.from_texts("cai", f"CAI prompts ({origin})", self.aligner.training_prompts(), str(origin))
 
     @hookimpl
     def post_aggregate(self, server_round, model):
