@@ -2,7 +2,8 @@
 
 The ELECTRA-style light baseline: fast on CPU. ``model`` is a directory written by
 ``harness filter train --filter embed-lr --out DIR`` (default: the shipped head,
-``plugins/filters/guards/embed-lr-minilm``); options ``threshold`` (0.5), ``batch_size`` (32).
+``plugins/filters/guards/embed-lr-minilm``); options ``threshold`` (``auto``: calibrated on
+the run's validation split, see :mod:`harness.guard.calibration`; or a number), ``batch_size`` (32).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from harness.guard.defaults import EMBED_LR_HEAD
 from harness.guard.embedding import HEAD_FILE, LogisticHead, SentenceEncoder, fit_head
 from harness.guard.samples import check_samples
 from harness.guard.settings import FilterTrainSettings
-from harness.guard.threshold_filter import ThresholdFilter
+from harness.guard.threshold_filter import AUTO, ThresholdFilter
 from harness.types import ChatSample
 
 
@@ -22,7 +23,7 @@ class EmbedLRFilter(ThresholdFilter):
     name = "embed-lr"
     card_file = HEAD_FILE  # where `harness filter train` records the held-out metrics
 
-    def __init__(self, model: str | None = None, threshold: float = 0.5, batch_size: int = 32):
+    def __init__(self, model: str | None = None, threshold: float | str = AUTO, batch_size: int = 32):
         model = model or EMBED_LR_HEAD
         super().__init__(threshold)
         self.model, self.head, self.batch_size = str(model), LogisticHead.load(model), batch_size

@@ -7,7 +7,8 @@ Options (``--filter-opt KEY=VALUE``; ``--filter-model DIR`` sets ``model``):
   (:func:`harness.guard.defaults.default_guard`): the shipped ``plugins/filters/guards/smollm2-135m-lg3``
   for ``smollm2-135m`` and ``tiny-random``, ``meta-llama/Llama-Guard-3-1B`` for any other model.
   Outside a run (``harness filter eval`` with no ``--filter-model``) the shipped guard is used.
-* ``threshold`` (0.5); ``batch_size`` (8); ``max_length`` in tokens (1024); ``score`` 'pair'
+* ``threshold`` (``auto``: the best-F1 threshold on the run's labelled server-held validation split,
+  :mod:`harness.guard.calibration`, 0.5 without one; or a number); ``batch_size`` (8); ``max_length`` in tokens (1024); ``score`` 'pair'
   (P over safe/unsafe) or 'vocab' (full softmax).
 * ``force`` (false): run with a guard the refusal rule rejects.
 
@@ -32,7 +33,7 @@ from harness.guard.defaults import SMOLLM2_GUARD, default_guard
 from harness.guard.finetune import train_guard
 from harness.guard.scoring import GUARD_CARD, SCORE_MODES, GuardScorer, load_guard
 from harness.guard.settings import FilterTrainSettings
-from harness.guard.threshold_filter import ThresholdFilter
+from harness.guard.threshold_filter import AUTO, ThresholdFilter
 from harness.hookspecs import hookimpl
 from harness.models import SMOLLM2
 from harness.types import ChatSample
@@ -46,7 +47,7 @@ class LlamaGuardFilter(ThresholdFilter):
     name = "lg3"
     card_file = GUARD_CARD  # where `harness filter train` records the held-out metrics
 
-    def __init__(self, model: str | None = None, threshold: float = 0.5, batch_size: int = 8,
+    def __init__(self, model: str | None = None, threshold: float | str = AUTO, batch_size: int = 8,
                  max_length: int = 1024, score: str = "pair", force: bool = False):
         if score not in SCORE_MODES:
             raise ValueError(f"score must be one of {', '.join(SCORE_MODES)}, got {score!r}")
@@ -76,15 +77,12 @@ class LlamaGuardFilter(ThresholdFilter):
 
     @hookimpl
     def on_run_start(self, run) -> None:
-        """Pick the guard for the run's model (unless one was named), vet it, and record the choice."""
-        super().on_run_start(run)
+        """Pick the guard for the run's model (unless one was named), vet it, calibrate it, and record the choice."""
         default = default_guard(run.config.model.name)
         if self.requested is None and self.model != default:
             self.model, self._scorer = default, None
             self.cache.clear()
         assessment = assess_guard(self.model)
-        record = {**assessment.as_record(), "default": self.requested is None, "run_model": run.config.model.name,
-                  "forced": self.force and not assessment.accepted, "threshold": self.threshold}
         if not assessment.accepted and not self.force:
             raise GuardRefusedError(refusal_message(assessment, default))
         if not assessment.accepted:
@@ -92,6 +90,10 @@ class LlamaGuardFilter(ThresholdFilter):
         else:
             log.info("lg3: guard %s (%s; recall from %s)", self.model,
                      "default for " + run.config.model.name if self.requested is None else "named", assessment.source)
+        super().on_run_start(run)  # the threshold is calibrated on the chosen guard
+        record = {**assessment.as_record(), "default": self.requested is None, "run_model": run.config.model.name,
+                  "forced": self.force and not assessment.accepted, "threshold": self.threshold,
+                  "calibration": self.calibration.as_record() if self.calibration else None}
         out = Path(run.run_dir) / f"filter-{self.name}" / GUARD_RECORD
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=1))

@@ -1,0 +1,33 @@
+"""threshold=auto: the filter's threshold is calibrated on the run's labelled validation split."""
+
+import json
+
+import pytest
+
+from harness.guard.calibration import MIN_PER_CLASS, calibrate_threshold
+from tests.helpers import run_tracked, smoke_config
+
+
+def test_calibration_picks_the_best_f1_threshold():
+    scores = [0.44, 0.55, 0.58, 0.60, 0.61, 0.64, 0.65, 0.66, 0.66, 0.69]
+    unsafe = [False, False, False, False, False, True, False, True, True, True]
+    cal = calibrate_threshold(scores, unsafe)
+    # t=0.64 flags 5 (4 unsafe): P 0.8, R 1.0, F1 0.889 -- the best; 0.5 would flag 9 of 10 (F1 0.615)
+    assert cal.threshold == 0.64 and cal.recall == 1.0 and cal.precision == pytest.approx(0.8)
+    assert cal.f1 == pytest.approx(2 * 0.8 / 1.8)
+    assert calibrate_threshold([0.1, 0.9] * 4, [False, True] * 4).threshold == 0.9  # separable: F1 1 at 0.9
+
+
+def test_too_few_validation_samples_of_a_class_leave_the_default():
+    assert calibrate_threshold([0.9] * (MIN_PER_CLASS - 1) + [0.1] * 10, [True] * (MIN_PER_CLASS - 1) + [False] * 10) is None
+
+
+@pytest.mark.slow
+def test_lg3_on_the_templated_smoke_data_keeps_safe_samples_once_calibrated(tmp_path):
+    """At 0.5 the shipped guard drops (almost) every templated demo sample; calibrated, clients keep data."""
+    cfg = smoke_config(tmp_path, **{"plugins.filter": "lg3", "federation.rounds": 1, "data.heldout_samples": 24})
+    run_tracked(cfg)
+    record = json.loads((tmp_path / "out" / "runs" / "test-run" / "filter-lg3" / "guard.json").read_text())
+    assert record["calibration"] is not None and record["threshold"] > 0.5
+    clients = json.loads(next((tmp_path / "out").rglob("round_001/clients.json")).read_text())
+    assert sum(c["kept"] for c in clients) > 0 and sum(c["dropped"] for c in clients) > 0
