@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import torch
 
 from harness.adapters import load_into, snapshot, trainable_params
+from harness.training import next_token_logprobs
 from harness.types import AdapterState
 
 
@@ -108,11 +109,12 @@ class GlobalModel:
                 for r, (seq, _) in enumerate(rows):
                     ids[r, : len(seq)] = torch.tensor(seq)
                     mask[r, : len(seq)] = 1
-                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
-                logp = torch.log_softmax(logits[:, :-1], dim=-1)
-                token_lp = logp.gather(-1, ids[:, 1:].to(self.device).unsqueeze(-1)).squeeze(-1).cpu()
+                scored = torch.zeros_like(mask, dtype=torch.bool)  # positions whose next token is a completion token
                 for r, (seq, n_ctx) in enumerate(rows):
-                    scores.append(float(token_lp[r, n_ctx - 1 : len(seq) - 1].sum()))
+                    scored[r, n_ctx - 1 : len(seq) - 1] = True
+                token_lp = next_token_logprobs(self.model, ids.to(self.device), mask.to(self.device), scored.to(self.device))
+                row_of = scored.nonzero()[:, 0]
+                scores += torch.zeros(len(rows)).index_add_(0, row_of, token_lp.cpu()).tolist()
         finally:
             self.model.train(was_training)
         return scores

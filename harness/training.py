@@ -118,6 +118,15 @@ def _causal_lm(model: torch.nn.Module) -> torch.nn.Module:
     return get() if get is not None else model
 
 
+def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+    """The decoder stack and LM head of a plain-head decoder (:data:`FUSED_LOSS_MODELS`), else None."""
+    lm = _causal_lm(model)
+    decoder, head = getattr(lm, "model", None), getattr(lm, "lm_head", None)
+    if getattr(lm.config, "model_type", None) not in FUSED_LOSS_MODELS or decoder is None or head is None:
+        return None
+    return decoder, head
+
+
 def causal_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean next-token cross-entropy over labelled positions, as ``model(**batch).loss``.
 
@@ -125,15 +134,31 @@ def causal_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> to
     positions that carry a label (the reply tokens): prompt and padding positions need no logits. Other
     models take the transformers path.
     """
-    lm = _causal_lm(model)
-    decoder, head = getattr(lm, "model", None), getattr(lm, "lm_head", None)
-    if getattr(lm.config, "model_type", None) not in FUSED_LOSS_MODELS or decoder is None or head is None:
+    parts = _decoder_and_head(model)
+    if parts is None:
         return model(**batch).loss
+    decoder, head = parts
     labels = batch["labels"][:, 1:]
     keep = labels != IGNORE
     hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     logits = head(hidden[:, :-1][keep]).float()
     return torch.nn.functional.cross_entropy(logits, labels[keep])
+
+
+def next_token_logprobs(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor
+) -> torch.Tensor:
+    """log p(input_ids[r, t + 1] | input_ids[r, :t + 1]) for every (r, t) where ``positions`` is True, in
+    row-major order. Plain-head decoders run the LM head only at those positions (as :func:`causal_lm_loss`)."""
+    at = positions[:, :-1]
+    targets = input_ids[:, 1:][at]
+    parts = _decoder_and_head(model)
+    if parts is None:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1][at]
+    else:
+        decoder, head = parts
+        logits = head(decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1][at])
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
 def local_train(

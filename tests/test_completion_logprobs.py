@@ -1,0 +1,20 @@
+"""GlobalModel.completion_logprobs runs the LM head only on completion positions; it must equal the full path."""
+
+import torch
+
+
+def full_path(model, tok, context: str, completion: str) -> float:
+    a = tok(context, add_special_tokens=False)["input_ids"]
+    b = tok(completion, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([a + b])
+    with torch.no_grad():
+        logp = torch.log_softmax(model.model(input_ids=ids).logits.float()[:, :-1], dim=-1)
+    return float(logp.gather(-1, ids[:, 1:, None])[0, len(a) - 1 :, 0].sum())
+
+
+def test_completion_logprobs_equal_the_full_logits_path_in_a_padded_batch(tiny_model):
+    contexts = ["Hello there, how are you doing today?", "Q: 2+2?\nA:", "x"]
+    completions = [" Fine, thanks.", " 4", " a longer completion with several more tokens"]
+    got = tiny_model.completion_logprobs(contexts, completions, batch_size=3)
+    want = [full_path(tiny_model, tiny_model.tokenizer, c, x) for c, x in zip(contexts, completions)]
+    assert torch.allclose(torch.tensor(got), torch.tensor(want), atol=1e-4)
