@@ -149,11 +149,11 @@ def test_real_guard_judge_keeps_a_refusal_and_drops_a_rewording():
 def test_pairs_file_rows_are_validated_with_file_and_line(tmp_path):
     good = {"prompt": "p", "chosen": "No.", "rejected": "Sure."}
     cases = {
-        "not json": ("{oops", "line 2: not JSON"),
-        "missing": (json.dumps({"prompt": "p", "chosen": "No."}), "line 2: rejected must be"),
-        "empty": (json.dumps({**good, "chosen": " "}), "line 2: chosen must be"),
-        "same": (json.dumps({**good, "rejected": "no"}), "line 2: chosen and rejected are the same"),
-        "list": (json.dumps([1]), "line 2: expected an object"),
+        "not json": ("{oops", "row 2: not valid JSON"),
+        "missing": (json.dumps({"prompt": "p", "chosen": "No."}), "row 2: rejected must be"),
+        "empty": (json.dumps({**good, "chosen": " "}), "row 2: chosen must be"),
+        "same": (json.dumps({**good, "rejected": "no"}), "row 2: chosen and rejected are the same"),
+        "list": (json.dumps([1]), "row 2: expected a JSON object"),
     }
     for name, (bad_line, message) in cases.items():
         path = tmp_path / f"{name}.jsonl"

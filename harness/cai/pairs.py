@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness.cai.dataset import CaiDataError, PreferencePair, differs
 from harness.data.demo import demo_cai_pairs
+from harness.jsonl import read_jsonl
 
 DEMO = "demo"
 FIELDS = ("prompt", "chosen", "rejected")
@@ -30,16 +31,8 @@ def load_pairs(source: str) -> list[PreferencePair]:
     if not path.is_file():
         raise CaiDataError(f"pairs={source!r} is neither 'demo' nor an existing JSONL file of {{prompt, chosen, rejected}}")
     pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path} line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CaiDataError(f"{where}: not JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise CaiDataError(f"{where}: expected an object with {', '.join(FIELDS)}, got {type(row).__name__}")
+    for number, row in read_jsonl(path, CaiDataError):
+        where = f"{path} row {number}"
         bad = [f for f in FIELDS if not isinstance(row.get(f), str) or not row[f].strip()]
         if bad:
             raise CaiDataError(f"{where}: {', '.join(bad)} must be non-empty string(s)")
