@@ -67,7 +67,8 @@ class RoundEngine:
     def setup(self) -> None:
         cfg, fed = self.cfg, self.cfg.federation
         torch.manual_seed(fed.seed)
-        acceptable, harmful = load_labelled(cfg.data.source, cfg.data.path, cfg.data.num_samples, fed.seed)
+        pool = cfg.data.num_samples + cfg.data.heldout_samples  # a generated (demo) source has room for both
+        acceptable, harmful = load_labelled(cfg.data.source, cfg.data.path, pool, fed.seed)
         # The held-out split is server-held validation data drawn from what the mixture left; no client gets it.
         self.samples, self.heldout = split_heldout(acceptable, harmful, cfg.data.num_samples, cfg.data.harmful_ratio,
                                                    fed.seed, cfg.data.heldout_samples)

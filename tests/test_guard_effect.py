@@ -51,6 +51,7 @@ def write_red_set(shared_data, path, per_class: int = 20):
 def test_the_default_lg3_guard_drops_red_samples_of_a_smoke_run(shared_data, tmp_path):
     """Smoke-sized run (tiny-random, so the shipped SmolLM2 guard is the default) on 40 held-out samples, half red.
 
+    All 40 rows go to clients (no validation split), at the guard's fixed threshold 0.5.
     Measured when written (shared 2-core CPU, 67 CPU-s): 40 scored, 24 dropped, precision 0.58, recall 0.70.
     A filter that drops nothing has recall 0; one that drops everything has precision 0.5 (the red share):
     the guard finds most red replies but its precision is only a little above that."""
@@ -59,7 +60,8 @@ def test_the_default_lg3_guard_drops_red_samples_of_a_smoke_run(shared_data, tmp
     out = tmp_path / "out"
     invoke("run", "--preset", "smoke", "--filter", "lg3", "--data", str(data), "--num-samples", "40",
            "--harmful-ratio", "0.5", "--num-clients", "2", "--clients-per-round", "2", "--rounds", "1",
-           "--local-steps", "1", "--set", "plugins.evals=[]", "--output-dir", str(out), "--no-progress")
+           "--local-steps", "1", "--set", "plugins.evals=[]", "--set", "data.heldout_samples=0",
+           "--filter-opt", "threshold=0.5", "--output-dir", str(out), "--no-progress")
     client = MlflowClient(default_tracking_uri(out))
     (run,) = client.search_runs([client.get_experiment_by_name("fedllm-harness").experiment_id])
     m = run.data.metrics

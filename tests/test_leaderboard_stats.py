@@ -213,3 +213,24 @@ def test_all_equal_binary_items_over_seeds_get_a_wilson_interval_not_zero_width(
     expected = wilson(0, 16)
     assert cell.interval.method == "wilson" and cell.interval.high == pytest.approx(expected.high)
     assert expected.high > 0.15
+
+
+def test_paper_table2_pairs_the_finetuned_guard_with_the_suites_forced_base_row(tmp_path):
+    """The suite's filter-base row forces lg3 on the bare backbone; the board's baseline must find it."""
+    from harness.leaderboard.board import load_board
+    from harness.suite import paper_table2
+
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "guard.json").write_text(json.dumps({"base": "smollm2-135m"}))
+    rows = {r.name: r for r in paper_table2(str(guard)).rows}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("paper-table2", artifact_location=(tmp_path / "art").as_uri())
+    for name, adv in (("filter-base", FL_ADV), ("filter-finetuned", LG3_ADV)):
+        options = {f"plugins.filter_options.{k}": str(v) for k, v in rows[name].filter_options.items()}
+        log_run(client, exp, FILTERED, 0, params={"preset": "demo", "data.source": "demo", **options}, advbench=adv)
+    built = write_leaderboard(load_board("paper-table2"), uri, tmp_path / "out")
+    (tuned,) = [r for r in built.rows if str(guard) in r.method]
+    assert tuned.baseline_rows["filter-base"] and "smollm2-135m" in tuned.baseline_rows["filter-base"]
+    assert tuned.paired["filter-base"]["AdvBench"].discordant == (8, 2)
