@@ -5,6 +5,7 @@ import json
 import pytest
 
 from harness.guard.calibration import MIN_PER_CLASS, calibrate_threshold
+from harness.hookspecs import hookimpl
 from tests.helpers import run_tracked, smoke_config
 
 
@@ -27,7 +28,33 @@ def test_lg3_on_the_templated_smoke_data_keeps_safe_samples_once_calibrated(tmp_
     """At 0.5 the shipped guard drops (almost) every templated demo sample; calibrated, clients keep data."""
     cfg = smoke_config(tmp_path, **{"plugins.filter": "lg3", "federation.rounds": 1, "data.heldout_samples": 24})
     run_tracked(cfg)
-    record = json.loads((tmp_path / "out" / "runs" / "test-run" / "filter-lg3" / "guard.json").read_text())
+    record = json.loads((tmp_path / "out" / "runs" / "test-run" / "filter-lg3" / "calibration.json").read_text())
     assert record["calibration"] is not None and record["threshold"] > 0.5
     clients = json.loads(next((tmp_path / "out").rglob("round_001/clients.json")).read_text())
     assert sum(c["kept"] for c in clients) > 0 and sum(c["dropped"] for c in clients) > 0
+
+
+class FailInRound2:
+    @hookimpl
+    def local_grad_correction(self, client_id, server_round, params, global_state, fit_ins):
+        if server_round == 2:
+            raise RuntimeError("simulated crash in round 2")
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_its_calibrated_threshold_and_ends_like_an_uninterrupted_one(tmp_path):
+    def adapter(cfg) -> bytes:
+        return (tmp_path / cfg / "out" / "runs" / "test-run" / "final_adapter" / "adapter_model.safetensors").read_bytes()
+
+    settings = {"plugins.filter": "embed-lr", "data.heldout_samples": 24}
+    run_tracked(smoke_config(tmp_path / "whole", **settings))
+    crashed = smoke_config(tmp_path / "resumed", **settings)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_tracked(crashed, FailInRound2())
+    saved = tmp_path / "resumed" / "out" / "runs" / "test-run" / "checkpoints" / "round_0001" / "plugins" / "filter-embed-lr"
+    calibrated = json.loads((saved / "calibration.json").read_text())
+    assert calibrated["calibration"] is not None
+    summary = run_tracked(crashed, resume=True)
+    assert summary.status == "FINISHED" and adapter("resumed") == adapter("whole")
+    live = tmp_path / "resumed" / "out" / "runs" / "test-run" / "filter-embed-lr" / "calibration.json"
+    assert json.loads(live.read_text()) == calibrated

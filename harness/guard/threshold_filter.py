@@ -1,11 +1,13 @@
 """Base of the score-and-threshold filters: verdicts from a per-run score cache that survives ``--resume``.
 
-``threshold`` is a number in [0, 1] or ``auto``: calibrated at run start on the run's labelled server-held
-validation split (:mod:`harness.guard.calibration`); 0.5 outside a run or without enough validation samples.
+``threshold`` is a number in [0, 1] or ``auto``: calibrated on the run's labelled server-held validation split
+(:mod:`harness.guard.calibration`) when the first client is filtered, kept in ``filter-<name>/calibration.json``
+(run directory and checkpoints, so ``--resume`` keeps it); 0.5 outside a run or without enough validation samples.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from harness.types import ChatSample, PromptSet
 log = logging.getLogger(__name__)
 
 SCORES_FILE = "scores.json"
+CALIBRATION_FILE = "calibration.json"
 AUTO = "auto"
 DEFAULT_THRESHOLD = 0.5
 
@@ -36,6 +39,7 @@ class ThresholdFilter:
         self.calibration: Calibration | None = None
         self.cache = ScoreCache(self._score)
         self._live_scores: Path | None = None  # the run's current scores file, linked into checkpoints
+        self._validation: list[ChatSample] | None = None  # labelled validation samples, until calibrated
 
     def _score(self, samples: list[ChatSample]) -> list[float]:
         raise NotImplementedError
@@ -51,18 +55,31 @@ class ThresholdFilter:
     @hookimpl
     def pre_local_train(self, client_id, samples, server_round):
         check_samples(samples, f"client {client_id}")
+        if self._validation is not None:
+            self._calibrate(self._validation)
         return threshold_verdict(self.cache.scores(samples), self.threshold)
 
     @hookimpl
     def on_run_start(self, run) -> None:
-        """Subclasses that pick their model at run start call this after picking it."""
+        """Keep the labelled validation split for ``threshold=auto``: it is scored when the first client is
+        filtered (after a resume's ``restore_state``, and never in a process that filters nothing)."""
         self._live_scores = self._cache_file(run.run_dir)
         labelled = [s for s in run.heldout if s.is_harmful is not None]
-        if self.auto and labelled:
-            self.calibration = calibrate_threshold(self.cache.scores(labelled), [bool(s.is_harmful) for s in labelled])
-            self.threshold = self.calibration.threshold if self.calibration else DEFAULT_THRESHOLD
-            log.info("%s: threshold %.3f (%s)", self.name, self.threshold,
-                     self.calibration or "default: too few safe or unsafe validation samples")
+        self._validation = labelled if self.auto and labelled else None
+
+    def _calibrate(self, labelled: list[ChatSample]) -> None:
+        self.calibration = calibrate_threshold(self.cache.scores(labelled), [bool(s.is_harmful) for s in labelled])
+        self.threshold = self.calibration.threshold if self.calibration else DEFAULT_THRESHOLD
+        self._validation = None
+        log.info("%s: threshold %.3f (%s)", self.name, self.threshold,
+                 self.calibration or "default: too few safe or unsafe validation samples")
+        if self._live_scores is not None:
+            self._write_calibration(self._live_scores.parent)
+
+    def _write_calibration(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        record = {"threshold": self.threshold, "calibration": self.calibration.as_record() if self.calibration else None}
+        (directory / CALIBRATION_FILE).write_text(json.dumps(record, indent=1))
 
     @hookimpl
     def declare_prompts(self, run) -> PromptSet | None:
@@ -75,7 +92,15 @@ class ThresholdFilter:
     @hookimpl
     def checkpoint_state(self, directory: Path) -> None:
         self.cache.save(self._cache_file(directory), self.identity, live=self._live_scores)
+        if self.auto and self._validation is None:  # calibrated: the checkpoint keeps the threshold
+            self._write_calibration(self._cache_file(directory).parent)
 
     @hookimpl
     def restore_state(self, directory: Path) -> None:
         self.cache.load(self._cache_file(directory), self.identity)
+        saved = self._cache_file(directory).parent / CALIBRATION_FILE
+        if self.auto and saved.is_file():
+            record = json.loads(saved.read_text())
+            self.threshold = record["threshold"]
+            self.calibration = Calibration(**record["calibration"]) if record["calibration"] else None
+            self._validation = None

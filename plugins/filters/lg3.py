@@ -77,7 +77,7 @@ class LlamaGuardFilter(ThresholdFilter):
 
     @hookimpl
     def on_run_start(self, run) -> None:
-        """Pick the guard for the run's model (unless one was named), vet it, calibrate it, and record the choice."""
+        """Pick the guard for the run's model (unless one was named), vet it, and record the choice."""
         default = default_guard(run.config.model.name)
         if self.requested is None and self.model != default:
             self.model, self._scorer = default, None
@@ -90,10 +90,10 @@ class LlamaGuardFilter(ThresholdFilter):
         else:
             log.info("lg3: guard %s (%s; recall from %s)", self.model,
                      "default for " + run.config.model.name if self.requested is None else "named", assessment.source)
-        super().on_run_start(run)  # the threshold is calibrated on the chosen guard
+        super().on_run_start(run)
         record = {**assessment.as_record(), "default": self.requested is None, "run_model": run.config.model.name,
-                  "forced": self.force and not assessment.accepted, "threshold": self.threshold,
-                  "calibration": self.calibration.as_record() if self.calibration else None}
+                  "forced": self.force and not assessment.accepted,
+                  "threshold": AUTO if self.auto else self.threshold}  # auto: see calibration.json beside it
         out = Path(run.run_dir) / f"filter-{self.name}" / GUARD_RECORD
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=1))
