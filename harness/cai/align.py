@@ -165,7 +165,7 @@ class CaiAligner:
         self._sft: TokenizedSamples | None = None
         self._pairs: PreferenceData | None = None
         self._orders: dict[str, list[int]] = {}
-        self._cursors = {"sft": 0, "dpo": 0}
+        self.cursors = {"sft": 0, "dpo": 0}
 
     def start(self, model_name: str | None) -> None:
         """Decide ``pairs='auto'`` for the run's model and read (and check) the inputs, once."""
@@ -255,21 +255,21 @@ class CaiAligner:
             metrics.update(build_seconds=time.perf_counter() - start, judge_seconds=self.judge_seconds)
         s, plan = self.settings, self.schedule()
         if self.iterations is None:  # each epoch starts at the beginning of its data
-            self._cursors = {"sft": 0, "dpo": 0}
+            self.cursors = {"sft": 0, "dpo": 0}
         if plan.sft_steps:
             t = time.perf_counter()
-            info, self._cursors["sft"] = sft_train(
-                model, self._sft, self._orders["sft"], self._cursors["sft"], plan.sft_steps, s.batch_size, s.lr
+            info, self.cursors["sft"] = sft_train(
+                model, self._sft, self._orders["sft"], self.cursors["sft"], plan.sft_steps, s.batch_size, s.lr
             )
             metrics.update(sft_loss=info.mean_loss, sft_seconds=time.perf_counter() - t)
         if plan.dpo_steps:
             t = time.perf_counter()
-            visited = sorted(set(cycle(self._orders["dpo"], self._cursors["dpo"], plan.dpo_steps * s.batch_size)))
+            visited = sorted(set(cycle(self._orders["dpo"], self.cursors["dpo"], plan.dpo_steps * s.batch_size)))
             reference = reference_logps(model, self._pairs, visited, s.batch_size)  # this round's model after its SFT
             metrics["reference_seconds"] = time.perf_counter() - t
             t = time.perf_counter()
-            dpo, self._cursors["dpo"] = dpo_train(
-                model, self._pairs, self._orders["dpo"], self._cursors["dpo"], plan.dpo_steps, s.batch_size, s.lr,
+            dpo, self.cursors["dpo"] = dpo_train(
+                model, self._pairs, self._orders["dpo"], self.cursors["dpo"], plan.dpo_steps, s.batch_size, s.lr,
                 s.beta, reference,
             )
             metrics.update(dpo_loss=dpo.mean_loss, reward_margin=dpo.reward_margin, reward_accuracy=dpo.reward_accuracy,

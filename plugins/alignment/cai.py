@@ -14,9 +14,15 @@ The DPO reference is the model after this round's SFT. See docs/cai.md.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from harness.cai.align import CaiAligner, CaiSettings
 from harness.hookspecs import hookimpl
 from harness.types import PromptSet
+
+
+CURSORS_FILE = "cursors.json"
 
 
 class ConstitutionalAI:
@@ -38,6 +44,18 @@ class ConstitutionalAI:
     @hookimpl
     def post_aggregate(self, server_round, model):
         return self.aligner.align(model)
+
+    @hookimpl
+    def checkpoint_state(self, directory: Path) -> None:
+        """The SFT/DPO data cursors (the pairs and their orders are rebuilt from the settings and the seed)."""
+        (directory / "cai").mkdir(parents=True, exist_ok=True)
+        (directory / "cai" / CURSORS_FILE).write_text(json.dumps(self.aligner.cursors))
+
+    @hookimpl
+    def restore_state(self, directory: Path) -> None:
+        saved = directory / "cai" / CURSORS_FILE
+        if saved.is_file():
+            self.aligner.cursors = json.loads(saved.read_text())
 
 
 class Cai50(ConstitutionalAI):
