@@ -3,29 +3,17 @@ vs final, with Wilson 95 % intervals for the rates (n is small: 64 goals is +-12
 
 from __future__ import annotations
 
-import math
-
 from harness.evals.refusal import RULES
-
-Z95 = 1.959963984540054
-
-
-def wilson(rate: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``rate`` observed over ``n`` trials (no continuity correction)."""
-    if n <= 0:
-        return (0.0, 1.0)
-    denom = 1 + z * z / n
-    centre = (rate + z * z / (2 * n)) / denom
-    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
+from harness.leaderboard.stats import wilson
 
 def _rate(metrics: dict[str, float], key: str, n_key: str) -> str:
     if key not in metrics:
         return "-"
     n = int(metrics.get(n_key, 0))
-    lo, hi = wilson(metrics[key], n)
-    return f"{metrics[key]:.3f} [{lo:.3f}, {hi:.3f}]"
+    if n <= 0:
+        return f"{metrics[key]:.3f}"
+    interval = wilson(round(metrics[key] * n), n)
+    return f"{metrics[key]:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
 
 
 def safety_rows(final: dict[str, float], pretrained: dict[str, float]) -> list[tuple[str, str]]:

@@ -68,7 +68,9 @@ def wilson(successes: int, n: int, z: float = Z) -> Interval:
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return Interval(max(0.0, centre - half), min(1.0, centre + half), "wilson")
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends (rounding leaves ~1e-18)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return Interval(low, high, "wilson")
 
 
 def t_interval(values: Sequence[float]) -> Interval | None:
