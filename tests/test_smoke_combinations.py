@@ -41,7 +41,8 @@ def test_smoke_combination_runs_and_each_method_acts(tmp_path, filter_, agg, ali
         assert total(client, rid, "filter/dropped") > 0
         assert max(m.value for m in client.get_metric_history(rid, "filter/recall")) > 0
     if agg == "scaffold":
-        assert client.get_metric_history(rid, "agg/correction_to_update")
+        ratios = [m.value for m in sorted(client.get_metric_history(rid, "agg/correction_to_update"), key=lambda m: m.step)]
+        assert ratios[0] == 0 and ratios[-1] > 0  # c = c_i = 0 in round 1, a correction from round 2
     if align != "none":
         assert min(m.value for m in client.get_metric_history(rid, "align/pairs_kept")) > 0
         assert total(client, rid, "align/dpo_steps") > 0
