@@ -160,7 +160,7 @@ def print_summary(cfg: RunConfig, summary, run_id: str | None) -> None:
                  "time/round_seconds", "time/train_step_seconds", "comm/bytes_up", "filter/dropped")]
     from harness.evals.report import safety_rows
 
-    rows += safety_rows(summary.final_metrics, getattr(summary, "pretrained_metrics", {}))
+    rows += safety_rows(summary.final_metrics, summary.pretrained_metrics)
     width = max(len(k) for k, _ in rows)
     click.echo("\n" + "-" * (width + 40))
     for key, value in rows:

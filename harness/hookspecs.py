@@ -5,6 +5,8 @@ Call order in a run::
     on_run_start
     declare_prompts(run)                         # the overlap check (harness.data.overlap)
     restore_state(directory)                     # only when resuming (harness run --resume)
+    evaluate(0, model); on_round_end(0, metrics) # fresh runs only: the pretrained evals (plugins.eval_pretrained)
+                                                 # and the overlap counts, logged at step 0
     for each round r = 1..R:
         for each sampled client i:               # client side
             pre_local_train(i)                   # filter the client's samples
