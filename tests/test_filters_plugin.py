@@ -57,7 +57,7 @@ def test_the_score_cache_survives_a_checkpoint_and_is_discarded_for_another_guar
 def test_an_unchanged_score_cache_is_linked_into_the_next_checkpoint_not_rewritten(samples, tmp_path):
     plugin = LlamaGuardFilter(model="tiny-random", max_length=4096, batch_size=4, force=True)
     config = SimpleNamespace(model=SimpleNamespace(name="tiny-random"))
-    plugin.on_run_start(run=SimpleNamespace(run_dir=tmp_path / "run", config=config))
+    plugin.on_run_start(run=SimpleNamespace(run_dir=tmp_path / "run", config=config, heldout=[]))
     plugin.pre_local_train(client_id=0, samples=samples[:6], server_round=1)
     first, second, third = (tmp_path / f"ckpt{i}" for i in range(3))
     plugin.checkpoint_state(directory=first)
