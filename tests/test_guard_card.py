@@ -21,7 +21,8 @@ from plugins.filters.lg3 import LlamaGuardFilter
 
 
 def run_info(tmp_path, model: str):
-    return SimpleNamespace(run_dir=tmp_path / "run", config=SimpleNamespace(model=SimpleNamespace(name=model)))
+    return SimpleNamespace(run_dir=tmp_path / "run", config=SimpleNamespace(model=SimpleNamespace(name=model)),
+                           heldout=[])
 
 
 def card(tmp_path, held_out: dict | None):
