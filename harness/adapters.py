@@ -20,6 +20,21 @@ def trainable_params(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
+class ReadOnlyStateError(RuntimeError):
+    """A plugin wrote into a state it receives read-only (e.g. ``global_state``)."""
+
+
+def read_only_copy(state: AdapterState) -> AdapterState:
+    """What a hook receives for a read-only state: a copy, so a write into it cannot reach the engine's state
+    (torch has no tensors that refuse in-place writes); :func:`changed_tensors` then detects the write."""
+    return {name: t.clone() for name, t in state.items()}
+
+
+def changed_tensors(copy: AdapterState, original: AdapterState) -> list[str]:
+    """Names of the tensors of ``copy`` that no longer equal ``original`` (a finite state: NaN counts as changed)."""
+    return [name for name, t in original.items() if name not in copy or not torch.equal(copy[name], t)]
+
+
 def snapshot(params: dict[str, torch.nn.Parameter]) -> AdapterState:
     """A detached CPU copy of the adapter (small: only LoRA tensors are copied, never the base)."""
     return {name: p.detach().to("cpu", copy=True) for name, p in params.items()}

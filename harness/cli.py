@@ -110,12 +110,25 @@ def execute(engine_run, tracker):
     """Run the job; a failure exits with the failing plugin and error named, and how to resume.
 
     Once the run started, the engine has marked its MLflow run FAILED with the traceback as ``error.txt`` and
-    the newest checkpoint is intact. Other errors before that (not bad input) keep their traceback.
+    the newest checkpoint is intact. A plugin whose ``on_run_end`` fails after the run FINISHED exits 1 too, and
+    the run stays FINISHED (its training and artifacts are complete; docs/reliability.md). Other errors before
+    the run started (not bad input) keep their traceback. Every message is redacted (no secrets on stderr).
     """
+    from harness.redaction import redact
+
     try:
         return engine_run()
     except Exception as exc:
         bad_input = isinstance(exc, input_errors())
+        fault = getattr(exc, "plugin_fault", None)
+        if tracker.status == "FINISHED" and fault is not None:
+            try:
+                tracker.client.set_tag(tracker.run_id, "harness.run_end_fault", redact(str(fault))[:5000])
+            except Exception:  # noqa: BLE001 - the fault itself is what gets reported
+                pass
+            fail(redact(f"{plugin_registry.describe_failure(exc)}\nMLflow run {tracker.run_id} is FINISHED: its "
+                        f"training completed and the adapter and artifacts are saved in {tracker.run_dir}; only this "
+                        f"plugin's {fault.hook} failed, so whatever it does at the end of a run is missing"), 1)
         if tracker.status != "FAILED" and not bad_input:
             raise
         message = str(exc) if bad_input and not hasattr(exc, "plugin_fault") else plugin_registry.describe_failure(exc)
@@ -126,7 +139,7 @@ def execute(engine_run, tracker):
             if getattr(exc, "resumable", True) is False:  # the fix is a new option, and --resume keeps the config
                 next_step = "--resume cannot fix this (a resumed run keeps its config): start a new run with the fix"
             message += f"\nMLflow run {tracker.run_id} is marked FAILED (traceback in its error.txt); {next_step}"
-        fail(message, 2 if bad_input else 1)
+        fail(redact(message), 2 if bad_input else 1)
 
 
 def has_checkpoint(run_dir: Path | None) -> bool:

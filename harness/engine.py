@@ -14,7 +14,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from harness.adapters import check_compatible, load_into, num_bytes, snapshot
+from harness import plugins as registry
+from harness.adapters import (AdapterStateError, ReadOnlyStateError, changed_tensors, check_compatible, load_into,
+                              num_bytes, read_only_copy, snapshot)
 from harness.checkpoint import Checkpoint, CheckpointStore, restore_rng
 from harness.config import RunConfig
 from harness.data.mixture import split_heldout
@@ -22,6 +24,7 @@ from harness.data.overlap import check_overlap, client_set, declared_sets
 from harness.data.partition import partition
 from harness.data.sources import load_labelled
 from harness.model_handle import GlobalModel
+from harness.redaction import redact
 from harness.models import attach_lora, load_base
 from harness.training import TokenizedSamples, cosine_lr, local_train, seed_torch, tokenize_samples
 from harness.types import AdapterState, ChatSample, ClientUpdate, FitIns, RunInfo, RunSummary
@@ -140,6 +143,41 @@ class RoundEngine:
         self.hook.on_round_end(**pending)
         self.checkpoints.mark_logged(directory)
 
+    # -- read-only states and plugin faults --------------------------------------------
+    def _check_read_only(self, view: AdapterState, *hooks: str) -> None:
+        """Fail the run, naming the plugin, if a hook wrote into the read-only copy of ``global_state`` it got
+        (the engine's state is untouched: the write only reached the copy)."""
+        changed = changed_tensors(view, self.state.global_state)
+        if not changed:
+            return
+        exc = ReadOnlyStateError(
+            f"wrote into the read-only global_state ({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}) "
+            f"in hook {'/'.join(hooks)}; hooks get a copy, so the global adapter is unchanged, but the plugin must "
+            "return new tensors instead of writing in place")
+        _blame(exc, self.pm, [impl for hook in hooks for impl in getattr(self.hook, hook).get_hookimpls()],
+               "/".join(hooks))
+        raise exc
+
+    def _check_result(self, state: AdapterState, what: str, hook: str) -> None:
+        """A hook's new global adapter must match the current one and be finite; otherwise the run fails before
+        the round is checkpointed, naming the plugin(s) implementing ``hook``."""
+        try:
+            check_compatible(state, self.state.global_state, what)
+        except AdapterStateError as exc:
+            _blame(exc, self.pm, getattr(self.hook, hook).get_hookimpls(), hook)
+            raise
+
+    def _exit_as_fault(self, outcome, hook_name: str, hook_impls, kwargs) -> None:
+        """Hook-call monitor: a plugin's ``SystemExit`` (``sys.exit(0)`` included) becomes a plugin fault, so the
+        run fails (MLflow FAILED, exit 1) instead of exiting with the plugin's code."""
+        exc = outcome.exception
+        if isinstance(exc, SystemExit):
+            fault = PluginExitError(f"called sys.exit({exc.code!r}); a plugin may not end the process")
+            fault.__cause__ = exc
+            impl = registry._raising_impl(exc, hook_impls)
+            _blame(fault, self.pm, [impl] if impl is not None else list(hook_impls), hook_name)
+            outcome.force_exception(fault)
+
     # -- one client ---------------------------------------------------------------------
     def _client_data(self, cid: int) -> TokenizedSamples:
         if cid not in self._tokenized:
@@ -160,7 +198,9 @@ class RoundEngine:
             log.info("round %d: client %d has no samples left after filtering; skipped this round", server_round, cid)
             metrics["clients/skipped_empty"] += 1
             return None
-        fit_ins = self.hook.configure_fit(server_round=server_round, client_id=cid, global_state=self.state.global_state)
+        view = read_only_copy(self.state.global_state)
+        fit_ins = self.hook.configure_fit(server_round=server_round, client_id=cid, global_state=view)
+        self._check_read_only(view, "configure_fit")
         fit_ins = fit_ins or FitIns()
         metrics["comm/bytes_down"] += num_bytes(self.state.global_state) + num_bytes(fit_ins.tensors)
 
@@ -169,8 +209,10 @@ class RoundEngine:
         order = [kept[i] for i in order_rng.permutation(len(kept))]
         seed_torch(fed.seed * 1_000_003 + server_round * 10_007 + cid)
 
+        step_hooks = [h for h in ("local_grad_correction", "local_post_step") if getattr(self.hook, h).get_hookimpls()]
+        step_view = read_only_copy(self.state.global_state) if step_hooks else self.state.global_state
         step_args = dict(client_id=cid, server_round=server_round, params=self.params,
-                         global_state=self.state.global_state, fit_ins=fit_ins)
+                         global_state=step_view, fit_ins=fit_ins)  # one read-only copy for all of a client's steps
 
         def correct_grads() -> None:
             self.hook.local_grad_correction(**step_args)
@@ -187,11 +229,15 @@ class RoundEngine:
             on_step=(lambda loss: (bar.update(), bar.set_postfix(loss=f"{loss:.3f}"))) if self.progress else None,
         )
         bar.close()
+        if step_hooks:
+            self._check_read_only(step_view, *step_hooks)
         local_state = snapshot(self.params)
+        view = read_only_copy(self.state.global_state)
         extra = self.hook.client_fit_end(
             client_id=cid, server_round=server_round, local_state=local_state,
-            global_state=self.state.global_state, fit_ins=fit_ins, train_info=info,
+            global_state=view, fit_ins=fit_ins, train_info=info,
         ) or {}
+        self._check_read_only(view, "client_fit_end")
         metrics["comm/bytes_up"] += num_bytes(local_state) + num_bytes(extra)
         metrics["time/train_step_seconds"] += info.step_seconds
         metrics["train/tokens"] += info.num_tokens
@@ -247,13 +293,15 @@ class RoundEngine:
             n = sum(u.num_examples for u in updates)
             metrics["train/loss"] = sum(u.metrics["loss"] * u.num_examples for u in updates) / n
             t = time.perf_counter()
+            view = read_only_copy(self.state.global_state)
             result = self.hook.aggregate(
-                server_round=server_round, global_state=self.state.global_state,
+                server_round=server_round, global_state=view,
                 updates=updates, num_clients_total=fed.num_clients,
             )
+            self._check_read_only(view, "aggregate")
             if result is None:
                 raise RuntimeError("no aggregator answered the aggregate hook")
-            check_compatible(result.state, self.state.global_state, f"aggregator {plugins.agg!r}")
+            self._check_result(result.state, f"aggregator {plugins.agg!r}", "aggregate")
             self.state.global_state = result.state
             metrics.update({f"agg/{k}": v for k, v in result.metrics.items()})
             metrics["time/aggregate_seconds"] = time.perf_counter() - t
@@ -263,11 +311,12 @@ class RoundEngine:
         aligned = self.hook.post_aggregate(server_round=server_round, model=self.global_model)
         if aligned is not None:
             if aligned.state is not None:
-                check_compatible(aligned.state, self.state.global_state, "aligner")
+                self._check_result(aligned.state, f"aligner {plugins.align!r}", "post_aggregate")
                 self.state.global_state = aligned.state
             metrics.update({f"align/{k}": v for k, v in aligned.metrics.items()})
         load_into(self.params, self.state.global_state)
         metrics["time/align_seconds"] = time.perf_counter() - t
+        check_compatible(self.state.global_state, self.state.global_state, f"round {server_round}'s global adapter")
 
         artifacts: dict[str, str] = {}
         due = server_round == fed.rounds or (plugins.eval_every and server_round % plugins.eval_every == 0)
@@ -303,9 +352,16 @@ class RoundEngine:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
         info = self.run_info(checkpoint.next_round if checkpoint else None)
+        self.pretrained: dict[str, float] = {}
+        stop_monitor = self.pm.add_hookcall_monitoring(lambda *args: None, self._exit_as_fault)
+        try:
+            return self._run(started, checkpoint, info)
+        finally:
+            stop_monitor()
+
+    def _run(self, started: float, checkpoint: Checkpoint | None, info: RunInfo) -> RunSummary:
         fed = self.cfg.federation
         final: dict[str, float] = {}
-        self.pretrained: dict[str, float] = {}
         try:
             self.hook.on_run_start(run=info)
             data_metrics = self.check_data(info)
@@ -327,7 +383,7 @@ class RoundEngine:
             self._flush_after_failure()
             summary = RunSummary(
                 "FAILED", self.state.next_round - 1, final, None, time.perf_counter() - started,
-                error="".join(traceback.format_exception(exc)),
+                error=redact("".join(traceback.format_exception(exc))),
             )
             self.hook.on_run_end(run=info, summary=summary)
             raise
@@ -342,6 +398,18 @@ class RoundEngine:
             self.checkpoints.flush()
         except Exception as exc:  # noqa: BLE001 - the original failure propagates
             log.error("the last checkpoint could not be synced to disk: %s", exc)
+
+
+class PluginExitError(RuntimeError):
+    """A plugin raised ``SystemExit`` inside a hook."""
+
+
+def _blame(exc: Exception, pm, impls: list, hook: str) -> None:
+    """Attach :class:`harness.plugins.PluginFault` to ``exc`` as the plugin manager does for a raising hook."""
+    names = sorted({registry.plugin_origin(pm, impl.plugin) for impl in impls})
+    plugin = names[0] if len(names) == 1 else "one of " + ", ".join(names) if names else "(unknown)"
+    exc.plugin_fault = registry.PluginFault(plugin, hook)
+    exc.add_note(str(exc.plugin_fault))
 
 
 def _count_filter(metrics: dict[str, float], samples: list[ChatSample], keep: list[bool]) -> None:

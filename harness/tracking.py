@@ -17,6 +17,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from harness.hookspecs import hookimpl
+from harness.redaction import redact
 from harness.types import RunInfo, RunSummary
 
 PARAM_LIMIT = 6000  # MLflow's maximum param value length
@@ -258,7 +259,7 @@ class MlflowTracker:
         if summary.adapter_path is not None:
             self.client.log_artifacts(self.run_id, str(summary.adapter_path), "final_adapter")
         if summary.error:
-            self.client.log_text(self.run_id, summary.error, "error.txt")
+            self.client.log_text(self.run_id, redact(summary.error), "error.txt")  # no secret in the artifact
         self.client.log_metric(self.run_id, "run/wall_seconds", summary.wall_seconds)
         self.client.set_terminated(self.run_id, status=summary.status)
         self.status = summary.status

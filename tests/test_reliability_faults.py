@@ -148,3 +148,111 @@ def test_malformed_aggregator_result_is_rejected_and_the_checkpoint_kept(tmp_pat
     checkpoint = engine.checkpoints.load_latest()
     assert checkpoint.next_round == 1
     assert all(torch.isfinite(t).all() for t in checkpoint.global_state.values())
+
+
+# -- issue #19 items 1 and 6: writes into read-only state, non-finite adapters, SystemExit, on_run_end ------------
+
+@hookimpl
+def configure_fit_writing_nan(self, server_round, client_id, global_state):
+    for t in global_state.values():
+        t.fill_(float("nan"))
+
+
+def all_checkpoints_finite(out: Path) -> bool:
+    store = CheckpointStore(run_dir(out))
+    return all(torch.isfinite(t).all() for d in store.complete() for t in store.load(d).global_state.values())
+
+
+@pytest.mark.slow
+def test_a_plugin_writing_nan_into_the_read_only_global_state_fails_the_run_naming_it(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setattr(FedAvg, "configure_fit", configure_fit_writing_nan, raising=False)
+    failed = cli(*FLAGS, "--output-dir", str(out))
+    monkeypatch.undo()
+
+    assert failed.exit_code == 1
+    assert ("plugin agg:fedavg (fedllm-harness " in failed.output and "raised in hook configure_fit: "
+            "ReadOnlyStateError: wrote into the read-only global_state" in failed.output)
+    assert "Traceback" not in failed.output
+    client, run = only_run(out)
+    assert run.info.status == "FAILED"
+    assert CheckpointStore(run_dir(out)).complete() and all_checkpoints_finite(out)  # round 0's, finite
+    assert not (run_dir(out) / "final_adapter").exists()
+
+
+class WritesIntoGlobalState:
+    """Answers ``aggregate`` correctly but scribbles on the read-only global_state first."""
+
+    @hookimpl(tryfirst=True)
+    def aggregate(self, server_round, global_state, updates, num_clients_total):
+        result = AggregateResult({n: t.clone() for n, t in global_state.items()})
+        next(iter(global_state.values())).add_(1.0)
+        return result
+
+
+class NaNAligner:
+    @hookimpl(tryfirst=True)
+    def post_aggregate(self, server_round, model):
+        from harness.types import AlignResult
+
+        return AlignResult({n: torch.full_like(t, float("nan")) for n, t in model.adapter_state().items()})
+
+
+@pytest.mark.parametrize("plugin, error, message", [
+    (WritesIntoGlobalState(), "ReadOnlyStateError", "wrote into the read-only global_state"),
+    (NaNAligner(), AdapterStateError, r"aligner 'none': .* non-finite values"),
+], ids=["write-in-aggregate", "nan-aligner"])
+def test_server_side_faults_fail_before_the_round_is_checkpointed_and_name_the_plugin(tmp_path, plugin, error, message):
+    from harness.adapters import ReadOnlyStateError
+
+    error = ReadOnlyStateError if error == "ReadOnlyStateError" else error
+    cfg = smoke_config(tmp_path, **{"federation.rounds": 1, "federation.local_steps": 1, "plugins.evals": []})
+    engine = RoundEngine(cfg, registry.build_manager(selection(cfg), extra=[plugin]), progress=False)
+    with pytest.raises(error, match=message) as caught:
+        engine.run()
+    assert type(plugin).__name__ in caught.value.plugin_fault.plugin
+    assert engine.checkpoints.load_latest().next_round == 1
+    assert all(torch.isfinite(t).all() for t in engine.checkpoints.load_latest().global_state.values())
+
+
+@hookimpl
+def aggregate_exiting_0(self, server_round, global_state, updates, num_clients_total):
+    raise SystemExit(0)
+
+
+@pytest.mark.slow
+def test_a_plugin_raising_system_exit_0_fails_the_run_with_exit_1_naming_it(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setattr(FedAvg, "aggregate", aggregate_exiting_0)
+    failed = cli(*FLAGS, "--output-dir", str(out))
+    monkeypatch.undo()
+
+    assert failed.exit_code == 1, failed.output
+    assert ("plugin agg:fedavg (fedllm-harness " in failed.output and "raised in hook aggregate: "
+            "PluginExitError: called sys.exit(0)" in failed.output)
+    assert "Traceback" not in failed.output
+    client, run = only_run(out)
+    assert run.info.status == "FAILED"
+    assert f"harness run --resume {run.info.run_id}" in failed.output
+
+
+@hookimpl
+def on_run_end_failing(self, run, summary):
+    raise RuntimeError("injected on_run_end fault")
+
+
+@pytest.mark.slow
+def test_on_run_end_failing_after_a_good_run_exits_1_and_the_run_stays_finished(tmp_path, reference, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setattr(FedAvg, "on_run_end", on_run_end_failing, raising=False)
+    result = cli(*FLAGS, "--output-dir", str(out))
+    monkeypatch.undo()
+
+    assert result.exit_code == 1
+    assert ("plugin agg:fedavg (fedllm-harness " in result.output and "raised in hook on_run_end: "
+            "RuntimeError: injected on_run_end fault" in result.output)
+    assert "Traceback" not in result.output and "is FINISHED" in result.output
+    client, run = only_run(out)
+    assert run.info.status == "FINISHED"
+    assert "on_run_end" in run.data.tags["harness.run_end_fault"]
+    assert final_adapter(out) == final_adapter(reference)

@@ -2,7 +2,8 @@
 
 A judge answers a batch of (system prompt, user prompt) requests with one text each, or with
 the exception that request ended in; the caller counts failures instead of dropping them.
-API keys are read from an environment variable at call time and never stored or logged.
+API keys are read from an environment variable at call time and never stored or logged; every error message
+built here goes through :func:`harness.redaction.redact` (a server may echo the Authorization header back).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+from harness.redaction import redact, register_secret_env
+
 JudgeRequest = tuple[str, str]  # (system prompt, user prompt)
 
 # FastChat's llm_judge/common.py: "[[rating]]", falling back to "[rating]".
@@ -27,7 +30,10 @@ RATING_RANGE = (1.0, 10.0)
 
 
 class JudgeError(RuntimeError):
-    """The judge cannot be used (bad URL, rejected key, unknown model); the message says which."""
+    """The judge cannot be used (bad URL, rejected key, unknown model); the message says which (redacted)."""
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,8 @@ class OpenAIJudge:
             raise ValueError("an OpenAI-compatible judge needs judge_model (the model name the endpoint serves)")
         if api_key_env is not None and not os.environ.get(api_key_env):
             raise ValueError(f"judge_api_key_env names {api_key_env}, but that environment variable is not set")
+        if api_key_env is not None:
+            register_secret_env(api_key_env)  # its value is redacted from every error message and artifact
         url = url.rstrip("/")
         self.endpoint = url if url.endswith("/chat/completions") else f"{url}/chat/completions"
         self.model, self.api_key_env = model, api_key_env
@@ -83,7 +91,8 @@ class OpenAIJudge:
         except JudgeError:
             raise
         except Exception as exc:  # noqa: BLE001 - a transient failure of one request is reported, not fatal
-            return exc
+            text = str(exc)
+            return exc if redact(text) == text else RuntimeError(f"{type(exc).__name__}: {redact(text)}")
 
     def complete(self, system: str, user: str) -> str:
         body = json.dumps({
@@ -111,7 +120,7 @@ class OpenAIJudge:
             except (KeyError, IndexError, TypeError, json.JSONDecodeError) as exc:
                 raise JudgeError(f"judge {self.endpoint} did not answer in the chat-completions format: {exc!r}") from exc
             time.sleep(min(2**attempt, 10) * 0.5)
-        raise RuntimeError(f"judge {self.endpoint} failed {self.retries} times: {error}")
+        raise RuntimeError(redact(f"judge {self.endpoint} failed {self.retries} times: {error}"))
 
 
 class HFJudge:
