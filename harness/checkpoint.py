@@ -23,6 +23,7 @@ is pruned only after a newer one is on disk; ``save`` waits for the previous flu
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -51,6 +52,52 @@ PARTIAL = ".partial-"
 
 class CheckpointError(RuntimeError):
     """No usable checkpoint: missing, truncated or corrupt; the message names the file and the problem."""
+
+
+class RunDirError(CheckpointError):
+    """A run directory that cannot be used: it exists for a fresh run, is missing on resume, or is locked."""
+
+
+LOCK_FILE = ".lock"
+
+
+class RunDirLock:
+    """An exclusive ``flock`` on ``<run_dir>/.lock``, held while a run (fresh or resumed) runs.
+
+    ``fresh``: the directory is created here and must not exist yet (``mkdir`` is atomic, so of two fresh
+    runs with one name the second is refused and the first is untouched); otherwise it must exist. A second
+    process (or a second open of the lock file in this one) on a locked run gets :class:`RunDirError`.
+    ``reuse``: a fresh run may take an existing directory (``harness suite`` redoing a row under its fixed name).
+    The kernel drops the lock when the process dies, so a killed run can be resumed at once.
+    """
+
+    def __init__(self, run_dir: Path, fresh: bool, reuse: bool = False):
+        self.path = Path(run_dir) / LOCK_FILE
+        if fresh:
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                run_dir.mkdir(exist_ok=reuse)
+            except FileExistsError:
+                raise RunDirError(
+                    f"run directory {run_dir} already exists; a new run never reuses one: continue that run with "
+                    f"--resume {run_dir.name!r} or choose another --run-name") from None
+        elif not run_dir.is_dir():
+            raise RunDirError(f"run directory {run_dir} does not exist; nothing to resume")
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._fd)
+            self._fd = None
+            raise RunDirError(f"run directory {run_dir} is in use by another process (it holds {self.path}); "
+                              "wait for that run to end, or give this one another --run-name") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
 
 
 @dataclass

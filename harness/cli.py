@@ -248,8 +248,14 @@ def run(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, progre
         preset, config_file, sets, evals, flags, {"filter": filter_opt, "agg": agg_opt, "align": align_opt}
     )
     check_plugins(cfg)
+    from harness.data.samples import DataError
+    from harness.data.sources import check_local_file
     from harness.tracking import MlflowTracker
 
+    try:  # before the tracking store exists: a bad data file creates nothing
+        check_local_file(cfg.data.source)
+    except DataError as exc:
+        fail(str(exc))
     uri = tracking_uri(cfg.tracking.uri, cfg.output_dir, cfg.tracking.fallback_local)
     try:
         tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir)

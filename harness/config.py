@@ -20,6 +20,49 @@ class ConfigError(ValueError):
     """A config file or override is malformed; the message names the key and its source."""
 
 
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases (``*name``, so no alias bombs) and duplicate mapping keys.
+
+    Aliases are refused outright: a config is copied (``dataclasses.asdict``) and each copy expands every
+    alias, so nine nested levels of an ``&a [*b, *b, ...]`` bomb would take gigabytes. Use every config and
+    board file through :func:`strict_load`.
+    """
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML aliases (*{event.anchor}) are not allowed in harness files; write the value out",
+                event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:  # unhashable key: SafeConstructor reports it
+                    continue
+                if first is not key_node:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"duplicate key {key!r} (first at line {first.start_mark.line + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def strict_load(text: str, name: str | None = None) -> Any:
+    """YAML ``text`` read with :class:`StrictLoader`; ``name`` (a file path) appears in error marks."""
+    loader = StrictLoader(text)
+    if name is not None:
+        loader.name = name
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 @dataclass
 class ModelConfig:
     name: str = "smollm2-135m"  # hub id, local path, "smollm2-135m" or "tiny-random"
@@ -185,7 +228,7 @@ def read_yaml(path: Path | str) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = strict_load(path.read_text(), str(path)) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -196,7 +239,7 @@ def read_yaml(path: Path | str) -> dict[str, Any]:
 def preset_dict(name: str) -> dict[str, Any]:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
-    return yaml.safe_load(files("harness.presets").joinpath(f"{name}.yaml").read_text())
+    return strict_load(files("harness.presets").joinpath(f"{name}.yaml").read_text())
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -204,7 +247,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {text!r} is not of the form dotted.key=value")
-    value = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = strict_load(raw, "<override>") if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {key.strip()}: value is not valid YAML: {exc}") from exc
     if isinstance(value, str):
         try:
             value = float(value)
@@ -268,4 +314,17 @@ def validate(cfg: RunConfig) -> RunConfig:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    if cfg.tracking.run_name is not None:
+        check_run_name(cfg.tracking.run_name)
     return cfg
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one directory under ``<output_dir>/runs/``: no separators, ``..``, absolute or empty names."""
+    bad = (not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0")
+           or Path(name).is_absolute() or name != name.strip())
+    if bad:
+        raise ConfigError(f"tracking.run_name {name!r} is not a valid run name: it names a directory under "
+                          "<output_dir>/runs/, so it must be non-empty, without '/', '\\', leading/trailing "
+                          "spaces, and not '.' or '..'")
+    return name

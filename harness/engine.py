@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -17,8 +18,8 @@ from tqdm.auto import tqdm
 from harness import plugins as registry
 from harness.adapters import (AdapterStateError, ReadOnlyStateError, changed_tensors, check_compatible, load_into,
                               num_bytes, read_only_copy, snapshot)
-from harness.checkpoint import Checkpoint, CheckpointStore, restore_rng
-from harness.config import RunConfig
+from harness.checkpoint import Checkpoint, CheckpointStore, RunDirLock, restore_rng
+from harness.config import RunConfig, check_run_name
 from harness.data.mixture import split_heldout
 from harness.data.overlap import check_overlap, client_set, declared_sets
 from harness.data.partition import partition
@@ -50,19 +51,22 @@ class RoundEngine:
 
     engine = "local"  # recorded on the run (``--resume`` continues it on the same engine)
 
-    def __init__(self, config: RunConfig, pm, progress: bool = True, resume: bool = False):
-        """``resume``: continue the run in ``output_dir/runs/<tracking.run_name>`` from its newest checkpoint."""
+    def __init__(self, config: RunConfig, pm, progress: bool = True, resume: bool = False, reuse_run_dir: bool = False):
+        """``resume``: continue the run in ``output_dir/runs/<tracking.run_name>`` from its newest checkpoint.
+        A fresh run refuses an existing run directory unless ``reuse_run_dir`` (the suite redoing a row)."""
         self.cfg = config
         self.pm = pm
         self.hook = pm.hook
         self.progress = progress
         self.resume = resume
         fed = config.federation
-        self.run_name = config.tracking.run_name or (
+        self.run_name = check_run_name(config.tracking.run_name or (  # a random suffix: runs started together differ
             f"{config.plugins.filter}-{config.plugins.agg}-{config.plugins.align}-s{fed.seed}-"
-            f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-        )
+            f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        ))
         self.run_dir = Path(config.output_dir).resolve() / "runs" / self.run_name
+        self.run_lock: RunDirLock | None = None  # held while run() runs
+        self.reuse_run_dir = reuse_run_dir
         self.checkpoints = CheckpointStore(self.run_dir)
         self._tokenized: dict[int, TokenizedSamples] = {}
 
@@ -344,22 +348,32 @@ class RoundEngine:
         return out
 
     def run(self) -> RunSummary:
+        """:meth:`_run` with the run directory locked (created first for a fresh run) and released after."""
+        try:
+            return self._run()
+        finally:
+            if self.run_lock is not None:
+                self.run_lock.release()
+                self.run_lock = None
+
+    def _run(self) -> RunSummary:
         """Set up, run every round, and report; hooks see the run start and end even on failure."""
         started = time.perf_counter()
         self.setup()
+        # after setup, so bad data creates nothing; a fresh run refuses an existing directory
+        self.run_lock = RunDirLock(self.run_dir, fresh=not self.resume, reuse=self.reuse_run_dir)
         checkpoint = self.restore_checkpoint() if self.resume else None
         if checkpoint is None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
         info = self.run_info(checkpoint.next_round if checkpoint else None)
         self.pretrained: dict[str, float] = {}
         stop_monitor = self.pm.add_hookcall_monitoring(lambda *args: None, self._exit_as_fault)
         try:
-            return self._run(started, checkpoint, info)
+            return self._run_rounds(started, checkpoint, info)
         finally:
             stop_monitor()
 
-    def _run(self, started: float, checkpoint: Checkpoint | None, info: RunInfo) -> RunSummary:
+    def _run_rounds(self, started: float, checkpoint: Checkpoint | None, info: RunInfo) -> RunSummary:
         fed = self.cfg.federation
         final: dict[str, float] = {}
         try:

@@ -201,7 +201,7 @@ def train_row(cfg: RunConfig, progress: bool) -> str:
 
     tracker = MlflowTracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.output_dir)
     pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
-    RoundEngine(cfg, pm, progress=progress).run()
+    RoundEngine(cfg, pm, progress=progress, reuse_run_dir=True).run()  # a redone row keeps its name and directory
     return tracker.run_id
 
 

@@ -184,12 +184,33 @@ def find_run(tracking_uri: str, key: str) -> mlflow.entities.Run:
     except mlflow.exceptions.MlflowException:
         pass
     experiments = [e.experiment_id for e in client.search_experiments()]
-    escaped = key.replace("'", "\\'")
-    found = client.search_runs(experiments, f"attributes.run_name = '{escaped}'", max_results=1,
-                               order_by=["attributes.start_time DESC"]) if experiments else []
+    # MLflow's filter strings have no escape for a quote inside a quoted value: quote with the kind the name
+    # lacks; a name with both kinds (or a backslash) is matched here, newest first, over all runs.
+    quote = None if "\\" in key else "'" if "'" not in key else '"' if '"' not in key else None
+    order = ["attributes.start_time DESC"]
+    if not experiments:
+        found = []
+    elif quote:
+        found = client.search_runs(experiments, f"attributes.run_name = {quote}{key}{quote}", max_results=1,
+                                   order_by=order)
+    else:
+        found = _runs_named(client, experiments, key, order)
     if not found:
         raise RunNotFoundError(f"no MLflow run with id or name {key!r} in {tracking_uri}")
     return found[0]
+
+
+def _runs_named(client: MlflowClient, experiments: list[str], name: str, order: list[str]) -> list:
+    """The newest run named ``name``, scanning every run page by page (for names no filter string can quote)."""
+    token = None
+    while True:
+        page = client.search_runs(experiments, "", max_results=1000, order_by=order, page_token=token)
+        hits = [r for r in page if r.info.run_name == name]
+        if hits:
+            return hits[:1]
+        token = page.token
+        if not token:
+            return []
 
 
 class MlflowTracker:

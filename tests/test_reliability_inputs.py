@@ -50,6 +50,8 @@ def test_read_jsonl_numbers_rows_from_one_and_reads_gzip(tmp_path):
     ('{"prompt": "q", "is_harmful": false}', "row 3: missing field 'response'"),
     ('{"prompt": "q", "response": 7, "is_harmful": false}', "row 3: field 'response' must be a string, got int"),
     ('{"prompt": "q", "response": "a", "is_harmful": "yes"}', "row 3: field 'is_harmful' must be a boolean"),
+    ('{"prompt": "q", "response": "a", "is_harmful": 2}', "row 3: field 'is_harmful' must be a boolean (true/false, or 0/1), got 2"),
+    ('{"prompt": "q", "response": "a", "is_harmful": 1.0}', "row 3: field 'is_harmful' must be a boolean"),
     ('{"prompt": "q", "response": "a"', "row 3: not valid JSON"),
 ])
 def test_bad_dataset_row_names_source_and_row_and_starts_nothing(tmp_path, row, message):
@@ -61,6 +63,17 @@ def test_bad_dataset_row_names_source_and_row_and_starts_nothing(tmp_path, row, 
     assert result.exit_code == 2, result.output
     assert f"{data} {message}" in result.output
     assert not (out / "runs").exists()  # no run directory, no MLflow run, no checkpoint
+    assert not out.exists()  # not even the MLflow store (issue #19 item 10)
+
+
+def test_is_harmful_accepts_booleans_and_0_1_only():
+    from harness.data.samples import to_sample
+
+    row = {"prompt": "q", "response": "a"}
+    assert [to_sample(row | {"is_harmful": v}, "s", 1).is_harmful for v in (True, False, 1, 0)] == [True, False, True, False]
+    for bad in (2, -1, 1.0, "true", [1]):
+        with pytest.raises(DataError, match="s row 1: field 'is_harmful' must be a boolean"):
+            to_sample(row | {"is_harmful": bad}, "s", 1)
 
 
 class DropClients:

@@ -24,8 +24,8 @@ def to_sample(row: Any, source: str, index: int, category: str | None = None) ->
         if not row[key].strip():
             raise DataError(f"{where}: field {key!r} is empty")
     harmful = row.get("is_harmful")
-    if harmful is not None and not isinstance(harmful, (bool, int)):
-        raise DataError(f"{where}: field 'is_harmful' must be a boolean, got {type(harmful).__name__}")
+    if harmful is not None and not isinstance(harmful, bool) and not (type(harmful) is int and harmful in (0, 1)):
+        raise DataError(f"{where}: field 'is_harmful' must be a boolean (true/false, or 0/1), got {harmful!r}")
     cat = row.get("category", category)
     if cat is not None and not isinstance(cat, str):
         raise DataError(f"{where}: field 'category' must be a string, got {type(cat).__name__}")

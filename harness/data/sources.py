@@ -114,6 +114,13 @@ def _split_labelled(rows: Iterable[tuple[int, Any]], source: str) -> tuple[list[
     return [s for s in samples if not s.is_harmful], [s for s in samples if s.is_harmful]
 
 
+def check_local_file(source: str) -> None:
+    """Read a local .jsonl/.json ``source`` once, raising :class:`DataError` on a bad row (the CLI calls this before
+    it creates the tracking store, so bad rows create nothing); other sources are read by the engine."""
+    if source not in ("demo", "square", "hh-rlhf") and (source.endswith((".jsonl", ".json")) or Path(source).exists()):
+        load_rows_file(Path(source))
+
+
 def load_labelled(source: str, path: str | None, pool: int, seed: int) -> tuple[list[ChatSample], list[ChatSample]]:
     """(acceptable, red) samples of ``source``; ``pool`` sizes the generated demo set."""
     if source == "demo":

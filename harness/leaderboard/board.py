@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 import harness
+from harness.config import strict_load
 
 REDUCERS = ("last", "mean", "min", "max", "sum")
 COMBINERS = ("metric", "hmean", "sum")
@@ -259,7 +260,7 @@ def find_board(name_or_path: str) -> Path:
 def load_board(name_or_path: str) -> Board:
     path = find_board(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = strict_load(path.read_text(), str(path))
     except yaml.YAMLError as exc:
         raise BoardError(f"board file {path} is not valid YAML: {exc}") from exc
     return parse_board(data, str(path))
