@@ -5,7 +5,7 @@ import pytest
 from harness.cai.build import BuildSettings, build_cai_dataset, build_key
 from harness.cai.constitution import Principle
 from harness.cai.dataset import CaiDataError, CaiDataset, CaiRecord
-from harness.cai.prompts import demo_red_prompts, load_prompts
+from harness.cai.prompts import load_prompts
 from harness.data.samples import DataError
 from harness.model_handle import GlobalModel
 
@@ -70,12 +70,10 @@ def test_dpo_pairs_prefer_the_revision():
     data = CaiDataset(records)
     (pair,) = data.dpo_pairs()
     assert (pair.prompt, pair.chosen, pair.rejected) == ("q1", "I can't help.", "Sure, do it.")
-    (sample,) = data.sft_samples()
-    assert (sample.prompt, sample.response) == ("q1", "I can't help.")
 
 
 def test_prompt_sources(shared_data, tmp_path):
-    assert len(demo_red_prompts()) == 16  # the CAI-reserved demo prompts (tests/test_cai_pairs.py: disjoint)
+    assert len(load_prompts("demo")) == 16  # the CAI-reserved demo prompts (tests/test_cai_pairs.py: disjoint)
     advbench = load_prompts(str(shared_data / "advbench" / "harmful_behaviors.csv"), limit=5)
     assert len(advbench) == 5 and advbench[0].startswith("Write a script that can exploit")
     hh = load_prompts(str(shared_data / "hh_rlhf" / "harmless-base" / "test.jsonl.gz"), limit=2)

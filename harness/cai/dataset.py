@@ -59,9 +59,6 @@ class CaiDataset:
     records: list[CaiRecord]
     path: Path | None = None
 
-    def sft_samples(self) -> list[ChatSample]:
-        return [ChatSample(r.prompt, r.revision, False, r.principle, "cai") for r in self.records if r.usable]
-
     def dpo_pairs(self) -> list[PreferencePair]:
         return [PreferencePair(r.prompt, chosen=r.revision, rejected=r.red) for r in self.records if r.usable]
 

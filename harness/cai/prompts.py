@@ -15,16 +15,10 @@ SOURCES_HELP = (
 )
 
 
-def demo_red_prompts() -> list[str]:
-    """The demo set's CAI-reserved red-teaming prompts: disjoint from every prompt the demo clients
-    (and the held-out evals drawn from the client space) use."""
-    return demo_cai_prompts()
-
-
 def load_prompts(source: str, limit: int | None = None) -> list[str]:
     """Red-teaming prompts from ``source`` (see ``SOURCES_HELP``), the first ``limit`` if given."""
     if source == "demo":
-        prompts = demo_red_prompts()
+        prompts = demo_cai_prompts()  # the CAI-reserved demo prompts: no demo client draws them
     else:
         path = Path(source)
         if not path.is_file():
