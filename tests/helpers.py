@@ -8,6 +8,7 @@ from harness import plugins as registry
 from harness.cli import selection
 from harness.config import RunConfig, load_config
 from harness.engine import RoundEngine
+from harness.hookspecs import hookimpl
 from harness.tracking import MlflowTracker, default_tracking_uri, find_run
 from harness.types import RunSummary
 
@@ -34,3 +35,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class FailInRound:
+    """A plugin that crashes local training in round ``n`` (a failure to ``--resume`` from)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    @hookimpl
+    def local_grad_correction(self, client_id, server_round, params, global_state, fit_ins):
+        if server_round == self.n:
+            raise RuntimeError(f"simulated crash in round {self.n}")

@@ -12,7 +12,6 @@ from harness.cai.pairs import load_pairs, write_pairs
 from harness.cai.prompts import load_prompts
 from harness.cai.train import reference_logps, tokenize_pairs
 from harness.data.demo import demo_cai_pairs, demo_cai_prompts, demo_refusals, demo_samples
-from harness.hookspecs import hookimpl
 from harness.data.normalize import normalize_prompt
 from harness.guard.defaults import default_guard
 
@@ -207,16 +206,9 @@ def test_pairs_auto_gives_small_models_the_demo_pairs_and_others_self_revisions(
     assert CaiSettings(prompts="my.txt").resolved("smollm2-135m").source == "prompts"
 
 
-class _FailInRound2:
-    @hookimpl
-    def local_grad_correction(self, client_id, server_round, params, global_state, fit_ins):
-        if server_round == 2:
-            raise RuntimeError("simulated crash in round 2")
-
-
 @pytest.mark.slow
 def test_a_resumed_cai_run_continues_its_data_cursors_and_ends_like_an_uninterrupted_one(tmp_path):
-    from tests.helpers import run_tracked, smoke_config
+    from tests.helpers import FailInRound, run_tracked, smoke_config
 
     def adapter(name) -> bytes:
         return (tmp_path / name / "out" / "runs" / "test-run" / "final_adapter" / "adapter_model.safetensors").read_bytes()
@@ -225,7 +217,7 @@ def test_a_resumed_cai_run_continues_its_data_cursors_and_ends_like_an_uninterru
     run_tracked(smoke_config(tmp_path / "whole", **settings))
     crashed = smoke_config(tmp_path / "resumed", **settings)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_tracked(crashed, _FailInRound2())
+        run_tracked(crashed, FailInRound(2))
     saved = tmp_path / "resumed" / "out" / "runs" / "test-run" / "checkpoints" / "round_0001" / "plugins" / "cai"
     assert json.loads((saved / "cursors.json").read_text()) == {"sft": 12, "dpo": 12}  # 3 steps x batch 4 each
     run_tracked(crashed, resume=True)

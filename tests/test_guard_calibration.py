@@ -5,8 +5,7 @@ import json
 import pytest
 
 from harness.guard.calibration import MIN_PER_CLASS, calibrate_threshold
-from harness.hookspecs import hookimpl
-from tests.helpers import run_tracked, smoke_config
+from tests.helpers import FailInRound, run_tracked, smoke_config
 
 
 def test_calibration_picks_the_best_f1_threshold():
@@ -34,13 +33,6 @@ def test_lg3_on_the_templated_smoke_data_keeps_safe_samples_once_calibrated(tmp_
     assert sum(c["kept"] for c in clients) > 0 and sum(c["dropped"] for c in clients) > 0
 
 
-class FailInRound2:
-    @hookimpl
-    def local_grad_correction(self, client_id, server_round, params, global_state, fit_ins):
-        if server_round == 2:
-            raise RuntimeError("simulated crash in round 2")
-
-
 @pytest.mark.slow
 def test_a_resumed_run_keeps_its_calibrated_threshold_and_ends_like_an_uninterrupted_one(tmp_path):
     def adapter(cfg) -> bytes:
@@ -50,7 +42,7 @@ def test_a_resumed_run_keeps_its_calibrated_threshold_and_ends_like_an_uninterru
     run_tracked(smoke_config(tmp_path / "whole", **settings))
     crashed = smoke_config(tmp_path / "resumed", **settings)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_tracked(crashed, FailInRound2())
+        run_tracked(crashed, FailInRound(2))
     saved = tmp_path / "resumed" / "out" / "runs" / "test-run" / "checkpoints" / "round_0001" / "plugins" / "filter-embed-lr"
     calibrated = json.loads((saved / "calibration.json").read_text())
     assert calibrated["calibration"] is not None

@@ -14,9 +14,8 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from harness.cli import main
-from harness.hookspecs import hookimpl
 from harness.tracking import default_tracking_uri, find_run
-from tests.helpers import run_tracked, smoke_config
+from tests.helpers import FailInRound, run_tracked, smoke_config
 
 RUN = "resume-test"
 SETTINGS = {"federation.rounds": 3, "federation.local_optimizer": "sgd", "plugins.evals": [],
@@ -90,20 +89,13 @@ def test_kill_9_mid_round_then_resume_gives_the_same_adapter_and_one_mlflow_run(
     assert run.info.run_id in resumed.stdout
 
 
-class FailInRound3:
-    @hookimpl
-    def local_grad_correction(self, client_id, server_round, params, global_state, fit_ins):
-        if server_round == 3:
-            raise RuntimeError("simulated crash in round 3")
-
-
 @pytest.mark.slow
 def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     reference = tmp_path / "reference"
     run_in_process(reference, "fedadam")
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_in_process(out, "fedadam", FailInRound3())
+        run_in_process(out, "fedadam", FailInRound(3))
     latest = out / "runs" / RUN / "checkpoints" / "round_0002" / "global.safetensors"
     latest.write_bytes(latest.read_bytes()[:-7])
     with caplog.at_level(logging.WARNING, logger="harness.checkpoint"):

@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.data.normalize import normalize_prompt
-from harness.types import ChatSample
 
 RECORDS_FILE = "cai.jsonl"
 META_FILE = "meta.json"
