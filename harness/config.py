@@ -114,6 +114,7 @@ class PluginsConfig:
     eval_every: int = 0  # 0: only after the last round
     eval_limit: int | None = None
     eval_pretrained: bool = False  # also run the evals before round 1 (step 0): the pretrained model's values
+    hook_timeout_s: float | None = None  # a hook call running longer fails the run, naming the plugin (harness.watchdog)
 
 
 @dataclass
@@ -309,6 +310,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         (fed.local_optimizer in ("adamw", "sgd"), "federation.local_optimizer must be 'adamw' or 'sgd'"),
         (fed.clip_update_norm is None or fed.clip_update_norm > 0, "federation.clip_update_norm must be > 0 (or null)"),
         (cfg.plugins.eval_every >= 0, "plugins.eval_every must be >= 0"),
+        (cfg.plugins.hook_timeout_s is None or 0 < cfg.plugins.hook_timeout_s < float("inf"),
+         "plugins.hook_timeout_s must be a finite number > 0 (or null)"),
         (cfg.model.lora_r >= 1 and cfg.model.max_length >= 8, "model.lora_r must be >= 1 and max_length >= 8"),
     ]
     for ok, message in checks:

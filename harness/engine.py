@@ -30,6 +30,7 @@ from harness.models import attach_lora, load_base
 from harness.training import TokenizedSamples, cosine_lr, local_train, seed_torch, tokenize_samples
 from harness.types import AdapterState, ChatSample, ClientUpdate, FitIns, RunInfo, RunSummary
 from harness.update_hygiene import screen_updates
+from harness.watchdog import install_watchdog
 
 log = logging.getLogger(__name__)
 
@@ -368,9 +369,11 @@ class RoundEngine:
         info = self.run_info(checkpoint.next_round if checkpoint else None)
         self.pretrained: dict[str, float] = {}
         stop_monitor = self.pm.add_hookcall_monitoring(lambda *args: None, self._exit_as_fault)
+        stop_watchdog = install_watchdog(self.pm, self.cfg.plugins.hook_timeout_s)
         try:
             return self._run_rounds(started, checkpoint, info)
         finally:
+            stop_watchdog()
             stop_monitor()
 
     def _run_rounds(self, started: float, checkpoint: Checkpoint | None, info: RunInfo) -> RunSummary:
