@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
+from harness.adapters import ReadOnlyStateError
 from harness.cli import main, selection
 from harness.engine import RoundEngine
 from harness.flower import simulate
@@ -168,3 +169,18 @@ def test_a_failed_flower_run_resumes_on_flower_and_ends_as_an_uninterrupted_run(
                             / "adapter_model.safetensors"))
     for name, tensor in expected.items():
         assert torch.equal(resumed[name], tensor), name
+
+
+class WritesIntoGlobalState:
+    @hookimpl
+    def configure_fit(self, server_round, client_id, global_state):
+        for tensor in global_state.values():
+            tensor.fill_(float("nan"))
+
+
+@pytest.mark.slow
+def test_a_plugin_writing_into_the_read_only_global_state_fails_a_flower_run_too(tmp_path):
+    cfg = smoke_config(tmp_path, **{"federation.num_clients": 2, "federation.clients_per_round": 2,
+                                    "plugins.evals": [], "federation.rounds": 1})
+    with pytest.raises(ReadOnlyStateError, match="wrote into the read-only global_state"):
+        simulate(cfg, build_manager(selection(cfg), extra=[WritesIntoGlobalState()]), workers=2)

@@ -21,6 +21,7 @@ from pathlib import Path
 from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
+from harness.adapters import read_only_copy
 from harness.config import RunConfig
 from harness.engine import RoundEngine
 from harness.types import ClientUpdate, FitIns, RunSummary
@@ -85,8 +86,9 @@ class FlowerRoundEngine(RoundEngine):
         self._client_log = []
         messages = []
         for cid in sampled:
-            fit_ins = self.hook.configure_fit(server_round=server_round, client_id=cid,
-                                              global_state=self.state.global_state) or FitIns()
+            view = read_only_copy(self.state.global_state)  # as on the local engine: a write into it fails the run
+            fit_ins = self.hook.configure_fit(server_round=server_round, client_id=cid, global_state=view) or FitIns()
+            self._check_read_only(view, "configure_fit")
             ins = TrainIns(self.client_config_yaml, server_round, lr, self.state.global_state, fit_ins,
                            self.state.cursors.get(cid, 0))
             messages.append(Message(ins.to_content(), dst_node_id=self.nodes[cid], message_type=MessageType.TRAIN))
