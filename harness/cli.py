@@ -261,7 +261,7 @@ def run(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, progre
         tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir)
         pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
     except plugin_registry.PluginError as exc:
-        fail(str(exc))
+        fail(str(exc), getattr(exc, "exit_code", 2))
     summary = execute(engine_runner(cfg, pm, engine or "local", flower_workers, progress), tracker)
     print_summary(cfg, summary, tracker.run_id)
 
@@ -307,7 +307,7 @@ def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool
         tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir, run_id=found.info.run_id)
         pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
     except plugin_registry.PluginError as exc:
-        fail(str(exc))
+        fail(str(exc), getattr(exc, "exit_code", 2))
     summary = execute(engine_runner(cfg, pm, recorded, flower_workers, progress, resume=True), tracker)
     print_summary(cfg, summary, tracker.run_id)
 
@@ -315,13 +315,19 @@ def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool
 @main.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_plugins(as_json: bool) -> None:
-    """List every installed plugin: kind, name, version and source package."""
+    """List every installed plugin: kind, name, version and source package.
+
+    A name that several packages register is marked ambiguous: select it as PACKAGE:NAME (e.g. --agg my-pkg:fedavg).
+    """
     found = plugin_registry.discover()
+    ambiguous = plugin_registry.ambiguous_names(found)
     if as_json:
-        click.echo(json.dumps([p.__dict__ for p in found], indent=2))
+        click.echo(json.dumps([p.__dict__ | {"ambiguous": (p.kind, p.name) in ambiguous} for p in found], indent=2))
         return
-    header = ("KIND", "NAME", "VERSION", "PACKAGE", "TARGET")
-    rows = [header] + [(p.kind, p.name, p.version, p.package, p.target) for p in found]
+    header = ("KIND", "NAME", "VERSION", "PACKAGE", "TARGET", "NOTE")
+    rows = [header] + [(p.kind, p.name, p.version, p.package, p.target,
+                        f"ambiguous: select as {p.package}:{p.name}" if (p.kind, p.name) in ambiguous else "")
+                       for p in found]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

@@ -13,6 +13,7 @@ the config and registers the instance with pluggy. Its ``@hookimpl`` methods are
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points, packages_distributions, version
@@ -34,11 +35,32 @@ class PluginError(ValueError):
     """A plugin could not be selected or instantiated."""
 
 
+class PluginStartError(PluginError):
+    """A plugin's constructor raised something other than an option error; the CLI exits 1 (not bad usage)."""
+
+    exit_code = 1
+
+
 class UnknownPluginError(PluginError):
     def __init__(self, kind: str, name: str, available: list[str]):
         self.kind, self.name, self.available = kind, name, available
         super().__init__(
             f"unknown {kind} plugin {name!r}; installed {kind} plugins: {', '.join(available) or '(none)'}"
+        )
+
+
+class AmbiguousPluginError(UnknownPluginError):
+    """Two or more distributions register the selected name: pick one as ``DIST:NAME``.
+
+    A subclass of :class:`UnknownPluginError` because, like it, the name does not select exactly one plugin.
+    """
+
+    def __init__(self, kind: str, name: str, dists: list[str]):
+        self.kind, self.name, self.dists = kind, name, dists
+        PluginError.__init__(
+            self,
+            f"{kind} plugin name {name!r} is ambiguous: it is registered by {', '.join(dists)}; "
+            f"select one as DIST:NAME, e.g. " + " or ".join(f"{d}:{name}" for d in dists),
         )
 
 
@@ -70,7 +92,23 @@ def discover() -> list[PluginInfo]:
 
 
 def installed_names(kind: str) -> list[str]:
-    return sorted(p.name for p in discover() if p.kind == kind)
+    return sorted({p.name for p in discover() if p.kind == kind})
+
+
+def ambiguous_names(found: list[PluginInfo] | None = None) -> set[tuple[str, str]]:
+    """(kind, name) of every plugin name registered by more than one distribution."""
+    packages: dict[tuple[str, str], set[str]] = {}
+    for p in discover() if found is None else found:
+        packages.setdefault((p.kind, p.name), set()).add(p.package)
+    return {key for key, dists in packages.items() if len(dists) > 1}
+
+
+def _dist_name(ep) -> str:
+    return ep.dist.metadata["Name"] if ep.dist else "?"
+
+
+def _normalized(dist: str) -> str:
+    return re.sub(r"[-_.]+", "-", dist).lower()
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -79,11 +117,45 @@ def split_name(name: str) -> tuple[str, str | None]:
     return base, (arg if sep else None)
 
 
+def parse_selection(kind: str, name: str) -> tuple[str | None, str, str | None]:
+    """``(distribution, plugin name, argument)`` of a selection: ``fedavg``, ``my-pkg:fedavg`` (the plugin ``fedavg``
+    of distribution ``my-pkg``, for a name several distributions register), ``lm-eval:hellaswag`` (argument
+    ``hellaswag``), ``fedllm-harness:lm-eval:hellaswag``. A prefix is a distribution only if that distribution
+    registers the rest's plugin name for ``kind``."""
+    prefix, sep, rest = name.partition(":")
+    if sep:
+        base, arg = split_name(rest)
+        eps = entry_points(group=KINDS[kind])
+        if any(ep.name == base and _normalized(_dist_name(ep)) == _normalized(prefix) for ep in eps):
+            return prefix, base, arg
+    base, arg = split_name(name)
+    return None, base, arg
+
+
 def _entry_point(kind: str, name: str):
-    matches = [ep for ep in entry_points(group=KINDS[kind]) if ep.name == split_name(name)[0]]
+    dist, base, _ = parse_selection(kind, name)
+    matches = {}
+    for ep in entry_points(group=KINDS[kind]):
+        if ep.name == base and (dist is None or _normalized(_dist_name(ep)) == _normalized(dist)):
+            matches.setdefault(_dist_name(ep), ep)  # one per distribution
     if not matches:
         raise UnknownPluginError(kind, name, installed_names(kind))
-    return matches[0]
+    if len(matches) > 1:
+        raise AmbiguousPluginError(kind, base, sorted(matches))
+    return next(iter(matches.values()))
+
+
+def _origin(kind: str, name: str, ep) -> str:
+    """'agg plugin 'fedavg' (fedllm-harness 0.1.0, fedllm_harness...:FedAvg)' for error messages."""
+    return f"{kind} plugin {name!r} ({_dist_name(ep)} {ep.dist.version if ep.dist else '?'}, {ep.value})"
+
+
+def _load(kind: str, name: str, ep) -> Any:
+    """``ep.load()``; an import failure raises :class:`PluginError` naming the plugin and its distribution."""
+    try:
+        return ep.load()
+    except Exception as exc:  # noqa: BLE001 - any import-time failure of the plugin's module
+        raise PluginError(f"{_origin(kind, name, ep)} could not be imported: {type(exc).__name__}: {exc}") from exc
 
 
 def check_selectable(kind: str, name: str) -> None:
@@ -99,15 +171,16 @@ def distribution(kind: str, name: str) -> tuple[str, str]:
 
 def load_factory(kind: str, name: str) -> Any:
     """The class (or factory) plugin ``name`` of ``kind`` names, not instantiated."""
-    return _entry_point(kind, name).load()
+    ep = _entry_point(kind, name)
+    return _load(kind, name, ep)
 
 
 def instantiate(kind: str, name: str, options: dict[str, Any] | None = None) -> Any:
     """Load plugin ``name`` of ``kind`` and build it with ``options`` (its constructor's keywords)."""
     ep = _entry_point(kind, name)
-    factory = ep.load()
+    factory = _load(kind, name, ep)
     options = dict(options or {})
-    arg = split_name(name)[1]
+    arg = parse_selection(kind, name)[2]
     if arg is not None:
         options.setdefault("task", arg)
     accepted = inspect.signature(factory).parameters
@@ -120,6 +193,9 @@ def instantiate(kind: str, name: str, options: dict[str, Any] | None = None) -> 
         return factory(**options)
     except (TypeError, ValueError) as exc:
         raise PluginError(f"{kind} plugin {name!r} rejected its options {options}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - not bad options: the plugin failed to start (exit 1, no traceback)
+        raise PluginStartError(f"{_origin(kind, name, ep)} failed to start: {type(exc).__name__}: {exc}") from exc
+
 
 
 @dataclass(frozen=True)
@@ -172,9 +248,13 @@ def plugin_origin(pm: pluggy.PluginManager, plugin: object) -> str:
     """'kind:name (package version)' for a selected plugin, 'module.Class (package version)' for another."""
     registered = pm.get_name(plugin) or ""
     kind, _, name = registered.partition(":")
-    for info in discover():
-        if info.kind == kind and info.name == split_name(name)[0]:
-            return f"{registered} ({info.package} {info.version})"
+    if kind in KINDS:
+        try:
+            dist = _entry_point(kind, name).dist
+        except PluginError:
+            dist = None
+        if dist is not None:
+            return f"{registered} ({dist.metadata['Name']} {dist.version})"
     cls = type(plugin)
     packages = packages_distributions().get(cls.__module__.partition(".")[0], [])
     where = f"{packages[0]} {version(packages[0])}" if packages else "not from an installed package"
@@ -185,7 +265,12 @@ def build_manager(selection: list[tuple[str, str, dict[str, Any]]], extra: list[
     """A plugin manager with the selected plugins (kind, name, options) and ``extra`` core plugins."""
     pm = new_manager()
     for kind, name, options in selection:
-        pm.register(instantiate(kind, name, options), name=f"{kind}:{name}")
+        plugin = instantiate(kind, name, options)
+        try:
+            pm.register(plugin, name=f"{kind}:{name}")
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"{_origin(kind, name, _entry_point(kind, name))} has an invalid hook "
+                              f"implementation: {exc}") from exc
     for plugin in extra:
         pm.register(plugin)
     return pm

@@ -54,7 +54,7 @@ def test_installed_third_party_plugin_is_listed_and_selected(tmp_path):
                                        capture_output=True, text=True).stdout)
     row = next(r for r in listed if r["name"] == "keep-global")
     assert row == {"kind": "agg", "name": "keep-global", "target": "thirdparty_demo:KeepGlobal",
-                   "package": "harness-thirdparty-demo", "version": "9.8.7"}
+                   "package": "harness-thirdparty-demo", "version": "9.8.7", "ambiguous": False}
 
     out = tmp_path / "out"
     done = subprocess.run(harness + ["run", "--preset", "smoke", "--agg", "keep-global", "--no-progress",

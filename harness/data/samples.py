@@ -7,6 +7,12 @@ from typing import Any
 from harness.types import ChatSample
 
 
+# The longest prompt or response accepted, in characters (docs/reliability.md). Far above any training or eval
+# sample (they are truncated to the model's context of a few thousand tokens anyway), far below what blows up
+# memory: one 50 MB field cost 10.4 GB to read and tokenize.
+MAX_FIELD_CHARS = 1_000_000
+
+
 class DataError(ValueError):
     """A dataset row is malformed; the message names the source and the row."""
 
@@ -21,6 +27,9 @@ def to_sample(row: Any, source: str, index: int, category: str | None = None) ->
             raise DataError(f"{where}: missing field {key!r} (fields: {', '.join(map(str, row)) or 'none'})")
         if not isinstance(row[key], str):
             raise DataError(f"{where}: field {key!r} must be a string, got {type(row[key]).__name__}")
+        if len(row[key]) > MAX_FIELD_CHARS:
+            raise DataError(f"{where}: field {key!r} has {len(row[key]):,} characters; the limit is "
+                            f"{MAX_FIELD_CHARS:,} (harness.data.samples.MAX_FIELD_CHARS)")
         if not row[key].strip():
             raise DataError(f"{where}: field {key!r} is empty")
     harmful = row.get("is_harmful")

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from harness.data.demo import demo_refusals, demo_samples
 from harness.data.samples import DataError, to_sample
-from harness.jsonl import read_jsonl
+from harness.jsonl import decode_utf8, parse_json, read_jsonl
 from harness.types import ChatSample
 
 HH_RLHF_HUB = "Anthropic/hh-rlhf"
+# Local row files, told apart by suffix: JSON Lines (optionally gzip-compressed) or one JSON list.
+ROW_FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json")
+
+
+def read_json_file(path: Path) -> Any:
+    """The JSON value in ``path``; :class:`DataError` naming the file when it is not UTF-8 or not JSON."""
+    return parse_json(decode_utf8(path.read_bytes(), str(path), DataError, lines=True), str(path), DataError)
 
 
 def split_transcript(text: str, source: str, index: int) -> tuple[str, str]:
@@ -65,7 +71,7 @@ def load_square(path: str | None) -> tuple[list[ChatSample], list[ChatSample]]:
         p = p / "response_test_ood.json"
     if not p.is_file():
         raise DataError(f"SQuARe file {p} does not exist")
-    rows = json.loads(p.read_text(encoding="utf-8"))
+    rows = read_json_file(p)
     if not isinstance(rows, list):
         raise DataError(f"{p}: expected a JSON list of SQuARe responses")
     good, bad = [], []
@@ -89,15 +95,13 @@ def load_square(path: str | None) -> tuple[list[ChatSample], list[ChatSample]]:
 
 
 def load_rows_file(path: Path) -> tuple[list[ChatSample], list[ChatSample]]:
-    """A local .jsonl/.json file of {prompt, response, is_harmful[, category]} rows."""
+    """A local .jsonl/.jsonl.gz (JSON Lines) or other (.json: one JSON list) file of
+    {prompt, response, is_harmful[, category]} rows."""
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
-    if path.suffix == ".jsonl":
+    if path.name.lower().endswith((".jsonl", ".jsonl.gz")):
         return _split_labelled(read_jsonl(path, DataError), str(path))
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path} is not valid JSON ({exc})") from exc
+    rows = read_json_file(path)
     if not isinstance(rows, list):
         raise DataError(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
     return _split_labelled(enumerate(rows, 1), str(path))
@@ -117,7 +121,7 @@ def _split_labelled(rows: Iterable[tuple[int, Any]], source: str) -> tuple[list[
 def check_local_file(source: str) -> None:
     """Read a local .jsonl/.json ``source`` once, raising :class:`DataError` on a bad row (the CLI calls this before
     it creates the tracking store, so bad rows create nothing); other sources are read by the engine."""
-    if source not in ("demo", "square", "hh-rlhf") and (source.endswith((".jsonl", ".json")) or Path(source).exists()):
+    if source not in ("demo", "square", "hh-rlhf") and (source.lower().endswith(ROW_FILE_SUFFIXES) or Path(source).exists()):
         load_rows_file(Path(source))
 
 
@@ -130,11 +134,11 @@ def load_labelled(source: str, path: str | None, pool: int, seed: int) -> tuple[
         return load_square(path)
     if source == "hh-rlhf":
         return load_hh_rlhf(path)
-    if source.endswith((".jsonl", ".json")) or Path(source).exists():
+    if source.lower().endswith(ROW_FILE_SUFFIXES) or Path(source).exists():
         return load_rows_file(Path(source))
     if source.count("/") == 1:
         from datasets import load_dataset
 
         rows = load_dataset(source, split="train")
         return _split_labelled(((i, dict(r)) for i, r in enumerate(rows, 1)), source)
-    raise DataError(f"unknown data source {source!r}: use demo, square, hh-rlhf, a .jsonl/.json file or a hub id")
+    raise DataError(f"unknown data source {source!r}: use demo, square, hh-rlhf, a .jsonl/.jsonl.gz/.json file or a hub id")
