@@ -4,12 +4,9 @@ that do not change what was trained."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
@@ -23,6 +20,7 @@ from harness.hookspecs import hookimpl
 from harness.tracking import default_tracking_uri
 from harness.types import AggregateResult, AlignResult, EvalResult
 from plugins.aggregators.fedavg import FedAvg
+from plugins.evals.heldout_nll import HeldOutNLL
 from tests.helpers import smoke_config
 
 
@@ -202,6 +200,7 @@ def test_a_run_failed_in_round_2_resumes_with_another_eval_limit(tmp_path, monke
     out = tmp_path / "out"
     fedavg = FedAvg.aggregate
 
+    @hookimpl
     def failing(self, server_round, global_state, updates, num_clients_total):
         if server_round == 2:
             raise RuntimeError("injected")
@@ -209,10 +208,22 @@ def test_a_run_failed_in_round_2_resumes_with_another_eval_limit(tmp_path, monke
 
     monkeypatch.setattr(FedAvg, "aggregate", failing)
     flags = ["--preset", "smoke", "--local-steps", "1", "--run-name", "rv", "--no-progress", "--output-dir", str(out)]
-    assert cli(*flags).exit_code == 1
+    failed = cli(*flags)
+    assert failed.exit_code == 1 and "raised in hook aggregate: RuntimeError: injected" in failed.output
+    assert "continue it with: harness run --resume" in failed.output
     monkeypatch.undo()
+    limits = []
+    evaluate = HeldOutNLL.evaluate
+
+    @hookimpl
+    def recording(self, server_round, model, limit):
+        limits.append((server_round, limit))
+        return evaluate(self, server_round, model, limit)
+
+    monkeypatch.setattr(HeldOutNLL, "evaluate", recording)
     resumed = cli("--resume", "rv", "--eval-limit", "3", "--output-dir", str(out), "--no-progress")
     assert resumed.exit_code == 0, resumed.output
+    assert limits == [(2, 3)]  # round 2 (of 2) evaluated with the override
     client = MlflowClient(default_tracking_uri(out))
     (run,) = client.search_runs([client.get_experiment_by_name("fedllm-harness").experiment_id])
     assert run.info.status == "FINISHED"
