@@ -27,6 +27,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -289,16 +290,20 @@ class CheckpointStore:
             raise CheckpointError(f"checkpoint {directory} has no {MANIFEST} (incomplete write)") from None
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise CheckpointError(f"checkpoint {directory}: {MANIFEST} is unreadable ({exc})") from None
-        for rel, meta in files.items():
+        try:
+            entries = [(str(rel), int(meta["size"]), str(meta["sha256"])) for rel, meta in files.items()]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"checkpoint {directory}: {MANIFEST} is unreadable ({exc!r})") from None
+        for rel, expected_size, expected_sha in entries:
             path = directory / rel
             if not path.is_file():
                 raise CheckpointError(f"checkpoint {directory}: {rel} is missing")
             size = path.stat().st_size
-            if size != meta["size"]:
+            if size != expected_size:
                 raise CheckpointError(
-                    f"checkpoint {directory}: {rel} is truncated or altered ({size} bytes, manifest says {meta['size']})"
+                    f"checkpoint {directory}: {rel} is truncated or altered ({size} bytes, manifest says {expected_size})"
                 )
-            if _sha256(path) != meta["sha256"]:
+            if _sha256(path) != expected_sha:
                 raise CheckpointError(f"checkpoint {directory}: {rel} is corrupt (sha256 differs from the manifest)")
         return manifest
 
@@ -311,18 +316,24 @@ class CheckpointStore:
             rng_tensors = load_file(str(directory / "rng.safetensors"))
         except (OSError, ValueError, SafetensorError) as exc:
             raise CheckpointError(f"checkpoint {directory} cannot be read: {exc}") from exc
-        if state.get("format") != FORMAT:
-            raise CheckpointError(f"checkpoint {directory} has format {state.get('format')}, expected {FORMAT}")
-        rng = {"tensors": rng_tensors, "json": state["rng"]}
-        return Checkpoint(
-            directory=directory,
-            next_round=state["next_round"],
-            global_state=global_state,
-            sampler_state=state["sampler"],
-            cursors={int(k): v for k, v in state["cursors"].items()},
-            pending_log=state["pending_log"],
-            rng=rng,
-        )
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise CheckpointError(f"checkpoint {directory} has format {found}, expected {FORMAT}")
+        try:
+            checkpoint = Checkpoint(
+                directory=directory,
+                next_round=state["next_round"],
+                global_state=global_state,
+                sampler_state=state["sampler"],
+                cursors={int(k): v for k, v in state["cursors"].items()},
+                pending_log=state["pending_log"],
+                rng={"tensors": rng_tensors, "json": state["rng"]},
+            )
+            check_state(checkpoint)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+            # a hand-edited (or otherwise wrong) state.json is a corrupt checkpoint: load_latest falls back
+            raise CheckpointError(f"checkpoint {directory}: state.json is invalid ({type(exc).__name__}: {exc})") from None
+        return checkpoint
 
     def load_latest(self) -> Checkpoint:
         """The newest checkpoint that verifies; older ones are tried (with a warning) if it does not."""
@@ -343,6 +354,33 @@ class CheckpointStore:
                 bad.rename(target)
             return checkpoint
         raise CheckpointError("no usable checkpoint:\n  " + "\n  ".join(problems))
+
+
+def check_state(checkpoint: Checkpoint) -> None:
+    """Raise (KeyError, TypeError, ValueError, ...) unless ``checkpoint``'s state.json values are what a save
+    writes: each is tried on a throwaway RNG/generator, so a restore can no longer fail half-way through."""
+    next_round = checkpoint.next_round
+    if type(next_round) is not int or round_dir_name(next_round) != checkpoint.directory.name:
+        raise ValueError(f"next_round {next_round!r} does not match the directory {checkpoint.directory.name}")
+    if any(type(v) is not int or v < 0 for v in checkpoint.cursors.values()):
+        raise ValueError(f"cursors must be client id -> count >= 0, got {checkpoint.cursors!r:.200}")
+    np.random.default_rng().bit_generator.state = checkpoint.sampler_state
+    version, internal, gauss = checkpoint.rng["json"]["python"]
+    random.Random().setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = checkpoint.rng["json"]["numpy"]
+    np.random.RandomState().set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if "torch_cpu" not in checkpoint.rng["tensors"]:
+        raise KeyError("torch_cpu")
+    torch.Generator().set_state(checkpoint.rng["tensors"]["torch_cpu"])
+    pending = checkpoint.pending_log
+    if pending is not None:
+        if set(pending) != {"server_round", "metrics", "artifacts"} or pending["server_round"] != next_round - 1:
+            raise ValueError(f"pending_log must hold server_round {next_round - 1}, metrics and artifacts")
+        for key, value in pending["metrics"].items():
+            if not isinstance(value, (bool, int, float)) or isinstance(value, float) and math.isinf(value):
+                raise TypeError(f"pending_log metric {key!r} = {value!r:.80} is not a finite (or NaN) number")
+        if not all(isinstance(v, str) for v in pending["artifacts"].values()):
+            raise TypeError("pending_log artifacts must be text")
 
 
 def restore_rng(checkpoint: Checkpoint) -> None:

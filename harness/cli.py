@@ -236,13 +236,8 @@ def run(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, progre
         **flags) -> None:
     """Run one federated fine-tuning job and log it to MLflow."""
     if resume_key:
-        changed = [name for name, value in [("--preset", preset), ("--config", config_file), ("--set", sets),
-                   ("--eval", evals), ("--filter-opt", filter_opt), ("--agg-opt", agg_opt), ("--align-opt", align_opt)]
-                   + [("--filter" if k == "filter_name" else f"--{k.replace('_', '-')}", v) for k, v in flags.items()
-                      if k not in ("tracking_uri", "output_dir")] if value not in (None, ())]
-        if changed:
-            fail(f"--resume continues a run with its saved config; drop {', '.join(changed)}")
-        resume_run(resume_key, flags["tracking_uri"], flags["output_dir"], progress, engine, flower_workers)
+        overrides = resume_overrides(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, flags)
+        resume_run(resume_key, flags["tracking_uri"], flags["output_dir"], progress, engine, flower_workers, overrides)
         return
     cfg = resolve_run_config(
         preset, config_file, sets, evals, flags, {"filter": filter_opt, "agg": agg_opt, "align": align_opt}
@@ -266,6 +261,41 @@ def run(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, progre
     print_summary(cfg, summary, tracker.run_id)
 
 
+# Settings a resumed run may change: they decide what is evaluated and shown, never what is trained.
+RESUME_KEYS = ("plugins.evals", "plugins.eval_options", "plugins.eval_every", "plugins.eval_limit",
+               "plugins.eval_pretrained")
+
+
+def resume_overrides(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, flags) -> dict[str, Any]:
+    """The dotted overrides ``--resume`` accepts (eval settings: :data:`RESUME_KEYS`); exit 2 naming the others.
+
+    Everything else (model, data, federation, the filter/agg/align plugins and their options, preset, config
+    file) decides what the checkpointed rounds trained, so continuing with another value would mix two runs.
+    ``--progress``, ``--tracking-uri`` and ``--output-dir`` only say where to find the run and how to show it."""
+    refused = [name for name, value in [("--preset", preset), ("--config", config_file), ("--filter-opt", filter_opt),
+                                        ("--agg-opt", agg_opt), ("--align-opt", align_opt)] if value not in (None, ())]
+    overrides: dict[str, Any] = {}
+    for flag, value in flags.items():
+        if value is None or flag in ("tracking_uri", "output_dir"):
+            continue
+        if RUN_FLAGS[flag] in RESUME_KEYS:
+            overrides[RUN_FLAGS[flag]] = value
+        else:
+            refused.append("--filter" if flag == "filter_name" else f"--{flag.replace('_', '-')}")
+    for key, value in _options(sets, "--set").items():
+        if any(key == k or key.startswith(k + ".") for k in RESUME_KEYS):
+            overrides[key] = value
+        else:
+            refused.append(f"--set {key}")
+    if evals:
+        overrides["plugins.evals"] = list(evals)
+    if refused:
+        fail(f"--resume continues a run with its saved config; drop {', '.join(refused)}: these settings decide what "
+             f"the checkpointed rounds trained (a resumed run may change only {', '.join(RESUME_KEYS)}, and "
+             "--progress)")
+    return overrides
+
+
 def engine_runner(cfg: RunConfig, pm, engine: str, flower_workers: int, progress: bool, resume: bool = False):
     """The callable that runs the job on ``engine`` (``flower``: the Simulation Engine with ``flower_workers``)."""
     if engine == "flower":
@@ -278,8 +308,9 @@ def engine_runner(cfg: RunConfig, pm, engine: str, flower_workers: int, progress
 
 
 def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool, engine: str | None,
-               flower_workers: int) -> None:
-    """Reload a run's saved config and MLflow run, then continue it from its newest checkpoint on its engine."""
+               flower_workers: int, overrides: dict[str, Any] | None = None) -> None:
+    """Reload a run's saved config and MLflow run, then continue it from its newest checkpoint on its engine;
+    ``overrides`` (eval settings, see :func:`resume_overrides`) apply to this session, not to the saved config."""
     from harness.tracking import MlflowTracker, RunNotFoundError, find_run
 
     uri = tracking_uri(uri, output_dir or RunConfig().output_dir)
@@ -298,7 +329,7 @@ def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool
              f"(drop --engine {engine})")
     run_dir = Path(found.data.tags.get("harness.run_dir", ""))
     try:
-        cfg = load_config(file=run_dir / "config.yaml")
+        cfg = load_config(file=run_dir / "config.yaml", overrides=overrides)
     except ConfigError as exc:
         fail(f"cannot resume run {found.info.run_id}: {exc}")
     cfg.output_dir, cfg.tracking.run_name, cfg.tracking.uri = str(run_dir.parent.parent), run_dir.name, uri

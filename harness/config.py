@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -298,32 +299,62 @@ def load_config(
 
 
 def validate(cfg: RunConfig) -> RunConfig:
-    """Cross-field checks that types alone cannot express."""
-    fed, data = cfg.federation, cfg.data
+    """Every value's range and the cross-field checks that types alone cannot express, up front: a bad value is a
+    :class:`ConfigError` naming the key (exit 2) before anything is created, never a failure in round N or a run
+    that "finishes" untrained (``lr: .inf``)."""
+    model, data, fed, plugins = cfg.model, cfg.data, cfg.federation, cfg.plugins
+    for key, value in _floats(cfg):  # YAML's .inf/.nan: no float setting means anything there
+        if value is not None and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
     checks = [
-        (fed.num_clients >= 1, "federation.num_clients must be >= 1"),
-        (1 <= fed.clients_per_round <= fed.num_clients, "federation.clients_per_round must be in 1..num_clients"),
-        (fed.rounds >= 1, "federation.rounds must be >= 1"),
-        (fed.local_steps >= 1 and fed.batch_size >= 1, "federation.local_steps and batch_size must be >= 1"),
-        (fed.lr > 0 and 0 <= fed.lr_min <= fed.lr, "federation.lr must be > 0 and 0 <= lr_min <= lr"),
-        (0.0 <= data.harmful_ratio <= 1.0, "data.harmful_ratio must be in [0, 1]"),
-        (data.num_samples >= fed.num_clients, "data.num_samples must be >= federation.num_clients"),
-        (data.partition in ("iid", "dirichlet"), "data.partition must be 'iid' or 'dirichlet'"),
-        (data.dirichlet_alpha > 0, "data.dirichlet_alpha must be > 0"),
-        (data.heldout_samples >= 0, "data.heldout_samples must be >= 0"),
-        (fed.local_optimizer in ("adamw", "sgd"), "federation.local_optimizer must be 'adamw' or 'sgd'"),
-        (fed.clip_update_norm is None or fed.clip_update_norm > 0, "federation.clip_update_norm must be > 0 (or null)"),
-        (cfg.plugins.eval_every >= 0, "plugins.eval_every must be >= 0"),
-        (cfg.plugins.hook_timeout_s is None or 0 < cfg.plugins.hook_timeout_s < float("inf"),
-         "plugins.hook_timeout_s must be a finite number > 0 (or null)"),
-        (cfg.model.lora_r >= 1 and cfg.model.max_length >= 8, "model.lora_r must be >= 1 and max_length >= 8"),
+        (model.lora_r >= 1, "model.lora_r must be >= 1", model.lora_r),
+        (model.lora_alpha > 0, "model.lora_alpha must be > 0", model.lora_alpha),
+        (0 <= model.lora_dropout < 1, "model.lora_dropout must be in [0, 1)", model.lora_dropout),
+        (bool(model.target_modules), "model.target_modules must name at least one module", model.target_modules),
+        (model.max_length >= 8, "model.max_length must be >= 8", model.max_length),
+        (fed.num_clients >= 1, "federation.num_clients must be >= 1", fed.num_clients),
+        (1 <= fed.clients_per_round <= fed.num_clients,
+         f"federation.clients_per_round must be in 1..num_clients ({fed.num_clients})", fed.clients_per_round),
+        (fed.rounds >= 1, "federation.rounds must be >= 1", fed.rounds),
+        (fed.local_steps >= 1, "federation.local_steps must be >= 1", fed.local_steps),
+        (fed.batch_size >= 1, "federation.batch_size must be >= 1", fed.batch_size),
+        (fed.lr > 0, "federation.lr must be > 0", fed.lr),
+        (0 <= fed.lr_min <= fed.lr, f"federation.lr_min must be in [0, lr] (lr = {fed.lr!r})", fed.lr_min),
+        (0 <= fed.seed < 2**32, "federation.seed must be in 0..2**32-1", fed.seed),
+        (fed.local_optimizer in ("adamw", "sgd"), "federation.local_optimizer must be 'adamw' or 'sgd'",
+         fed.local_optimizer),
+        (fed.clip_update_norm is None or fed.clip_update_norm > 0, "federation.clip_update_norm must be > 0 (or null)",
+         fed.clip_update_norm),
+        (data.num_samples >= fed.num_clients, "data.num_samples must be >= federation.num_clients "
+         f"({fed.num_clients})", data.num_samples),
+        (0.0 <= data.harmful_ratio <= 1.0, "data.harmful_ratio must be in [0, 1]", data.harmful_ratio),
+        (data.partition in ("iid", "dirichlet"), "data.partition must be 'iid' or 'dirichlet'", data.partition),
+        (data.dirichlet_alpha > 0, "data.dirichlet_alpha must be > 0", data.dirichlet_alpha),
+        (data.heldout_samples >= 0, "data.heldout_samples must be >= 0", data.heldout_samples),
+        (plugins.eval_every >= 0, "plugins.eval_every must be >= 0 (0: only after the last round)", plugins.eval_every),
+        (plugins.eval_limit is None or plugins.eval_limit >= 1,
+         "plugins.eval_limit must be >= 1 (or null for the full eval sets)", plugins.eval_limit),
+        (plugins.hook_timeout_s is None or plugins.hook_timeout_s > 0,
+         "plugins.hook_timeout_s must be > 0 (or null)", plugins.hook_timeout_s),
     ]
-    for ok, message in checks:
+    for ok, message, value in checks:
         if not ok:
-            raise ConfigError(message)
+            raise ConfigError(f"{message}, got {value!r}")
     if cfg.tracking.run_name is not None:
         check_run_name(cfg.tracking.run_name)
     return cfg
+
+
+def _floats(cfg: RunConfig):
+    """(dotted key, value) of every float setting (``float`` or ``float | None``) outside the plugin options."""
+    for section in dataclasses.fields(cfg):
+        sub = getattr(cfg, section.name)
+        if not dataclasses.is_dataclass(sub):
+            continue
+        hints = typing.get_type_hints(type(sub))
+        for f in dataclasses.fields(sub):
+            if hints[f.name] is float or float in typing.get_args(hints[f.name]):
+                yield f"{section.name}.{f.name}", getattr(sub, f.name)
 
 
 def check_run_name(name: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import numbers
 import secrets
 import time
 import traceback
@@ -108,7 +110,7 @@ class RoundEngine:
         metrics, artifacts = dict(data_metrics), {}
         if plugins.eval_pretrained and plugins.evals:
             t = time.perf_counter()
-            for result in self.hook.evaluate(server_round=0, model=self.global_model, limit=plugins.eval_limit):
+            for result in self._evaluate(0):
                 self.pretrained.update(result.metrics)
                 artifacts.update(result.artifacts)
             load_into(self.params, self.state.global_state)
@@ -171,6 +173,53 @@ class RoundEngine:
         except AdapterStateError as exc:
             _blame(exc, self.pm, getattr(self.hook, hook).get_hookimpls(), hook)
             raise
+
+    def _evaluate(self, server_round: int) -> list:
+        """The ``evaluate`` hook's results, each checked by :meth:`_check_values` (naming its eval plugin)."""
+        results = self.hook.evaluate(server_round=server_round, model=self.global_model, limit=self.cfg.plugins.eval_limit)
+        impls = list(reversed(self.hook.evaluate.get_hookimpls()))  # pluggy calls them last-registered first
+        for i, result in enumerate(results):
+            # results skip the impls that returned None, so one impl is known only when every impl answered
+            self._check_values(result, "evaluate", [impls[i]] if len(results) == len(impls) else None)
+        return results
+
+    def _check_values(self, result, hook: str, impls: list | None = None) -> None:
+        """A hook result's ``metrics`` must map names to real numbers (bool/int/float, finite or NaN) and its
+        ``artifacts`` (if it has them) names to text. Checked at the hook, before the round is checkpointed: a bad
+        value in the checkpoint's pending log would be replayed, and fail again, by every ``--resume``. A numpy
+        scalar becomes a float; anything else fails the round naming the plugin (``impls``, else all of ``hook``)."""
+        problem = None
+        metrics = getattr(result, "metrics", None)
+        artifacts = getattr(result, "artifacts", {})
+        if not isinstance(metrics, dict):
+            problem = f"returned metrics of type {type(metrics).__name__}; expected a dict of name -> number"
+        elif not isinstance(artifacts, dict):
+            problem = f"returned artifacts of type {type(artifacts).__name__}; expected a dict of file name -> text"
+        else:
+            for key, value in metrics.items():
+                if not isinstance(key, str):
+                    problem = f"returned a metric name {key!r} of type {type(key).__name__}; names must be str"
+                elif not isinstance(value, (bool, int, float)):
+                    if isinstance(value, numbers.Real) and not isinstance(value, (str, bytes)):
+                        metrics[key] = value = float(value)  # numpy scalars: JSON and MLflow take a float
+                    else:
+                        problem = (f"returned metric {key!r} = {value!r:.80} of type {type(value).__name__}; "
+                                   "metrics must be numbers (bool, int or float)")
+                if problem is None and isinstance(value, float) and math.isinf(value):
+                    problem = f"returned metric {key!r} = {value!r}; metrics must be finite (or NaN)"
+                if problem:
+                    break
+            for key, value in artifacts.items():
+                if problem:
+                    break
+                if not isinstance(key, str) or not isinstance(value, str):
+                    problem = (f"returned artifact {key!r} of type {type(value).__name__}; artifacts must map "
+                               "file names (str) to text (str)")
+        if problem is None:
+            return
+        exc = HookResultError(f"{problem}; the round is not checkpointed, so fix the plugin and --resume the run")
+        _blame(exc, self.pm, impls or getattr(self.hook, hook).get_hookimpls(), hook)
+        raise exc
 
     def _exit_as_fault(self, outcome, hook_name: str, hook_impls, kwargs) -> None:
         """Hook-call monitor: a plugin's ``SystemExit`` (``sys.exit(0)`` included) becomes a plugin fault, so the
@@ -307,6 +356,7 @@ class RoundEngine:
             if result is None:
                 raise RuntimeError("no aggregator answered the aggregate hook")
             self._check_result(result.state, f"aggregator {plugins.agg!r}", "aggregate")
+            self._check_values(result, "aggregate")
             self.state.global_state = result.state
             metrics.update({f"agg/{k}": v for k, v in result.metrics.items()})
             metrics["time/aggregate_seconds"] = time.perf_counter() - t
@@ -315,6 +365,7 @@ class RoundEngine:
         t = time.perf_counter()
         aligned = self.hook.post_aggregate(server_round=server_round, model=self.global_model)
         if aligned is not None:
+            self._check_values(aligned, "post_aggregate")
             if aligned.state is not None:
                 self._check_result(aligned.state, f"aligner {plugins.align!r}", "post_aggregate")
                 self.state.global_state = aligned.state
@@ -327,7 +378,7 @@ class RoundEngine:
         due = server_round == fed.rounds or (plugins.eval_every and server_round % plugins.eval_every == 0)
         if due and plugins.evals:
             t = time.perf_counter()
-            for result in self.hook.evaluate(server_round=server_round, model=self.global_model, limit=plugins.eval_limit):
+            for result in self._evaluate(server_round):
                 metrics.update(result.metrics)
                 artifacts.update(result.artifacts)
             load_into(self.params, self.state.global_state)
@@ -419,6 +470,10 @@ class RoundEngine:
 
 class PluginExitError(RuntimeError):
     """A plugin raised ``SystemExit`` inside a hook."""
+
+
+class HookResultError(TypeError):
+    """A hook returned a metric that is not a real number, or an artifact that is not text."""
 
 
 def _blame(exc: Exception, pm, impls: list, hook: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 
@@ -19,7 +20,11 @@ def save(store: CheckpointStore, next_round: int, value: float = 0.0, plugin_byt
 
     state = {"w": torch.full((3,), value)}
     sampler = np.random.default_rng(7).bit_generator.state
-    return store.save(next_round, state, sampler, {4: 12}, write_plugins, {"server_round": next_round - 1})
+    return store.save(next_round, state, sampler, {4: 12}, write_plugins, pending(next_round - 1))
+
+
+def pending(server_round: int) -> dict:
+    return {"server_round": server_round, "metrics": {"train/loss": 1.0}, "artifacts": {}}
 
 
 def test_round_trip_restores_state_rng_and_plugin_files(tmp_path):
@@ -37,7 +42,7 @@ def test_round_trip_restores_state_rng_and_plugin_files(tmp_path):
     assert checkpoint.next_round == 2 and checkpoint.cursors == {4: 12}
     assert torch.equal(checkpoint.global_state["w"], torch.full((3,), 1.5))
     assert (checkpoint.plugin_dir / "demo" / "state.bin").read_bytes() == b"plugin"
-    assert checkpoint.pending_log == {"server_round": 1} and not checkpoint.logged
+    assert checkpoint.pending_log == pending(1) and not checkpoint.logged
     store.mark_logged(directory)
     assert store.load_latest().logged
 
@@ -164,3 +169,50 @@ def test_background_sync_finishes_before_anything_is_read_or_pruned(tmp_path, mo
     assert on_disk == ["round_0000", "round_0001", "round_0002"]  # round_0000 waits for round_0002's sync
     threading.Timer(0.2, release.set).start()
     assert [p.name for p in store.complete()] == ["round_0002", "round_0001"]
+
+
+def rewrite_state(directory, edit) -> None:
+    """Hand-edit ``directory``'s state.json and re-hash it in the manifest, so only the content is wrong."""
+    path = directory / "state.json"
+    state = json.loads(path.read_text())
+    edit(state)
+    path.write_text(json.dumps(state))
+    manifest = json.loads((directory / "MANIFEST.json").read_text())
+    manifest["files"]["state.json"] = {"size": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    (directory / "MANIFEST.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda s: s.pop("next_round"),                                  # KeyError before the fix
+    lambda s: s.update(next_round=7),                               # does not match round_0002
+    lambda s: s.update(cursors=[1, 2]),                             # not a mapping
+    lambda s: s.update(cursors={"4": "twelve"}),
+    lambda s: s.update(sampler={"bit_generator": "MT19937"}),
+    lambda s: s["rng"].update(python=[3, [1, 2], None]),
+    lambda s: s["rng"].pop("numpy"),
+    lambda s: s["pending_log"]["metrics"].update({"eval/x": "oops"}),  # a string metric would be replayed
+    lambda s: s.update(pending_log={"server_round": 2}),
+], ids=["no-next_round", "wrong-next_round", "cursors-list", "cursor-str", "sampler", "python-rng", "numpy-rng",
+        "str-metric", "pending-log-shape"])
+def test_a_hand_edited_state_json_is_corrupt_and_falls_back(tmp_path, caplog, edit):
+    store = CheckpointStore(tmp_path, keep=2)
+    save(store, 2, value=1.0)
+    newest = save(store, 3, value=2.0)
+    rewrite_state(newest, edit)
+    checkpoint = store.load_latest()
+    assert checkpoint.next_round == 2 and torch.equal(checkpoint.global_state["w"], torch.full((3,), 1.0))
+    assert "round_0002: state.json is invalid" in caplog.text
+    assert (store.root / "corrupt-round_0002").is_dir()  # kept as evidence
+
+
+def test_a_state_json_that_is_not_an_object_or_a_manifest_with_bad_entries_is_corrupt(tmp_path):
+    store = CheckpointStore(tmp_path, keep=2)
+    save(store, 2)
+    newest = save(store, 3)
+    (newest / "state.json").write_text("[]")
+    rewrite_state_manifest_only = json.loads((newest / "MANIFEST.json").read_text())
+    rewrite_state_manifest_only["files"]["state.json"] = {"size": "two"}
+    (newest / "MANIFEST.json").write_text(json.dumps(rewrite_state_manifest_only))
+    with pytest.raises(CheckpointError, match="MANIFEST.json is unreadable"):
+        store.load(newest)
+    assert store.load_latest().next_round == 2

@@ -32,6 +32,7 @@ def to_sample(row: Any, source: str, index: int, category: str | None = None) ->
                             f"{MAX_FIELD_CHARS:,} (harness.data.samples.MAX_FIELD_CHARS)")
         if not row[key].strip():
             raise DataError(f"{where}: field {key!r} is empty")
+        check_utf8_text(row[key], f"{where}: field {key!r}")
     harmful = row.get("is_harmful")
     if harmful is not None and not isinstance(harmful, bool) and not (type(harmful) is int and harmful in (0, 1)):
         raise DataError(f"{where}: field 'is_harmful' must be a boolean (true/false, or 0/1), got {harmful!r}")
@@ -45,3 +46,13 @@ def to_sample(row: Any, source: str, index: int, category: str | None = None) ->
         category=cat,
         source=source,
     )
+
+
+def check_utf8_text(text: str, where: str) -> None:
+    """DataError unless ``text`` encodes as UTF-8: a lone surrogate (JSON ``"\\ud800"``) would otherwise pass
+    validation and fail in the tokenizer in round 1, naming no row."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"{where} is not valid Unicode text: {exc.reason} at character {exc.start} "
+                        f"({text[exc.start:exc.end]!r}); fix or drop the row") from None
