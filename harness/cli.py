@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
+import shlex
+import signal
 import sys
+import threading
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -106,21 +111,78 @@ def input_errors() -> tuple[type[Exception], ...]:
     return DataError, ModelLoadError, EvalDataError, CheckpointError
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived while ``harness run`` ran: raised where the main thread was, so the engine's
+    failure path runs (last checkpoint flushed, MLflow run marked KILLED)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)  # before the run: exit 2
+
+
+@contextlib.contextmanager
+def stop_on_signals(tracker):
+    """While inside, SIGINT/SIGTERM raise :class:`Interrupted` (and set ``tracker.interrupted``); a second
+    signal while the run is being stopped ends the process at once with the signal's default action."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+
+    def handler(signum, frame):
+        if got:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        got.append(signum)
+        tracker.interrupted = signum
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def resume_command(tracker, key: str | None = None) -> str:
+    """``harness run --resume NAME --output-dir DIR`` (plus ``--tracking-uri`` for a store elsewhere)."""
+    from harness.tracking import default_tracking_uri
+
+    output_dir = str(tracker.run_dir.parent.parent) if tracker.run_dir is not None else str(tracker.output_dir)
+    words = ["harness", "run", "--resume", key or tracker.run_name or tracker.run_id, "--output-dir", output_dir]
+    if tracker.uri != default_tracking_uri(output_dir):
+        words += ["--tracking-uri", tracker.uri]
+    return " ".join(shlex.quote(w) for w in words)
+
+
 def execute(engine_run, tracker):
     """Run the job; a failure exits with the failing plugin and error named, and how to resume.
 
     Once the run started, the engine has marked its MLflow run FAILED with the traceback as ``error.txt`` and
     the newest checkpoint is intact. A plugin whose ``on_run_end`` fails after the run FINISHED exits 1 too, and
-    the run stays FINISHED (its training and artifacts are complete; docs/reliability.md). Other errors before
-    the run started (not bad input) keep their traceback. Every message is redacted (no secrets on stderr).
+    the run stays FINISHED (its training and artifacts are complete; docs/reliability.md). SIGINT/SIGTERM stop
+    the run cleanly (MLflow KILLED, exit 130/143); a failing MLflow store is reported in one message (exit 1).
+    Other errors before the run started (not bad input) keep their traceback. Every message is redacted (no
+    secrets on stderr).
     """
     from harness.redaction import redact
 
     try:
-        return engine_run()
+        with stop_on_signals(tracker):
+            summary = engine_run()
+    except KeyboardInterrupt as exc:
+        report_interrupted(tracker, getattr(exc, "signum", signal.SIGINT))
     except Exception as exc:
         bad_input = isinstance(exc, input_errors())
         fault = getattr(exc, "plugin_fault", None)
+        if tracker.failure is not None:
+            report_tracking_failure(tracker, exc)
         if tracker.status == "FINISHED" and fault is not None:
             try:
                 tracker.client.set_tag(tracker.run_id, "harness.run_end_fault", redact(str(fault))[:5000])
@@ -129,17 +191,63 @@ def execute(engine_run, tracker):
             fail(redact(f"{plugin_registry.describe_failure(exc)}\nMLflow run {tracker.run_id} is FINISHED: its "
                         f"training completed and the adapter and artifacts are saved in {tracker.run_dir}; only this "
                         f"plugin's {fault.hook} failed, so whatever it does at the end of a run is missing"), 1)
+        if isinstance(exc, OSError) and exc.errno in UNWRITABLE and tracker.run_id is None:
+            fail(f"cannot write {exc.filename or 'the run'}: {exc.strerror}; nothing was trained: pass a writable "
+                 "--output-dir (with room to spare) and start the run again")
         if tracker.status != "FAILED" and not bad_input:
             raise
         message = str(exc) if bad_input and not hasattr(exc, "plugin_fault") else plugin_registry.describe_failure(exc)
         if tracker.status == "FAILED":
-            next_step = (f"after fixing the cause continue it with: harness run --resume {tracker.run_id}"
+            next_step = (f"after fixing the cause continue it with: {resume_command(tracker, tracker.run_id)}"
                          if has_checkpoint(tracker.run_dir) else
                          "it failed before its first checkpoint, so nothing was trained: fix the cause and start it again")
             if getattr(exc, "resumable", True) is False:  # the fix is a new option, and --resume keeps the config
                 next_step = "--resume cannot fix this (a resumed run keeps its config): start a new run with the fix"
             message += f"\nMLflow run {tracker.run_id} is marked FAILED (traceback in its error.txt); {next_step}"
         fail(redact(message), 2 if bad_input else 1)
+    if tracker.failure is not None:  # the run finished; marking it FINISHED in MLflow failed
+        report_tracking_failure(tracker, None)
+    return summary
+
+
+def report_interrupted(tracker, signum: int) -> None:
+    """One line for a run stopped by SIGINT (exit 130) or SIGTERM (exit 143), with the resume command."""
+    from harness.redaction import redact
+
+    name = signal.Signals(signum).name
+    if tracker.run_id is None or not has_checkpoint(tracker.run_dir):
+        what = "before its first checkpoint; nothing was trained, start it again"
+        if tracker.run_id is not None:
+            what += f" (MLflow run {tracker.run_id} is marked {tracker.status or 'KILLED'})"
+    else:
+        marked = (f"MLflow run {tracker.run_id} is marked KILLED" if tracker.status == "KILLED" else
+                  f"MLflow run {tracker.run_id} could not be marked KILLED ({tracker.failure})")
+        what = f"its checkpoints in {tracker.run_dir} are intact and {marked}; continue it with: {resume_command(tracker)}"
+    fail(redact(f"stopped by {name}: {what}"), 128 + signum)
+
+
+def report_tracking_failure(tracker, exc: BaseException | None) -> None:
+    """One message, no traceback, for an MLflow store that failed during or at the end of the run (exit 1)."""
+    from harness.redaction import redact
+
+    lines = [str(tracker.failure)]
+    from harness.tracking import TrackingError
+
+    if exc is not None and not isinstance(exc, TrackingError):  # the run failed first, then the tracker
+        lines.insert(0, f"the run failed: {plugin_registry.describe_failure(exc)}; then")
+    if tracker.status is None and tracker.run_id is not None:
+        lines.append(f"MLflow run {tracker.run_id} could not be marked {'FINISHED' if exc is None else 'FAILED'} "
+                     "and may still show RUNNING")
+    if exc is None:
+        lines.append(f"the training finished and its adapter is saved in {tracker.run_dir / 'final_adapter'}; after "
+                     f"fixing the store, {resume_command(tracker)} records the end (no round is repeated)")
+    elif has_checkpoint(tracker.run_dir):
+        lines.append(f"the training stopped; its checkpoints in {tracker.run_dir} are intact: after fixing the "
+                     f"tracking store continue it with: {resume_command(tracker)}")
+    else:
+        lines.append("the run stopped before its first checkpoint, so nothing was trained: fix the tracking store "
+                     "and start it again")
+    fail(redact("\n".join(lines)), 1)
 
 
 def has_checkpoint(run_dir: Path | None) -> bool:
@@ -245,7 +353,7 @@ def run(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, progre
     check_plugins(cfg)
     from harness.data.samples import DataError
     from harness.data.sources import check_local_file
-    from harness.tracking import MlflowTracker
+    from harness.tracking import MlflowTracker, TrackingError
 
     try:  # before the tracking store exists: a bad data file creates nothing
         check_local_file(cfg.data.source)
@@ -255,7 +363,7 @@ def run(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, progre
     try:
         tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir)
         pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
-    except plugin_registry.PluginError as exc:
+    except (plugin_registry.PluginError, TrackingError) as exc:
         fail(str(exc), getattr(exc, "exit_code", 2))
     summary = execute(engine_runner(cfg, pm, engine or "local", flower_workers, progress), tracker)
     print_summary(cfg, summary, tracker.run_id)
@@ -311,36 +419,59 @@ def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool
                flower_workers: int, overrides: dict[str, Any] | None = None) -> None:
     """Reload a run's saved config and MLflow run, then continue it from its newest checkpoint on its engine;
     ``overrides`` (eval settings, see :func:`resume_overrides`) apply to this session, not to the saved config."""
-    from harness.tracking import MlflowTracker, RunNotFoundError, find_run
+    from harness.tracking import MlflowTracker, RunNotFoundError, TrackingError, find_run
 
     uri = tracking_uri(uri, output_dir or RunConfig().output_dir)
     try:
         found = find_run(uri, key)
-    except RunNotFoundError as exc:
+    except TrackingError as exc:
         fail(str(exc))
-    if found.info.status == "FINISHED":
-        fail(f"run {found.info.run_id} ({found.info.run_name}) already finished; nothing to resume")
-    recorded = found.data.tags.get("harness.engine", "local")
-    if recorded == "flower-deployment":
-        fail(f"run {found.info.run_id} ({found.info.run_name}) ran on Flower's Deployment Engine; --resume continues "
-             f"local and Flower Simulation runs only: start the run again with flwr run")
-    if engine not in (None, recorded):
-        fail(f"run {found.info.run_id} ({found.info.run_name}) ran on --engine {recorded}; resume it there "
-             f"(drop --engine {engine})")
-    run_dir = Path(found.data.tags.get("harness.run_dir", ""))
+    except RunNotFoundError as exc:
+        found = None
+        run_dir = lost_run_dir(key, output_dir or RunConfig().output_dir)
+        if run_dir is None:
+            fail(str(exc))
+        click.echo(f"warning: the MLflow store {uri} has no run {key!r} (was the store deleted?); continuing the run "
+                   f"in {run_dir} from its newest checkpoint as a new MLflow run of that name (the rounds logged "
+                   "before are not in it)", err=True)
+        recorded = engine or "local"
+    if found is not None:
+        if found.info.status == "FINISHED":
+            fail(f"run {found.info.run_id} ({found.info.run_name}) already finished; nothing to resume")
+        recorded = found.data.tags.get("harness.engine", "local")
+        if recorded == "flower-deployment":
+            fail(f"run {found.info.run_id} ({found.info.run_name}) ran on Flower's Deployment Engine; --resume "
+                 f"continues local and Flower Simulation runs only: start the run again with flwr run")
+        if engine not in (None, recorded):
+            fail(f"run {found.info.run_id} ({found.info.run_name}) ran on --engine {recorded}; resume it there "
+                 f"(drop --engine {engine})")
+        run_dir = Path(found.data.tags.get("harness.run_dir", ""))
     try:
         cfg = load_config(file=run_dir / "config.yaml", overrides=overrides)
     except ConfigError as exc:
-        fail(f"cannot resume run {found.info.run_id}: {exc}")
+        fail(f"cannot resume run {found.info.run_id if found else key}: {exc}")
     cfg.output_dir, cfg.tracking.run_name, cfg.tracking.uri = str(run_dir.parent.parent), run_dir.name, uri
     check_plugins(cfg)
     try:
-        tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir, run_id=found.info.run_id)
+        tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir,
+                                run_id=found.info.run_id if found else None)
         pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
-    except plugin_registry.PluginError as exc:
+    except (plugin_registry.PluginError, TrackingError) as exc:
         fail(str(exc), getattr(exc, "exit_code", 2))
     summary = execute(engine_runner(cfg, pm, recorded, flower_workers, progress, resume=True), tracker)
     print_summary(cfg, summary, tracker.run_id)
+
+
+def lost_run_dir(name: str, output_dir: str) -> Path | None:
+    """``output_dir/runs/NAME`` when it holds a run with a checkpoint that its MLflow store lost, else None."""
+    from harness.config import check_run_name
+
+    try:
+        check_run_name(name)
+    except ConfigError:
+        return None
+    run_dir = Path(output_dir).resolve() / "runs" / name
+    return run_dir if (run_dir / "config.yaml").is_file() and has_checkpoint(run_dir) else None
 
 
 @main.command("plugins")

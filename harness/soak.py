@@ -1,9 +1,12 @@
 """Soak test (`make soak`): a long tiny-random run with faults injected on a seeded schedule, resumed after each.
 
-The driver starts the run in a worker process. About every ``fault_every`` rounds one fault fires: the worker
-SIGKILLs itself mid-round (``kill``), a plugin raises in a hook (``exception``), or a client's update turns NaN
-(``nan``; rejected by the engine, no restart). After a kill or an exception the driver checks that the newest
-checkpoint is at least as new as the rounds MLflow logged, and resumes the run. At the end it checks that the
+The driver starts the run in a worker process (which runs it as ``harness run`` does, through
+:func:`harness.cli.execute`). About every ``fault_every`` rounds one fault fires: the worker SIGKILLs itself
+mid-round (``kill``), SIGTERMs itself mid-round (``sigterm``: a clean stop, MLflow KILLED, exit 143), a plugin
+raises in a hook (``exception``), the MLflow store fails with "No space left on device" while the round is
+logged (``tracker``: exit 1 with one message), or a client's update turns NaN (``nan``; rejected by the engine,
+no restart). After every fault but ``nan`` the driver checks the worker's exit status and message, that the
+newest checkpoint is at least as new as the rounds MLflow logged, and resumes the run. At the end it checks that the
 MLflow run FINISHED, that every round was logged exactly once, that the checkpoints verify, and that the final
 adapter equals the one of an uninterrupted run with the same NaN faults.
 """
@@ -11,6 +14,7 @@ adapter equals the one of an uninterrupted run with the same NaN faults.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import random
@@ -28,7 +32,10 @@ import click
 from harness.hookspecs import hookimpl
 
 RUN = "soak"
-KINDS = ("kill", "exception", "nan")
+KINDS = ("kill", "exception", "nan", "sigterm", "tracker")
+EXIT = {"kill": -signal.SIGKILL, "sigterm": 128 + signal.SIGTERM, "exception": 1, "tracker": 1}  # worker exit status
+MESSAGE = {"sigterm": "stopped by SIGTERM", "tracker": "MLflow tracking failed while logging round",
+           "exception": "SoakFault: injected fault"}  # in the worker's one-message stderr
 CLIENT_HOOKS = ("pre_local_train", "configure_fit", "local_grad_correction", "client_fit_end")
 SERVER_HOOKS = ("post_aggregate", "checkpoint_state", "on_round_end")
 HOOKS = CLIENT_HOOKS + SERVER_HOOKS
@@ -88,9 +95,17 @@ def soak_overrides(settings: SoakSettings, out: Path) -> dict:
 class FaultInjector:
     """Fires the given faults; a kill or an exception is recorded in ``fired_dir`` first so it fires only once."""
 
-    def __init__(self, faults: list[Fault], fired_dir: Path):
-        self.faults, self.fired_dir = faults, fired_dir
+    def __init__(self, faults: list[Fault], fired_dir: Path, tracker=None):
+        self.faults, self.fired_dir, self.tracker = faults, fired_dir, tracker
         self.round = 0
+        injector = self
+
+        class BreakTracker:  # before the MLflow tracker logs the round
+            @hookimpl(tryfirst=True)
+            def on_round_end(self, server_round, metrics, artifacts):
+                injector._fire("tracker", server_round)
+
+        self.tracker_breaker = BreakTracker()
 
     def _fire(self, hook: str, server_round: int, client_id: int | None = None, params=None) -> None:
         for fault in self.faults:
@@ -99,14 +114,28 @@ class FaultInjector:
             if fault.kind == "nan" and hook == "local_grad_correction":
                 for p in params.values():
                     p.grad.fill_(float("nan"))
-            elif (fault.kind, hook) in (("kill", "local_grad_correction"), ("exception", fault.hook)):
+            elif (fault.kind, hook) in (("kill", "local_grad_correction"), ("sigterm", "local_grad_correction"),
+                                        ("exception", fault.hook), ("tracker", "tracker")):
                 marker = self.fired_dir / f"{fault.index}.json"
                 if marker.exists():
                     continue
                 marker.write_text(json.dumps(dataclasses.asdict(fault)))
                 if fault.kind == "kill":
                     os.kill(os.getpid(), signal.SIGKILL)
+                if fault.kind == "sigterm":
+                    os.kill(os.getpid(), signal.SIGTERM)  # `harness run`'s handler raises here
+                    return
+                if fault.kind == "tracker":
+                    self._break_tracker()
+                    return
                 raise SoakFault(f"injected fault {fault.index} in {hook}, round {server_round}")
+
+    def _break_tracker(self) -> None:
+        """The tracker's next MLflow write fails as on a full disk (once: the client is replaced on resume)."""
+        def disk_full(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        self.tracker.client.log_batch = disk_full
 
     @hookimpl
     def pre_local_train(self, client_id, samples, server_round):
@@ -143,7 +172,7 @@ def run_worker(spec: dict) -> None:
     import torch
 
     from harness import plugins as registry
-    from harness.cli import selection
+    from harness.cli import execute, selection
     from harness.config import load_config
     from harness.engine import RoundEngine
     from harness.tracking import MlflowTracker, default_tracking_uri, find_run
@@ -154,9 +183,9 @@ def run_worker(spec: dict) -> None:
     uri = default_tracking_uri(out)
     run_id = find_run(uri, RUN).info.run_id if spec["resume"] else None
     tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir, run_id=run_id)
-    injector = FaultInjector([Fault(**f) for f in spec["faults"]], Path(spec["fired_dir"]))
-    pm = registry.build_manager(selection(cfg), extra=[tracker, injector])
-    RoundEngine(cfg, pm, progress=False, resume=spec["resume"]).run()
+    injector = FaultInjector([Fault(**f) for f in spec["faults"]], Path(spec["fired_dir"]), tracker)
+    pm = registry.build_manager(selection(cfg), extra=[tracker, injector, injector.tracker_breaker])
+    execute(RoundEngine(cfg, pm, progress=False, resume=spec["resume"]).run, tracker)
 
 
 def start_worker(spec: dict) -> subprocess.CompletedProcess:
@@ -206,10 +235,30 @@ def drive(settings: SoakSettings, faults: list[Fault], out: Path) -> dict:
         new = {p.stem for p in fired_dir.glob("*.json")} - fired
         if len(new) != 1:
             raise SoakFailed(f"worker exited {worker.returncode} without one injected fault:\n{worker.stderr[-3000:]}")
-        expected = -signal.SIGKILL if faults[int(new.pop())].kind == "kill" else 1
-        if worker.returncode != expected:
-            raise SoakFailed(f"worker exited {worker.returncode}, expected {expected}:\n{worker.stderr[-3000:]}")
+        kind = faults[int(new.pop())].kind
+        if worker.returncode != EXIT[kind]:
+            raise SoakFailed(f"worker exited {worker.returncode} after {kind}, expected {EXIT[kind]}:\n"
+                             f"{worker.stderr[-3000:]}")
+        check_message(kind, worker.stderr)
         resumes.append(check_checkpoint_kept(out) + 1)
+        if kind == "sigterm" and (status := run_status(out)) != "KILLED":
+            raise SoakFailed(f"after SIGTERM the MLflow run is {status}, expected KILLED")
+
+
+def check_message(kind: str, stderr: str) -> None:
+    """A stopped worker (not SIGKILLed) says what happened and how to resume, in one message, no traceback."""
+    if kind == "kill":
+        return
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    if "Traceback" in stderr or len(errors) != 1 or MESSAGE[kind] not in stderr or "--resume" not in stderr:
+        raise SoakFailed(f"after {kind} the worker did not print one message with the resume command:\n"
+                         f"{stderr[-3000:]}")
+
+
+def run_status(out: Path) -> str:
+    from harness.tracking import default_tracking_uri, find_run
+
+    return find_run(default_tracking_uri(out), RUN).info.status
 
 
 def final_checks(settings: SoakSettings, faults: list[Fault], out: Path, reference: Path) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -32,6 +34,85 @@ LIBRARIES = ("torch", "transformers", "peft", "trl")
 
 class TrackingUnreachableError(RuntimeError):
     """An http(s) MLflow tracking server did not answer; the message names its URI."""
+
+
+class TrackingError(RuntimeError):
+    """An MLflow call failed (store deleted, corrupt, unwritable, disk full, server down); the message says what
+    the tracker was doing and names the store."""
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, else None."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def open_client(uri: str) -> MlflowClient:
+    """An :class:`MlflowClient` for ``uri`` with its store created (MLflow runs its migrations here).
+
+    For a sqlite store the creation holds an exclusive lock on ``<db>.lock`` next to it, so two processes
+    creating a fresh store at once do not race in MLflow's migrations ("table ... already exists"); one retry
+    covers a store created by something that does not take the lock. Any failure raises
+    :class:`TrackingError` with one line naming the store (e.g. an output directory that is not writable).
+    """
+    db = sqlite_path(uri)
+    try:
+        with _store_lock(db):
+            try:
+                return MlflowClient(uri)
+            except Exception as exc:  # noqa: BLE001 - a concurrent creator: the store is complete by now
+                if "already exists" not in str(exc):
+                    raise
+                return MlflowClient(uri)
+    except TrackingError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported as one line
+        where = f" (is {db.parent} writable?)" if db is not None else ""
+        raise TrackingError(f"cannot open the MLflow store {uri}{where}: {_short(exc)}") from exc
+
+
+@contextlib.contextmanager
+def _store_lock(db: Path | None):
+    if db is None:
+        yield
+        return
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(db.with_name(db.name + ".lock"), "a")
+    except OSError as exc:
+        if db.is_file():  # an existing store in a read-only directory: nothing to create, so nothing to race
+            yield
+            return
+        raise TrackingError(f"cannot create the MLflow store {db}: {exc.strerror or exc}: {db.parent} "
+                            "is not writable; pass a writable --output-dir or --tracking-uri") from exc
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _short(exc: BaseException) -> str:
+    """``Type: first line of the message`` of the innermost useful error: the database's own error under
+    SQLAlchemy's and MLflow's wrappers (which add the statement, its parameters and a link)."""
+    for _ in range(5):
+        inner = getattr(exc, "orig", None) or (exc.__cause__ if type(exc).__name__ == "MlflowException" else None)
+        if not isinstance(inner, BaseException) or not str(inner).strip():
+            break
+        exc = inner
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:500]}"
+
+
+class _NoTraceback(logging.Filter):
+    """MLflow's sqlite store logs every database error with its traceback before raising it; the tracker
+    reports the raised error in one line (TrackingError), so the logged copy is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.exc_info is None
+
+
+logging.getLogger("mlflow.store.db.utils").addFilter(_NoTraceback())
 
 
 def default_tracking_uri(output_dir: str | Path) -> str:
@@ -178,7 +259,7 @@ class RunNotFoundError(LookupError):
 
 def find_run(tracking_uri: str, key: str) -> mlflow.entities.Run:
     """The MLflow run whose id, or else whose run name, is ``key`` (the newest of that name)."""
-    client = MlflowClient(tracking_uri)
+    client = open_client(tracking_uri)
     try:
         return client.get_run(key)
     except mlflow.exceptions.MlflowException:
@@ -220,22 +301,49 @@ class MlflowTracker:
     round it is handed may replay one the interrupted process already logged, whose metrics are then not
     logged twice. Its ``on_run_start``/``on_run_end`` run first, so a failing plugin cannot keep the run
     from being created or from being marked FAILED (with the traceback as ``error.txt``).
+
+    A failing MLflow call (store deleted, corrupt or unwritable, disk full) raises :class:`TrackingError` from
+    ``on_run_start``/``on_round_end``, which stops the run (the engine keeps its checkpoints); ``on_run_end``
+    never raises: it records the failure in ``failure`` for ``harness run`` to report. A run stopped by
+    SIGINT/SIGTERM (``interrupted`` set by ``harness run``) is marked KILLED instead of FAILED.
     """
 
     def __init__(self, tracking_uri: str, experiment: str, output_dir: str | Path, run_id: str | None = None):
         self.uri = tracking_uri
         self.experiment = experiment
         self.output_dir = output_dir
-        self.client = MlflowClient(tracking_uri)
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        self.client = open_client(tracking_uri)
         self.run_id = run_id
         self._may_replay = run_id is not None
         self.status: str | None = None  # the status on_run_end gave the run
         self.run_dir: Path | None = None  # the run's directory (checkpoints), once it started
+        self.run_name: str | None = None
+        self.interrupted: int | None = None  # the signal that stopped the run (set by `harness run`)
+        self.failure: TrackingError | None = None  # the first MLflow call that failed
         logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+    @contextlib.contextmanager
+    def _calling(self, what: str):
+        """Turn any error of the MLflow calls inside into a :class:`TrackingError` saying ``what`` failed."""
+        try:
+            yield
+        except TrackingError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - sqlite, SQLAlchemy, OSError, MlflowException, requests...
+            error = TrackingError(f"MLflow tracking failed while {what} (store {self.uri}): {_short(exc)}")
+            error.__cause__ = exc
+            self.failure = self.failure or error
+            raise error from exc
 
     @hookimpl(tryfirst=True)
     def on_run_start(self, run: RunInfo) -> None:
         self.run_dir = run.run_dir
+        self.run_name = run.run_name
+        with self._calling("starting the MLflow run"):
+            self._start(run)
+
+    def _start(self, run: RunInfo) -> None:
         if self.run_id is not None:
             self.client.update_run(self.run_id, status="RUNNING")
             self.client.set_tag(self.run_id, "harness.resumed_at_round", str(run.resume_round))
@@ -262,6 +370,10 @@ class MlflowTracker:
 
     @hookimpl
     def on_round_end(self, server_round: int, metrics: dict[str, float], artifacts: dict[str, str]) -> None:
+        with self._calling(f"logging round {server_round}"):
+            self._log_round(server_round, metrics, artifacts)
+
+    def _log_round(self, server_round: int, metrics: dict[str, float], artifacts: dict[str, str]) -> None:
         ms = [mlflow.entities.Metric(k, float(v), mlflow.utils.time.get_current_time_millis(), server_round)
               for k, v in metrics.items()]
         if self._may_replay:
@@ -277,10 +389,15 @@ class MlflowTracker:
     def on_run_end(self, run: RunInfo, summary: RunSummary) -> None:
         if self.run_id is None:
             return
-        if summary.adapter_path is not None:
-            self.client.log_artifacts(self.run_id, str(summary.adapter_path), "final_adapter")
-        if summary.error:
-            self.client.log_text(self.run_id, redact(summary.error), "error.txt")  # no secret in the artifact
-        self.client.log_metric(self.run_id, "run/wall_seconds", summary.wall_seconds)
-        self.client.set_terminated(self.run_id, status=summary.status)
-        self.status = summary.status
+        status = "KILLED" if self.interrupted is not None and summary.status == "FAILED" else summary.status
+        try:
+            with self._calling(f"marking the MLflow run {status}"):
+                if summary.adapter_path is not None:
+                    self.client.log_artifacts(self.run_id, str(summary.adapter_path), "final_adapter")
+                if summary.error:
+                    self.client.log_text(self.run_id, redact(summary.error), "error.txt")  # no secret in it
+                self.client.log_metric(self.run_id, "run/wall_seconds", summary.wall_seconds)
+                self.client.set_terminated(self.run_id, status=status)
+        except TrackingError:
+            return  # in self.failure; `harness run` reports it (the run's own error, if any, propagates)
+        self.status = status
