@@ -120,7 +120,7 @@ def test_cli_failure_for_a_cai_data_error_does_not_suggest_resume(tmp_path, caps
     from harness.cli import execute
 
     class Tracker:
-        status, run_id, run_dir = "FAILED", "abc123", tmp_path
+        status, run_id, run_dir, failure = "FAILED", "abc123", tmp_path, None
 
     def run():
         raise CaiDataError("no usable CAI pairs")
