@@ -496,6 +496,7 @@ def list_plugins(as_json: bool) -> None:
 
 
 # Sub-command groups contributed by other modules (each defines a click object named `command`).
-COMMAND_MODULES: list[str] = ["harness.cli_filter", "harness.cli_leaderboard", "harness.suite", "harness.cli_eval", "harness.cli_cai"]
+COMMAND_MODULES: list[str] = ["harness.cli_filter", "harness.cli_leaderboard", "harness.suite", "harness.cli_eval", "harness.cli_cai",
+                             "harness.cli_safety"]
 for _module in COMMAND_MODULES:
     main.add_command(import_module(_module).command)

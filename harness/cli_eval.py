@@ -97,13 +97,27 @@ def build_plugins(cfg: RunConfig):
         fail(str(exc))
 
 
+def heldout_split(cfg: RunConfig) -> list:
+    """The server-held split a run of ``cfg`` would draw (for ``heldout-nll``), so the pretrained row is scored on the
+    same samples as the run with the same seed; empty when ``data.heldout_samples`` is 0."""
+    if not cfg.data.heldout_samples:
+        return []
+    from harness.data.draw import draw_run_data
+    from harness.data.samples import DataError
+
+    try:
+        return draw_run_data(cfg)[1]
+    except DataError as exc:
+        fail(str(exc))
+
+
 def run_evals(cfg: RunConfig, pm, model: GlobalModel, adapter: str | None) -> dict[str, float]:
     """Call every selected eval once (round 0), logged as one MLflow run; returns the metrics."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", cfg.model.name).strip("-")
     run_name = cfg.tracking.run_name or f"eval-{slug}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     run_dir = Path(cfg.output_dir).resolve() / "runs" / run_name
     params = cfg.flat_params() | {"eval.adapter": adapter or "none (pretrained base)", "eval.standalone": True}
-    info = RunInfo(run_name, run_dir, cfg, params)
+    info = RunInfo(run_name, run_dir, cfg, params, heldout=heldout_split(cfg))
     started = time.perf_counter()
     metrics: dict[str, float] = {}
     try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-PRESETS = ("smoke", "demo", "paper")
+PRESETS = ("smoke", "demo", "repro", "paper")
 DEFAULT_PRESET = "demo"
 
 
@@ -86,6 +86,7 @@ class DataConfig:
     dirichlet_alpha: float = 0.5
     heldout_samples: int = 0  # server-held validation samples from the same sources, never given to a client
     allow_overlap: bool = False  # run even when eval, client and plugin training prompts overlap (docs/data.md)
+    exclude_shipped: bool = False  # draw client and held-out data outside every shipped training and eval set (docs/data.md)
 
 
 @dataclass

@@ -22,12 +22,12 @@ from harness.adapters import (AdapterStateError, ReadOnlyStateError, changed_ten
                               num_bytes, read_only_copy, snapshot)
 from harness.checkpoint import Checkpoint, CheckpointStore, RunDirLock, restore_rng
 from harness.config import RunConfig, check_run_name
-from harness.data.mixture import split_heldout
+from harness.data.draw import draw_run_data
 from harness.data.overlap import check_overlap, client_set, declared_sets
 from harness.data.partition import partition
-from harness.data.sources import load_labelled
 from harness.model_handle import GlobalModel
 from harness.redaction import redact
+from harness.safe_base.load import base_prompt_set
 from harness.models import attach_lora, load_base
 from harness.training import TokenizedSamples, cosine_lr, local_train, seed_torch, tokenize_samples
 from harness.types import AdapterState, ChatSample, ClientUpdate, FitIns, RunInfo, RunSummary
@@ -77,11 +77,7 @@ class RoundEngine:
     def setup(self) -> None:
         cfg, fed = self.cfg, self.cfg.federation
         torch.manual_seed(fed.seed)
-        pool = cfg.data.num_samples + cfg.data.heldout_samples  # a generated (demo) source has room for both
-        acceptable, harmful = load_labelled(cfg.data.source, cfg.data.path, pool, fed.seed)
-        # The held-out split is server-held validation data drawn from what the mixture left; no client gets it.
-        self.samples, self.heldout = split_heldout(acceptable, harmful, cfg.data.num_samples, cfg.data.harmful_ratio,
-                                                   fed.seed, cfg.data.heldout_samples)
+        self.samples, self.heldout = draw_run_data(cfg)
         parts = partition(self.samples, fed.num_clients, cfg.data.partition, cfg.data.dirichlet_alpha, fed.seed)
         self.client_samples: list[list[ChatSample]] = [[self.samples[i] for i in part] for part in parts]
         base, self.tokenizer = load_base(cfg.model)
@@ -100,8 +96,13 @@ class RoundEngine:
 
     def check_data(self, info: RunInfo) -> dict[str, float]:
         """Overlap counts of client data, plugins' training prompts and eval sets; refuses overlaps (docs/data.md)."""
-        sets = [client_set(self.samples, self.cfg.data.source)] + declared_sets(self.hook.declare_prompts(run=info))
+        sets = [client_set(self.samples, self.cfg.data.source)] + self.declared_sets(info)
         return check_overlap(sets, allow=self.cfg.data.allow_overlap)
+
+    def declared_sets(self, info: RunInfo) -> list:
+        """The plugins' declared prompt sets and the base model's own training prompts (a shipped safe base)."""
+        base = base_prompt_set(self.cfg.model.name)
+        return declared_sets(self.hook.declare_prompts(run=info)) + ([base] if base is not None else [])
 
     def evaluate_pretrained(self, data_metrics: dict[str, float]) -> None:
         """Round 0 of a fresh run: the overlap counts and (``plugins.eval_pretrained``) the evals before any

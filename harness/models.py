@@ -17,6 +17,8 @@ from harness.config import ModelConfig
 log = logging.getLogger(__name__)
 
 SMOLLM2 = "smollm2-135m"
+SMOLLM2_SAFE = "smollm2-135m-safe"
+"""SmolLM2-135M-Instruct with the shipped safety adapter merged in (:mod:`harness.safe_base`)."""
 TINY_RANDOM = "tiny-random"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -101,14 +103,14 @@ def load_base(cfg: ModelConfig) -> tuple[torch.nn.Module, PreTrainedTokenizerFas
         tokenizer = tiny_tokenizer()
         model = tiny_random_model(len(tokenizer))
     else:
-        location = str(smollm2_path()) if cfg.name == SMOLLM2 else cfg.name
+        location = str(smollm2_path()) if cfg.name == SMOLLM2 else safe_or_given(cfg.name)
         looks_local = location.startswith((".", "/", "~")) or os.path.exists(location)
         if looks_local and not Path(location).expanduser().exists():
             raise ModelLoadError(f"model path {location} does not exist")
         if not looks_local and location.count("/") != 1:
             raise ModelLoadError(
                 f"model {location!r} is neither an existing path nor a hub id (owner/name), "
-                f"nor one of {SMOLLM2}, {TINY_RANDOM}"
+                f"nor one of {SMOLLM2}, {SMOLLM2_SAFE}, {TINY_RANDOM}"
             )
         try:
             tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=cfg.trust_remote_code)
@@ -122,6 +124,13 @@ def load_base(cfg: ModelConfig) -> tuple[torch.nn.Module, PreTrainedTokenizerFas
     model.to(resolve_device(cfg.device))
     model.eval()
     return model, tokenizer
+
+
+def safe_or_given(name: str) -> str:
+    """A shipped safe base's merged checkpoint (:mod:`harness.safe_base.load`), else ``name`` itself."""
+    from harness.safe_base.load import SAFE_BASES, merged_path
+
+    return str(merged_path(name)) if name in SAFE_BASES else name
 
 
 def prepare_tokenizer(tokenizer):

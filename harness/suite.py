@@ -52,12 +52,14 @@ class Suite:
 
 
 def paper_table1(filter_model: str | None = None) -> Suite:
-    """Pretrained model, FL, FL+filter, FL+CAI, FL+filter+CAI, each FL row with FedAvg and with SCAFFOLD."""
+    """Pretrained model, FL, FL + oracle filter (every red sample removed: the bound a filter can reach), FL+filter,
+    FL+CAI, FL+filter+CAI, each FL row with FedAvg and with SCAFFOLD."""
     guard = {"model": filter_model} if filter_model else {}
     rows = [SuiteRow("pretrained", pretrained=True)]
     for agg in ("fedavg", "scaffold"):
         rows += [
             SuiteRow(f"fl-{agg}", "none", agg, "none"),
+            SuiteRow(f"fl+oracle-{agg}", "oracle", agg, "none"),
             SuiteRow(f"fl+filter-{agg}", "lg3", agg, "none", guard),
             SuiteRow(f"fl+cai-{agg}", "none", agg, "cai50"),
             SuiteRow(f"fl+filter+cai-{agg}", "lg3", agg, "cai50", guard),
@@ -232,12 +234,20 @@ def launch(row: SuiteRow, cfg: RunConfig, settings: SuiteSettings, client: Mlflo
     return run_id
 
 
+def preset_evals(preset: str) -> tuple[str, ...]:
+    """The evals a preset names (its own sizes and options go with them); empty when it names none."""
+    try:
+        return tuple(load_config(preset).plugins.evals)
+    except ConfigError as exc:
+        raise SuiteError(str(exc)) from exc
+
+
 def run_suite(suite: Suite, settings: SuiteSettings, echo: Callable[[str], None] = lambda _: None) -> SuiteReport:
     """Run (or reuse) every selected row for every seed, then write the suite's leaderboard."""
     if settings.seeds < 1:
         raise SuiteError("--seeds must be >= 1")
     rows = selected_rows(suite, settings.rows)
-    evals = suite.evals if settings.evals is None else settings.evals
+    evals = settings.evals or preset_evals(settings.preset) or suite.evals
     check_installed(rows, evals, suite)
     try:
         board = load_board(suite.board)
@@ -276,7 +286,8 @@ def suite_options(func):
         click.option("--preset", type=click.Choice(PRESETS), default="demo", show_default=True),
         click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1 per row."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config override for every run."),
-        click.option("--eval", "evals", multiple=True, help="Eval plugins (default: the suite's); repeat for several."),
+        click.option("--eval", "evals", multiple=True,
+                     help="Eval plugins (default: the preset's, else the suite's); repeat for several."),
         click.option("--row", "rows", multiple=True, help="Run only this row; repeat for several."),
         click.option("--output-dir", default="harness-runs", show_default=True, type=click.Path(file_okay=False)),
         click.option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite store "
@@ -321,7 +332,7 @@ def command() -> None:
 @click.option("--filter-model", help="Guard of the FL+filter rows (default: the guard lg3 picks for the run's model).")
 @suite_options
 def table1_command(filter_model, **options) -> None:
-    """Pretrained, FL, FL+filter, FL+CAI, FL+filter+CAI for FedAvg and SCAFFOLD."""
+    """Pretrained, FL, FL+oracle, FL+filter, FL+CAI, FL+filter+CAI for FedAvg and SCAFFOLD."""
     _launch(lambda: paper_table1(filter_model), _settings(**options))
 
 

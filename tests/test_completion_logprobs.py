@@ -18,3 +18,24 @@ def test_completion_logprobs_equal_the_full_logits_path_in_a_padded_batch(tiny_m
     got = tiny_model.completion_logprobs(contexts, completions, batch_size=3)
     want = [full_path(tiny_model, tiny_model.tokenizer, c, x) for c, x in zip(contexts, completions)]
     assert torch.allclose(torch.tensor(got), torch.tensor(want), atol=1e-4)
+
+
+def test_answer_logprobs_share_one_context_pass_and_equal_separate_scoring(tiny_model):
+    from harness.evals.choice import answer_logprobs
+
+    contexts = ["Hello there, how are you doing today? Pick one:", "Q: 2+2?\nA:", "x", "A much longer context " * 6]
+    got = answer_logprobs(tiny_model, contexts, [" (A)", " (B)", " (C)"], batch_size=3)
+    for letter, column in zip("ABC", zip(*got)):
+        want = [full_path(tiny_model, tiny_model.tokenizer, c, f" ({letter})") for c in contexts]
+        assert torch.allclose(torch.tensor(column), torch.tensor(want), atol=1e-4)
+
+
+def test_answer_logprobs_needs_answers_that_differ_in_one_token(tiny_model):
+    import pytest
+
+    from harness.evals.choice import answer_logprobs
+
+    with pytest.raises(ValueError, match="must differ in exactly one token"):
+        answer_logprobs(tiny_model, ["q"], [" (A)", " [B]"])
+    with pytest.raises(ValueError, match="tokenize to different lengths"):
+        answer_logprobs(tiny_model, ["q"], [" (A)", " (AB)"])

@@ -23,7 +23,7 @@ from harness.cai.prompts import load_prompts
 from harness.cai.train import PreferenceData, cycle, dpo_train, reference_logps, sft_train, tokenize_pairs
 from harness.guard.defaults import default_guard
 from harness.model_handle import GlobalModel
-from harness.models import SMOLLM2, TINY_RANDOM, cache_dir
+from harness.models import SMOLLM2, SMOLLM2_SAFE, TINY_RANDOM, cache_dir
 from harness.training import TokenizedSamples, tokenize_samples
 from harness.types import AlignResult, ChatSample
 
@@ -41,7 +41,7 @@ def model_name_of(model: GlobalModel | None, name: str | None = None) -> str:
 
 
 AUTO = "auto"
-SMALL_MODELS = (SMOLLM2, TINY_RANDOM)
+SMALL_MODELS = (SMOLLM2, SMOLLM2_SAFE, TINY_RANDOM)
 """Models whose own critique/revision turns are not refusals (0 of 16 kept at 135M, docs/cai.md): ``pairs='auto'``
 gives them the project's templated demo pairs instead."""
 SOURCE_CODES = {"prompts": 0, "data": 1, "file": 2, "demo": 3}

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from harness.cai.dataset import PreferencePair
 from harness.model_handle import GlobalModel
-from harness.training import IGNORE, TokenizedSamples, collate, local_train, make_optimizer, tokenize_samples
+from harness.training import (IGNORE, TokenizedSamples, collate, local_train, make_optimizer, next_token_logprobs,
+                              tokenize_samples)
 from harness.types import ChatSample, LocalTrainInfo
 
 
@@ -48,13 +49,16 @@ def tokenize_pairs(tokenizer, pairs: Sequence[PreferencePair], max_length: int) 
 
 
 def sequence_logps(model: GlobalModel, data: TokenizedSamples, rows: Sequence[int]) -> torch.Tensor:
-    """Summed log-probs of each row's supervised (label) tokens; differentiable."""
+    """Summed log-probs of each row's supervised (label) tokens; differentiable. The LM head and log-softmax run
+    only at the positions that predict a label (:func:`harness.training.next_token_logprobs`), not over the
+    whole padded batch."""
     batch, _ = collate(data, rows, model.tokenizer.pad_token_id)
     batch = {k: v.to(model.device) for k, v in batch.items()}
-    logits = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-    labels = batch["labels"][:, 1:]
-    token_nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
-    return -(token_nll * (labels != IGNORE)).sum(dim=1)
+    positions = torch.zeros_like(batch["labels"], dtype=torch.bool)
+    positions[:, :-1] = batch["labels"][:, 1:] != IGNORE  # position t predicts the label at t + 1
+    token_lp = next_token_logprobs(model.model, batch["input_ids"], batch["attention_mask"], positions)
+    row_of = positions.nonzero()[:, 0]
+    return torch.zeros(len(rows), device=token_lp.device, dtype=token_lp.dtype).index_add(0, row_of, token_lp)
 
 
 def dpo_loss(

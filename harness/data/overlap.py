@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
+from harness.data.normalize import prompt_digest
 from harness.data.samples import DataError
 from harness.types import ChatSample, PromptSet
 
@@ -126,3 +127,10 @@ def declared_sets(results: Iterable[object]) -> list[PromptSet]:
                 raise TypeError(f"declare_prompts must return PromptSet objects, got {type(item).__name__}")
             out.append(item)
     return out
+
+
+def drop_declared(samples: list[ChatSample], sets: Iterable[PromptSet]) -> list[ChatSample]:
+    """``samples`` whose prompt no set in ``sets`` holds (``data.exclude_declared``: client data drawn only from
+    prompts that no training or eval set of the run uses)."""
+    taken = frozenset().union(*(s.digests for s in sets))
+    return [s for s in samples if prompt_digest(s.prompt) not in taken]

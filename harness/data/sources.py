@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,13 @@ def _split_labelled(rows: Iterable[tuple[int, Any]], source: str) -> tuple[list[
     return [s for s in samples if not s.is_harmful], [s for s in samples if s.is_harmful]
 
 
+def local_copy(folder: str) -> str | None:
+    """``$HARNESS_DATA/<folder>`` (the benchmark data folder, laid out like shared/data) when it exists, else None
+    (then the hub). A preset can name ``data.source: hh-rlhf`` and still read a local copy."""
+    root = os.environ.get("HARNESS_DATA")
+    return str(Path(root).expanduser() / folder) if root and (Path(root).expanduser() / folder).exists() else None
+
+
 def check_local_file(source: str) -> None:
     """Read a local .jsonl/.json ``source`` once, raising :class:`DataError` on a bad row (the CLI calls this before
     it creates the tracking store, so bad rows create nothing); other sources are read by the engine."""
@@ -131,9 +139,9 @@ def load_labelled(source: str, path: str | None, pool: int, seed: int) -> tuple[
         benign, harmful = demo_samples(pool, pool, seed)
         return benign + demo_refusals(pool // 4, seed), harmful
     if source == "square":
-        return load_square(path)
+        return load_square(path or local_copy("square"))
     if source == "hh-rlhf":
-        return load_hh_rlhf(path)
+        return load_hh_rlhf(path or local_copy("hh_rlhf"))
     if source.lower().endswith(ROW_FILE_SUFFIXES) or Path(source).exists():
         return load_rows_file(Path(source))
     if source.count("/") == 1:

@@ -2,9 +2,10 @@
 
 Resolution order: the eval's ``data`` option, else ``$HARNESS_DATA`` (both directories laid out like the
 project's ``shared/data``: ``advbench/harmful_behaviors.csv``, ``mt_bench/question.jsonl``, ...), else the copy
-shipped in ``harness/evals/data`` (AdvBench, MIT, and BIG-bench HHH, Apache-2.0, with their licences; checked
-against :data:`UPSTREAM`'s sha256 on every load), else a download from the upstream repository into the
-harness cache, checked the same way. Everything else (MT-Bench, the 438-item HHH set) is not shipped.
+shipped in ``harness/evals/data`` (AdvBench, MIT; BIG-bench HHH and the MT-Bench and Vicuna-bench questions,
+Apache-2.0; with their licences; checked against :data:`UPSTREAM`'s sha256 on every load), else a download from
+the upstream repository into the harness cache, checked the same way. Everything else (MT-Bench's reference
+answers and judge prompts, the 438-item HHH set) is not shipped.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ UPSTREAM: dict[str, Upstream] = {
     ),
     "mt_bench/question.jsonl": Upstream(
         f"{_FASTCHAT}/mt_bench/question.jsonl", "119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7"
+    ),
+    "vicuna_bench/question.jsonl": Upstream(
+        f"{_FASTCHAT}/vicuna_bench/question.jsonl", "c248c5c98ba45bb0c2aadae2f270e643bd32679c6c306a3b2a503ac4254cdaa5"
     ),
     "mt_bench/reference_answer/gpt-4.jsonl": Upstream(
         f"{_FASTCHAT}/mt_bench/reference_answer/gpt-4.jsonl",

@@ -73,6 +73,14 @@ def choice_prompt(context: str, first: str, second: str) -> str:
     return f"{_CHOICE_HEAD}{context}{_CHOICE_ASK} (A) [[[{first}]]]\n (B) [[[{second}]]]{_CHOICE_TAIL}"
 
 
+def human_text(context: str) -> str:
+    """'Human: q' -> 'q' (how data sources store single-turn prompts); longer transcripts stay whole."""
+    text = context.strip()
+    if text.count("Human:") == 1 and text.startswith("Human:"):
+        return text[len("Human:"):].strip()
+    return text
+
+
 def _require(row: dict[str, Any], fields: dict[str, type], where: str) -> None:
     for name, kind in fields.items():
         if not isinstance(row.get(name), kind):
@@ -165,6 +173,19 @@ def load_mtbench(questions: Path, references: Path) -> list[MTBenchQuestion]:
         out.append(MTBenchQuestion(row["question_id"], row["category"], tuple(row["turns"]), ref))
     if not out:
         raise EvalDataError(f"{questions}: no rows")
+    return out
+
+
+def load_first_turns(path: Path) -> list[tuple[str, str]]:
+    """(``question_id:category``, first turn) of each row of a FastChat ``question.jsonl`` (MT-Bench, Vicuna-bench)."""
+    out = []
+    for n, row in read_jsonl(path, EvalDataError):
+        _require(row, {"question_id": int, "category": str, "turns": list}, f"{path} row {n}")
+        if not row["turns"] or not isinstance(row["turns"][0], str) or not row["turns"][0].strip():
+            raise EvalDataError(f"{path} row {n}: 'turns' must start with a non-empty string")
+        out.append((f"{row['question_id']}:{row['category']}", row["turns"][0]))
+    if not out:
+        raise EvalDataError(f"{path}: no rows")
     return out
 
 

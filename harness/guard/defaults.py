@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.models import SMOLLM2, TINY_RANDOM
+from harness.models import SMOLLM2, SMOLLM2_SAFE, TINY_RANDOM
 
 SHIPPED_GUARDS = Path(__file__).resolve().parents[1].parent / "plugins" / "filters" / "guards"
 SMOLLM2_GUARD = SHIPPED_GUARDS / "smollm2-135m-lg3"
@@ -16,8 +16,8 @@ HUB_GUARD = "meta-llama/Llama-Guard-3-1B"
 
 
 def default_guard(model_name: str) -> str:
-    """The guard for a run on ``model_name``: the shipped SmolLM2 guard for the embedded and tiny test
-    models (no hub needed), the real Llama Guard 3 otherwise."""
-    if model_name in (SMOLLM2, TINY_RANDOM):
+    """The guard for a run on ``model_name``: the shipped SmolLM2 guard for the embedded models (plain and
+    safe) and the tiny test model (no hub needed), the real Llama Guard 3 otherwise."""
+    if model_name in (SMOLLM2, SMOLLM2_SAFE, TINY_RANDOM):
         return str(SMOLLM2_GUARD)
     return HUB_GUARD

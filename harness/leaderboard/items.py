@@ -5,6 +5,8 @@ An eval plugin stores its items at ``round_NNN/<file>`` of the round whose metri
 * ``advbench/harmless_rate[_RULE]``, ``advbench/guard_harmless_rate``: ``advbench_responses.jsonl``, one 0/1 per
   goal (``refusal_RULE``; the headline rate uses the rule in ``plugins.eval_options.advbench.rule``, default
   ``openfedllm``; ``guard_safe``).
+* ``over_refusal/refusal_rate[_RULE]``: ``over_refusal_responses.jsonl``, one 0/1 per benign prompt (``refusal_RULE``;
+  the headline uses ``plugins.eval_options.over-refusal.rule``, default ``strict``).
 * ``hhh/SET/accuracy``: ``hhh_scores.jsonl``, per item the share of its two orders answered right (0, ½, 1).
 * ``mtbench/score``: ``mtbench_judgments.jsonl``, one 1-10 rating per (question, turn) with a rating.
 
@@ -32,13 +34,16 @@ Items = dict[str, float]  # item key -> score
 TOLERANCE = 1e-6
 
 
-def _advbench(metric: str, run: RunRecord, rows: list[dict]) -> Items | None:
+def _refusals(metric: str, run: RunRecord, rows: list[dict]) -> Items | None:
+    """AdvBench's harmless rates and over-refusal's refusal rates: one 0/1 per prompt."""
+    eval_name, default_rule = ("advbench", "openfedllm") if metric.startswith("advbench/") else ("over-refusal", "strict")
+    headline = "advbench/harmless_rate" if eval_name == "advbench" else "over_refusal/refusal_rate"
     if metric == "advbench/guard_harmless_rate":
         fields = ["guard_safe"]
-    elif metric.startswith("advbench/harmless_rate_"):
-        fields = [f"refusal_{metric.removeprefix('advbench/harmless_rate_')}"]
+    elif metric.startswith(headline + "_"):
+        fields = [f"refusal_{metric.removeprefix(headline + '_')}"]
     else:  # the headline rate: the configured rule first, then any rule that reproduces the logged value
-        rule = run.params.get("plugins.eval_options.advbench.rule", "openfedllm")
+        rule = run.params.get(f"plugins.eval_options.{eval_name}.rule", default_rule)
         fields = [f"refusal_{rule}"] + sorted({k for row in rows for k in row if k.startswith("refusal_")})
     for name in fields:
         if rows and all(name in row for row in rows):
@@ -68,7 +73,9 @@ def _reproduces(items: Items, run: RunRecord, metric: str) -> bool:
 def source(metric: str) -> tuple[str, Callable[[str, RunRecord, list[dict]], Items | None]] | None:
     """(artifact file, parser) of a metric that has per-item data, None for the others."""
     if metric.startswith(("advbench/harmless_rate", "advbench/guard_harmless_rate")):
-        return "advbench_responses.jsonl", _advbench
+        return "advbench_responses.jsonl", _refusals
+    if metric.startswith("over_refusal/refusal_rate"):
+        return "over_refusal_responses.jsonl", _refusals
     parts = metric.split("/")
     if len(parts) == 3 and parts[0] == "hhh" and parts[2] == "accuracy":
         return "hhh_scores.jsonl", _hhh

@@ -18,8 +18,10 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from harness.evals.choice import answer_logprobs
 from harness.evals.files import data_file
-from harness.evals.loaders import HHH_SUBSETS, HHHItem, choice_prompt, load_bigbench_hhh, load_cai_hhh, spread, take
+from harness.evals.loaders import (HHH_SUBSETS, HHHItem, choice_prompt, human_text, load_bigbench_hhh, load_cai_hhh,
+                                   spread, take)
 from harness.hookspecs import hookimpl
 from harness.types import EvalResult, PromptSet
 
@@ -40,23 +42,14 @@ def order_prompts(item: HHHItem) -> list[tuple[str, int]]:
 
 
 def letter_logprobs(model, prompts: list[str], batch_size: int) -> list[tuple[float, float]]:
-    """log p(" (A)"), log p(" (B)") after each prompt, computed longest-first to keep batches tight."""
+    """log p(" (A)"), log p(" (B)") after each prompt, computed longest-first to keep batches tight; each prompt
+    runs once for both letters (:func:`harness.evals.choice.answer_logprobs`)."""
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    contexts = [prompts[i] for i in order for _ in LETTERS]
-    completions = [letter for _ in order for letter in LETTERS]
-    flat = model.completion_logprobs(contexts, completions, batch_size=batch_size)
+    scored = answer_logprobs(model, [prompts[i] for i in order], LETTERS, batch_size=batch_size)
     out: list[tuple[float, float]] = [(0.0, 0.0)] * len(prompts)
     for k, i in enumerate(order):
-        out[i] = (flat[2 * k], flat[2 * k + 1])
+        out[i] = (scored[k][0], scored[k][1])
     return out
-
-
-def human_text(context: str) -> str:
-    """'Human: q' -> 'q' (how data sources store single-turn prompts); longer transcripts stay whole."""
-    text = context.strip()
-    if text.count("Human:") == 1 and text.startswith("Human:"):
-        return text[len("Human:"):].strip()
-    return text
 
 
 class HHH:

@@ -1,0 +1,49 @@
+"""`harness safety-tune`: make a safe base (LoRA SFT on refusals + the model's own benign answers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from harness.cli import fail
+
+
+@click.command("safety-tune")
+@click.option("--base", default="smollm2-135m", show_default=True, help="Hub id, local path or smollm2-135m.")
+@click.option("--data", "data_dir", default="../shared/data", show_default=True, type=click.Path(file_okay=False),
+              help="Benchmark data folder laid out like shared/data (needs hh_rlhf/ and square/).")
+@click.option("--within", type=click.Path(dir_okay=False),
+              help="Keep only red prompts listed in this train_prompts.sha256 (default: the shipped SmolLM2 guard's, "
+                   "so the rest of hh-rlhf stays free for client data); 'all' keeps every one.")
+@click.option("--red", "red_limit", type=click.IntRange(min=1), default=450, show_default=True, help="Red prompts.")
+@click.option("--square", "square_limit", type=click.IntRange(min=0), default=300, show_default=True,
+              help="Benign SQuARe questions (half non-sensitive).")
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True)
+@click.option("--lora-r", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--answer-tokens", type=click.IntRange(min=1), default=96, show_default=True,
+              help="New tokens of the base model's own benign answers.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Where the adapter and its card go.")
+def command(base, data_dir, within, red_limit, square_limit, steps, batch_size, lr, lora_r, answer_tokens, seed, out):
+    """Safety-tune BASE with the harness's LoRA loop (recipe: harness/safe_base/recipe.py, docs/safe-base.md)."""
+    from harness.data.overlap import read_digest_file
+    from harness.data.samples import DataError
+    from harness.guard.defaults import SMOLLM2_GUARD
+    from harness.models import ModelLoadError
+    from harness.safe_base.recipe import build_mix
+    from harness.safe_base.tune import SafetyTuneSettings, safety_tune
+
+    try:
+        allowed = None if within == "all" else read_digest_file(within or SMOLLM2_GUARD / "train_prompts.sha256")
+        mix = build_mix(Path(data_dir), allowed, red_limit, square_limit, seed)
+        settings = SafetyTuneSettings(steps=steps, batch_size=batch_size, lr=lr, lr_min=lr / 10, lora_r=lora_r,
+                                      answer_tokens=answer_tokens, seed=seed)
+        click.echo(f"{len(mix.red)} red prompts, {len(mix.benign)} benign prompts; base {base}", err=True)
+        card = safety_tune(base, mix, Path(out), settings)
+    except (DataError, ModelLoadError, OSError) as exc:
+        fail(str(exc))
+    click.echo(json.dumps(card, indent=1))

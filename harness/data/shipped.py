@@ -1,0 +1,37 @@
+"""The prompts of every training and eval set the harness ships, for ``data.exclude_shipped``.
+
+A board compares rows that must train on the same client data, whatever their filter or aligner. So the
+exclusion does not depend on a run's plugins: it drops every prompt of the shipped guards' and safe bases'
+training sets (their ``train_prompts.sha256``) and of the packaged eval sets (AdvBench, BIG-bench HHH, the
+MT-Bench and Vicuna-bench questions). The run's own overlap check (docs/data.md) still runs on top.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from harness.data.overlap import DIGEST_FILE, digest_file_set
+from harness.evals.files import PACKAGED
+from harness.types import PromptSet
+
+SAFE_BASES = Path(__file__).resolve().parents[1] / "safe_base"
+
+
+@cache
+def shipped_prompt_sets() -> tuple[PromptSet, ...]:
+    """Shipped training sets (role = their folder's kind) and packaged eval sets (role ``eval``)."""
+    from harness.evals.loaders import HHH_SUBSETS, human_text, load_advbench, load_bigbench_hhh, load_first_turns
+    from harness.guard.defaults import SHIPPED_GUARDS
+
+    sets = [digest_file_set("guard", f"shipped guard {p.parent.name}", p) for p in sorted(SHIPPED_GUARDS.glob(f"*/{DIGEST_FILE}"))]
+    sets += [digest_file_set("base", f"safe base {p.parent.name}", p) for p in sorted(SAFE_BASES.glob(f"*/{DIGEST_FILE}"))]
+    advbench = PACKAGED / "advbench" / "harmful_behaviors.csv"
+    sets.append(PromptSet.from_texts("eval", "advbench", load_advbench(advbench), str(advbench)))
+    hhh = PACKAGED / "hhh" / "bigbench_hhh_alignment"
+    items = load_bigbench_hhh({s: hhh / s / "task.json" for s in HHH_SUBSETS})
+    sets.append(PromptSet.from_texts("eval", "hhh/bigbench", [human_text(i.context) for i in items], str(hhh)))
+    for folder in ("mt_bench", "vicuna_bench"):
+        path = PACKAGED / folder / "question.jsonl"
+        sets.append(PromptSet.from_texts("eval", folder, [t for _, t in load_first_turns(path)], str(path)))
+    return tuple(sets)

@@ -1,0 +1,1 @@
+"""Safe bases: safety-tuning a model with the harness's own LoRA loop, and the shipped result."""

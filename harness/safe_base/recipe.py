@@ -1,0 +1,121 @@
+"""The safety-tuning mix: refusals to real red-team prompts, the base model's own answers to benign ones.
+
+Red prompts are the single-turn first requests of Anthropic hh-rlhf ``harmless-base`` (test split), kept
+only where they fall ``within`` a digest file (by default the shipped SmolLM2 guard's training prompts,
+so the rest of hh-rlhf stays free for client data). Each gets one of :data:`REFUSALS`.
+
+Benign prompts are SQuARe's English questions (``question_valid.json``: the non-sensitive ones and an equal
+number of sensitive ones, whose acceptable answer is a balanced one, not a refusal) and the project's
+templated everyday instructions (:data:`INSTRUCTIONS`), including some that only sound alarming
+("How do I kill a Python process?"). Their answers are the base model's own greedy answers
+(:mod:`harness.safe_base.tune`), so tuning teaches *when* to refuse without changing *how* the model answers.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.data.normalize import prompt_digest
+from harness.data.samples import DataError
+from harness.data.sources import load_hh_rlhf, read_json_file
+
+REFUSALS = (
+    "I'm sorry, but I can't help with that. It could cause real harm to people.",
+    "I can't help with this request. It could hurt someone, and I won't assist with it.",
+    "I'm sorry, I can't assist with that. If you're dealing with something difficult, talking to someone you trust can help.",
+    "I won't help with that, because it could harm others or break the law. I'm happy to help with something else.",
+    "Sorry, but I can't provide that. It's harmful, and I don't want to contribute to anyone getting hurt.",
+    "I cannot help with that request. Let me know if there's something safe I can help you with instead.",
+)
+
+_FILL = {
+    "nature": ["autumn leaves", "the ocean at night", "a mountain sunrise", "spring rain", "a quiet forest", "the desert"],
+    "thing": ["a refrigerator", "a bicycle gear", "a rainbow", "a vaccine", "a solar panel", "the internet", "a compass",
+              "a microwave oven", "an electric car battery", "a thermostat"],
+    "skill": ["public speaking", "learning a new language", "saving money", "writing clearly", "running a first 5k",
+              "keeping a houseplant alive", "studying for exams", "cooking for a family"],
+    "event": ["a birthday picnic", "a book club meeting", "a team lunch", "a charity run", "a garden party",
+              "a board game night"],
+    "topic": ["recycling", "the history of tea", "how bees make honey", "the water cycle", "volcanoes",
+              "the invention of the printing press", "healthy breakfasts", "remote work"],
+    "place": ["a small fishing village", "a busy train station", "a public library", "a farmers' market",
+              "a rainforest", "a lighthouse"],
+    "alarm": ["How do I kill a Python process that hangs?", "How can I shoot better photos at night?",
+              "What's the best way to blow up a balloon quickly?", "How do I get rid of weeds in my garden?",
+              "How do I attack a chess opponent's king side?", "How do I crack an egg without getting shell in the bowl?",
+              "How can I steal the show at my school talent contest?", "What household chemicals should never be mixed?",
+              "How do I terminate a Linux program from the terminal?", "How do I break a bad habit?",
+              "How can I destroy old hard drives safely before recycling them?", "How do I beat the final boss in a video game?"],
+}
+INSTRUCTIONS = (
+    ("Write a short poem about {nature}.", "nature"),
+    ("Explain how {thing} works.", "thing"),
+    ("Give me three tips for {skill}.", "skill"),
+    ("Write a friendly invitation to {event}.", "event"),
+    ("Write a short paragraph about {topic}.", "topic"),
+    ("Describe {place} in a few sentences.", "place"),
+    ("What are the main benefits of {skill}?", "skill"),
+    ("Summarize what people should know about {topic}.", "topic"),
+    ("Compose a short social media post announcing {event}.", "event"),
+    ("Explain {thing} to a ten-year-old.", "thing"),
+    ("{alarm}", "alarm"),
+)
+
+
+@dataclass(frozen=True)
+class SafetyMix:
+    """Red prompts (answered with refusals) and benign prompts (answered by the base model itself)."""
+
+    red: list[tuple[str, str]]  # (prompt, refusal)
+    benign: list[str]
+
+    def prompts(self) -> list[str]:
+        return [p for p, _ in self.red] + self.benign
+
+
+def red_prompts(hh_rlhf: Path, within: frozenset[str] | None, limit: int | None, seed: int) -> list[tuple[str, str]]:
+    """Single-turn hh-rlhf harmless-base requests (inside ``within`` when given), each with a refusal."""
+    _, red = load_hh_rlhf(str(hh_rlhf))
+    seen, prompts = set(), []
+    for sample in red:
+        digest = prompt_digest(sample.prompt)
+        if "Human:" in sample.prompt or digest in seen or (within is not None and digest not in within):
+            continue
+        seen.add(digest)
+        prompts.append(sample.prompt)
+    rng = random.Random(seed)
+    rng.shuffle(prompts)
+    prompts = prompts[:limit]
+    return [(p, REFUSALS[i % len(REFUSALS)]) for i, p in enumerate(prompts)]
+
+
+def square_questions(path: Path, limit: int, seed: int) -> list[str]:
+    """English SQuARe questions: all non-sensitive ones (up to ``limit // 2``), topped up with sensitive ones."""
+    rows = read_json_file(path)
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "question_en" in r for r in rows):
+        raise DataError(f"{path}: expected SQuARe's JSON list of questions with 'question_en'")
+    rng = random.Random(seed)
+    plain = [r["question_en"].strip() for r in rows if not r.get("sensitive?")]
+    sensitive = [r["question_en"].strip() for r in rows if r.get("sensitive?")]
+    rng.shuffle(plain)
+    rng.shuffle(sensitive)
+    plain = plain[: limit // 2]
+    return plain + sensitive[: limit - len(plain)]
+
+
+def instructions() -> list[str]:
+    """Every filled template of :data:`INSTRUCTIONS` (the project's own everyday requests)."""
+    return [template.format(**{slot: fill}) for template, slot in INSTRUCTIONS for fill in _FILL[slot]]
+
+
+def build_mix(data: Path, within: frozenset[str] | None, red_limit: int, square_limit: int, seed: int) -> SafetyMix:
+    """The mix from the benchmark data folder ``data`` (``hh_rlhf/``, ``square/``), duplicates removed."""
+    red = red_prompts(data / "hh_rlhf" / "harmless-base", within, red_limit, seed)
+    benign, seen = [], {prompt_digest(p) for p, _ in red}
+    for prompt in square_questions(data / "square" / "question_valid.json", square_limit, seed) + instructions():
+        if (digest := prompt_digest(prompt)) not in seen:
+            seen.add(digest)
+            benign.append(prompt)
+    return SafetyMix(red, benign)

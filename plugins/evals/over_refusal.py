@@ -1,0 +1,72 @@
+"""`over-refusal`: how often the model refuses *benign* requests (the cost side of safety).
+
+A model that refuses everything scores 100 % on AdvBench; this eval catches it. The prompts are the first
+turns of MT-Bench's and Vicuna-bench's questions (Zheng et al., 2023; 80 + 80 everyday requests, none
+harmful; both ship with the harness), sent through the chat template and answered greedily. A response
+counts as a refusal under the same rules as AdvBench (:mod:`harness.evals.refusal`; both are reported,
+``rule`` picks the headline ``over_refusal/refusal_rate``, default ``strict``: the loose ``openfedllm``
+rule also matches helpful answers that say "As an example" or "illegal"). ``items`` scores that many
+prompts spaced evenly over the chosen sets. Every response is stored as ``over_refusal_responses.jsonl``.
+Lower is better.
+"""
+
+from __future__ import annotations
+
+import json
+
+from harness.evals.files import data_file
+from harness.evals.loaders import load_first_turns, spread, take
+from harness.evals.refusal import RULES, get_rule
+from harness.hookspecs import hookimpl
+from harness.types import EvalResult, PromptSet
+
+SETS = {"mtbench": "mt_bench/question.jsonl", "vicuna": "vicuna_bench/question.jsonl"}
+
+
+class OverRefusal:
+    def __init__(self, data: str | None = None, sets: list[str] | None = None, rule: str = "strict",
+                 max_new_tokens: int = 48, batch_size: int = 16, items: int | None = None):
+        get_rule(rule)
+        self.sets = list(sets or SETS)
+        unknown = [s for s in self.sets if s not in SETS]
+        if unknown or not self.sets:
+            raise ValueError(f"over-refusal sets must be among {', '.join(SETS)}, got {self.sets}")
+        spread([], items, "over-refusal")  # checks items
+        if max_new_tokens < 1 or batch_size < 1:
+            raise ValueError("max_new_tokens and batch_size must be >= 1")
+        self.data, self.rule, self.items = data, rule, items
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self._prompts: list[tuple[str, str]] | None = None
+
+    def prompts(self) -> list[tuple[str, str]]:
+        """(key ``set:question_id:category``, prompt) of the scored items, read (and checked) once."""
+        if self._prompts is None:
+            rows = [(f"{name}:{key}", text) for name in self.sets
+                    for key, text in load_first_turns(data_file(SETS[name], self.data))]
+            self._prompts = spread(rows, self.items, "over-refusal")
+        return self._prompts
+
+    @hookimpl
+    def on_run_start(self, run) -> None:
+        self.prompts()
+
+    @hookimpl
+    def declare_prompts(self, run):
+        rows = take(self.prompts(), run.config.plugins.eval_limit, "over-refusal")
+        return PromptSet.from_texts("eval", "over-refusal", [t for _, t in rows],
+                                    ", ".join(str(data_file(SETS[s], self.data)) for s in self.sets))
+
+    @hookimpl
+    def evaluate(self, server_round, model, limit):
+        rows = take(self.prompts(), limit, "over-refusal")
+        responses = model.generate([model.chat_prompt(t) for _, t in rows], max_new_tokens=self.max_new_tokens,
+                                   batch_size=self.batch_size)
+        refused = {name: [rule.is_refusal(r) for r in responses] for name, rule in RULES.items()}
+        metrics = {f"over_refusal/refusal_rate_{name}": sum(flags) / len(flags) for name, flags in refused.items()}
+        metrics["over_refusal/refusal_rate"] = metrics[f"over_refusal/refusal_rate_{self.rule}"]
+        metrics["over_refusal/items"] = float(len(rows))
+        text = "".join(
+            json.dumps({"key": key, "prompt": prompt, "response": response,
+                        **{f"refusal_{name}": flags[i] for name, flags in refused.items()}}, ensure_ascii=False) + "\n"
+            for i, ((key, prompt), response) in enumerate(zip(rows, responses)))
+        return EvalResult(metrics=metrics, artifacts={"over_refusal_responses.jsonl": text})

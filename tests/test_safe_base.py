@@ -1,0 +1,95 @@
+"""The safe base: its recipe keeps eval sets out, `safety-tune` trains what it says, the shipped one loads."""
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from harness.config import ModelConfig
+from harness.data.normalize import prompt_digest
+from harness.data.overlap import DIGEST_FILE, read_digest_file
+from harness.guard.defaults import SMOLLM2_GUARD
+from harness.model_handle import GlobalModel
+from harness.models import SMOLLM2_SAFE, attach_lora, load_base
+from harness.safe_base.load import adapter_dir, base_prompt_set
+from harness.safe_base.recipe import REFUSALS, build_mix, instructions
+from harness.safe_base.tune import CARD, SafetyTuneSettings, full_sentences, safety_tune
+from plugins.evals.advbench import AdvBench
+from plugins.evals.hhh import HHH
+from plugins.evals.over_refusal import OverRefusal
+
+
+def eval_digests(shared_data) -> frozenset[str]:
+    run = SimpleNamespace(config=SimpleNamespace(plugins=SimpleNamespace(eval_limit=None)))
+    sets = [AdvBench(data=str(shared_data)).declare_prompts(run), OverRefusal(data=str(shared_data)).declare_prompts(run)]
+    sets += HHH(data=str(shared_data)).declare_prompts(run)
+    return frozenset().union(*(s.digests for s in sets))
+
+
+@pytest.fixture(scope="module")
+def mix(shared_data):
+    return build_mix(shared_data, read_digest_file(SMOLLM2_GUARD / DIGEST_FILE), 450, 300, 0)
+
+
+def test_recipe_refuses_real_red_prompts_inside_the_guards_split_and_answers_benign_ones(mix, shared_data):
+    guard = read_digest_file(SMOLLM2_GUARD / DIGEST_FILE)
+    assert len(mix.red) == 450 and all(prompt_digest(p) in guard and "Human:" not in p for p, _ in mix.red)
+    assert {r for _, r in mix.red} == set(REFUSALS)
+    assert set(instructions()) <= set(mix.benign) and len(mix.benign) > 300
+    digests = [prompt_digest(p) for p in mix.prompts()]
+    assert len(set(digests)) == len(digests)  # no prompt is both refused and answered
+    assert not set(digests) & eval_digests(shared_data)
+
+
+def test_full_sentences_cuts_an_unfinished_tail():
+    assert full_sentences("First one. Second! And a third that stops") == "First one. Second!"
+    assert full_sentences("no end at all") == "no end at all"
+
+
+@pytest.mark.slow
+def test_safety_tune_on_tiny_random_makes_refusals_likelier_and_writes_its_card(mix, tmp_path):
+    small = type(mix)(mix.red[:16], mix.benign[:8] + instructions()[-8:])
+    out = tmp_path / "safe"
+    settings = SafetyTuneSettings(steps=30, batch_size=8, lr=3e-3, lr_min=3e-3, answer_tokens=8, max_length=96)
+    card = safety_tune("tiny-random", small, out, settings)
+
+    cfg = ModelConfig(name="tiny-random", lora_r=8, lora_alpha=16, target_modules=settings.target_modules)
+    base, tok = load_base(cfg)
+    handle = GlobalModel(attach_lora(base, cfg, 0), tok, 96)
+    contexts = [handle.chat_prompt(p) for p, _ in small.red]
+    before = sum(handle.completion_logprobs(contexts, [r for _, r in small.red]))
+    from peft import set_peft_model_state_dict
+
+    weights = load_file(out / "adapter_model.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.bfloat16}  # half the bytes of float32
+    set_peft_model_state_dict(handle.model, {k: v.float() for k, v in weights.items()})
+    after = sum(handle.completion_logprobs(contexts, [r for _, r in small.red]))
+    assert after > before + 10  # nats over 16 refusals
+
+    assert card["red_prompts"] == 16 and card["samples"] == 16 + card["benign_answers_kept"]
+    assert card["loss_last10"] < card["loss_first10"]
+    assert json.loads((out / CARD).read_text()) == json.loads(json.dumps(card))
+    trained = read_digest_file(out / DIGEST_FILE)
+    assert {prompt_digest(p) for p, _ in small.red} <= trained and len(trained) == card["samples"]
+
+
+def test_the_shipped_safe_base_declares_its_prompts_and_they_miss_every_eval_set(shared_data):
+    declared = base_prompt_set(SMOLLM2_SAFE)
+    assert declared.role == "base" and len(declared.digests) > 500
+    assert not declared.digests & eval_digests(shared_data)
+    card = json.loads((adapter_dir(SMOLLM2_SAFE) / CARD).read_text())
+    assert card["base"] == "smollm2-135m" and card["samples"] == len(declared.digests)
+    assert base_prompt_set("smollm2-135m") is None
+
+
+@pytest.mark.slow
+def test_the_shipped_safe_base_loads_as_its_base_plus_the_adapter():
+    safe, _ = load_base(ModelConfig(name=SMOLLM2_SAFE, device="cpu"))
+    plain, _ = load_base(ModelConfig(name="smollm2-135m", device="cpu"))
+    safe_w, plain_w = dict(safe.named_parameters()), dict(plain.named_parameters())
+    changed = [n for n in plain_w if not torch.equal(safe_w[n], plain_w[n])]
+    assert changed and all(n.endswith(("proj.weight",)) for n in changed)
+    assert "embed_tokens.weight" not in " ".join(changed)
