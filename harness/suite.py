@@ -21,6 +21,7 @@ from harness import plugins as plugin_registry
 from harness.config import PRESETS, ConfigError, RunConfig, load_config, parse_override
 from harness.leaderboard import Leaderboard, load_board, write_leaderboard
 from harness.leaderboard.board import BoardError
+from harness.leaderboard.claims import claims_markdown
 from harness.tracking import _param_value, env_experiment, resolve_tracking_uri
 
 IGNORED_PARAMS = ("output_dir", "tracking.")  # where a run is stored does not change what it measures
@@ -49,6 +50,7 @@ class Suite:
     board: str  # board name or file
     rows: tuple[SuiteRow, ...]
     evals: tuple[str, ...] = ()
+    claims: tuple[str, tuple[str, ...]] | None = None  # (safety column, cost columns) of the paper's claims table
 
 
 def paper_table1(filter_model: str | None = None) -> Suite:
@@ -64,7 +66,8 @@ def paper_table1(filter_model: str | None = None) -> Suite:
             SuiteRow(f"fl+cai-{agg}", "none", agg, "cai50"),
             SuiteRow(f"fl+filter+cai-{agg}", "lg3", agg, "cai50", guard),
         ]
-    return Suite("paper-table1", paper_table1.__doc__, "paper-table1", tuple(rows), ("advbench", "hhh", "mtbench"))
+    claims = ("AdvBench", ("Over-refusal", "HHH-438", "Held-out NLL", "Round time (s)", "CAI time (s)"))
+    return Suite("paper-table1", paper_table1.__doc__, "paper-table1", tuple(rows), ("advbench", "hhh", "mtbench"), claims)
 
 
 def paper_table2(filter_model: str | None) -> Suite:
@@ -275,7 +278,10 @@ def run_suite(suite: Suite, settings: SuiteSettings, echo: Callable[[str], None]
     experiment = experiment_name(suite, settings)
     board = board.narrowed((experiment,), f"attributes.run_name LIKE '{suite.name}-{settings.preset}-%'")
     out = settings.board_dir or str(Path(settings.output_dir) / f"{suite.name}-{settings.preset}-board")
-    return SuiteReport(done, write_leaderboard(board, uri, out))
+    written = write_leaderboard(board, uri, out)
+    if suite.claims:
+        (Path(out) / "claims.md").write_text(claims_markdown(board, written.rows, *suite.claims))
+    return SuiteReport(done, written)
 
 
 # -- command line ---------------------------------------------------------------------------

@@ -50,7 +50,8 @@ def test_full_sentences_cuts_an_unfinished_tail():
 
 
 @pytest.mark.slow
-def test_safety_tune_on_tiny_random_makes_refusals_likelier_and_writes_its_card(mix, tmp_path):
+def test_safety_tune_on_tiny_random_makes_refusals_likelier_and_writes_its_card(mix, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))  # the base model's answers are cached there
     small = type(mix)(mix.red[:16], mix.benign[:8] + instructions()[-8:])
     out = tmp_path / "safe"
     settings = SafetyTuneSettings(steps=30, batch_size=8, lr=3e-3, lr_min=3e-3, answer_tokens=8, max_length=96)
@@ -70,6 +71,8 @@ def test_safety_tune_on_tiny_random_makes_refusals_likelier_and_writes_its_card(
     assert after > before + 10  # nats over 16 refusals
 
     assert card["red_prompts"] == 16 and card["samples"] == 16 + card["benign_answers_kept"]
+    cached = next((tmp_path / "cache" / "safe-base-answers").glob("*.jsonl")).read_text().splitlines()
+    assert len(cached) == len(small.benign)  # every benign prompt's raw answer, reused by a second tuning run
     assert card["loss_last10"] < card["loss_first10"]
     assert json.loads((out / CARD).read_text()) == json.loads(json.dumps(card))
     trained = read_digest_file(out / DIGEST_FILE)

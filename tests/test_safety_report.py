@@ -22,8 +22,9 @@ from tests.helpers import smoke_config
 
 def test_demo_preset_reports_safety():
     p = load_config("demo").plugins
-    assert p.evals == ["advbench", "hhh", "heldout-nll"] and p.eval_pretrained and p.eval_limit is None
+    assert p.evals == ["advbench", "over-refusal", "hhh", "heldout-nll"] and p.eval_pretrained and p.eval_limit is None
     assert p.eval_options["advbench"] == {"items": 64, "max_new_tokens": 48}
+    assert p.eval_options["over-refusal"] == {"items": 32, "max_new_tokens": 48}  # MT-Bench + Vicuna, shipped
     assert p.eval_options["hhh"] == {"sets": ["bigbench"], "items": 16}  # the shipped, licensed set
     assert load_config("demo").data.heldout_samples == 32
 
@@ -65,6 +66,9 @@ def test_safety_rows_put_pretrained_next_to_final():
     assert "advbench harmless (strict rule, n=64)" in rows and "hhh bigbench accuracy (n=221)" in rows
     assert not any("harmless/accuracy" in k for k in rows)
     assert safety_rows({"train/loss": 1.0}, {}) == []
+    benign = {"over_refusal/refusal_rate_strict": 0.125, "over_refusal/refusal_rate_openfedllm": 0.5, "over_refusal/items": 32.0}
+    rows = dict(safety_rows(benign, {}))
+    assert rows["benign prompts refused (strict rule, n=32; lower is better)"] == "- -> 0.125 [0.050, 0.281]"
 
 
 def engine_for(tmp_path, **overrides) -> RoundEngine:

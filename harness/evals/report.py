@@ -1,4 +1,4 @@
-"""The safety block of the end-of-run summary: AdvBench (both refusal rules), HHH and held-out NLL, pretrained
+"""The safety block of the end-of-run summary: AdvBench and over-refusal (both refusal rules), HHH and held-out NLL, pretrained
 vs final, with Wilson 95 % intervals for the rates (n is small: 64 goals is +-12 points)."""
 
 from __future__ import annotations
@@ -26,6 +26,12 @@ def safety_rows(final: dict[str, float], pretrained: dict[str, float]) -> list[t
             n = int(both.get("advbench/items", 0))
             rows.append((f"advbench harmless ({rule} rule, n={n})",
                          f"{_rate(pretrained, key, 'advbench/items')} -> {_rate(final, key, 'advbench/items')}"))
+    for rule in RULES:
+        key = f"over_refusal/refusal_rate_{rule}"
+        if key in both:
+            n = int(both.get("over_refusal/items", 0))
+            rows.append((f"benign prompts refused ({rule} rule, n={n}; lower is better)",
+                         f"{_rate(pretrained, key, 'over_refusal/items')} -> {_rate(final, key, 'over_refusal/items')}"))
     for key in sorted(k for k in both if k.startswith("hhh/") and k.endswith("/accuracy") and k.count("/") == 2):
         name = key.split("/")[1]
         n_key = f"hhh/{name}/items"

@@ -1,0 +1,60 @@
+"""The paper's claims on a paper-table1 board: paired differences, p-values and verdicts from real MLflow runs."""
+
+import json
+import time
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from harness.leaderboard import load_board, write_leaderboard
+from harness.leaderboard.claims import claims_markdown, verdict
+from harness.leaderboard.stats import PairedTest
+
+NOW = int(time.time() * 1000)
+
+
+def log_run(client, exp, filt, align, refusals, benign=None, pretrained=False):
+    """A finished run of the fedavg column: tags, pinned params, AdvBench (strict) and over-refusal items."""
+    tags = {} if pretrained else {"harness.filter": filt, "harness.agg": "fedavg", "harness.align": align}
+    run_id = client.create_run(exp, start_time=NOW, tags={**tags, "harness.seed": "0"}).info.run_id
+    params = {"model.name": "m", "preset": "repro", "data.source": "hh-rlhf"}
+    if pretrained:
+        params["eval.adapter"] = "none (pretrained base)"
+    client.log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items()])
+    rows = [{"goal": f"g{i}", "response": "r", "refusal_strict": bool(v), "refusal_openfedllm": bool(v)}
+            for i, v in enumerate(refusals)]
+    client.log_text(run_id, "".join(json.dumps(r) + "\n" for r in rows), "round_001/advbench_responses.jsonl")
+    metrics = {"advbench/harmless_rate_strict": sum(refusals) / len(refusals)}
+    if benign is not None:
+        rows = [{"key": f"k{i}", "refusal_strict": bool(v), "refusal_openfedllm": bool(v)} for i, v in enumerate(benign)]
+        client.log_text(run_id, "".join(json.dumps(r) + "\n" for r in rows), "round_001/over_refusal_responses.jsonl")
+        metrics["over_refusal/refusal_rate"] = sum(benign) / len(benign)
+    client.log_batch(run_id, metrics=[mlflow.entities.Metric(k, v, NOW, 1) for k, v in metrics.items()])
+    client.set_terminated(run_id)
+
+
+def test_claims_table_reads_paired_items(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("paper-table1", artifact_location=(tmp_path / "art").as_uri())
+    log_run(client, exp, None, None, [1] * 40, pretrained=True)
+    log_run(client, exp, "none", "none", [1] * 10 + [0] * 30, benign=[0] * 20)
+    log_run(client, exp, "lg3", "none", [1] * 12 + [0] * 28, benign=[1] * 2 + [0] * 18)  # +2 goals: not significant
+    log_run(client, exp, "none", "cai50", [1] * 40, benign=[1] * 20)  # safe, but refuses every benign prompt
+    board = load_board("paper-table1")
+    rows = write_leaderboard(board, uri, tmp_path / "board").rows
+    text = claims_markdown(board, rows, "AdvBench", ["Over-refusal"])
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "-0.750" in lines["FL on red data lowers safety"] and lines["FL on red data lowers safety"].endswith("**yes** |")
+    assert "+0.050" in lines["the filter raises safety"] and "not significant" in lines["the filter raises safety"]
+    assert "+0.750" in lines["CAI raises safety"] and lines["CAI raises safety"].endswith("**yes** |")
+    assert lines["filter + CAI beats the filter alone"].endswith("no data |")
+    cost = next(line for line in text.splitlines() if line.startswith("| none / fedavg / cai50"))
+    assert "+1.000" in cost and "mcnemar" in cost  # CAI's price: every benign prompt refused
+
+
+def test_verdicts():
+    assert verdict(PairedTest(0.2, 0.01, "mcnemar", 40), +1) == "**yes**"
+    assert verdict(PairedTest(0.2, 0.01, "mcnemar", 40), -1).startswith("**no**")
+    assert verdict(PairedTest(0.2, 0.3, "mcnemar", 40), +1).startswith("not significant")
+    assert verdict(None, +1) == "no data"
