@@ -95,6 +95,32 @@ def smollm2_path() -> Path:
     return target
 
 
+def model_location(cfg: ModelConfig) -> str:
+    """The local path or hub id that ``cfg.name`` loads from (not for tiny-random, which is built in memory)."""
+    location = str(smollm2_path()) if cfg.name == SMOLLM2 else cfg.name
+    looks_local = location.startswith((".", "/", "~")) or os.path.exists(location)
+    if looks_local and not Path(location).expanduser().exists():
+        raise ModelLoadError(f"model path {location} does not exist")
+    if not looks_local and location.count("/") != 1:
+        raise ModelLoadError(
+            f"model {location!r} is neither an existing path nor a hub id (owner/name), "
+            f"nor one of {SMOLLM2}, {TINY_RANDOM}"
+        )
+    return location
+
+
+def check_vllm(cfg: ModelConfig) -> None:
+    """Up front, not at the first eval: vLLM serves a model from a path or hub id, on a GPU, with vLLM installed."""
+    from harness.vllm_backend import VllmUnavailableError, check_available
+
+    if cfg.name == TINY_RANDOM:
+        raise ModelLoadError("model.generation_backend=vllm cannot serve tiny-random: save it and load it by path")
+    try:
+        check_available()
+    except VllmUnavailableError as exc:
+        raise ModelLoadError(str(exc)) from exc
+
+
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """``auto``: bfloat16 on a GPU that supports it, else float32; otherwise the named dtype.
 
@@ -112,7 +138,7 @@ def quantization_config(cfg: ModelConfig, dtype: torch.dtype):
     if cfg.quantization == "none":
         return None
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ModelLoadError(f"model.quantization={cfg.quantization} needs bitsandbytes: pip install bitsandbytes")
+        raise ModelLoadError(f"model.quantization={cfg.quantization} needs bitsandbytes: pip install 'fedllm-harness[quant]'")
     if not torch.cuda.is_available():
         raise ModelLoadError(f"model.quantization={cfg.quantization} needs a CUDA GPU; torch sees none")
     if cfg.name == TINY_RANDOM:
@@ -131,19 +157,13 @@ def load_base(cfg: ModelConfig) -> tuple[torch.nn.Module, PreTrainedTokenizerFas
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     quantization = quantization_config(cfg, dtype)
+    if cfg.generation_backend == "vllm":
+        check_vllm(cfg)
     if cfg.name == TINY_RANDOM:
         tokenizer = tiny_tokenizer()
         model = tiny_random_model(len(tokenizer)).to(dtype)
     else:
-        location = str(smollm2_path()) if cfg.name == SMOLLM2 else cfg.name
-        looks_local = location.startswith((".", "/", "~")) or os.path.exists(location)
-        if looks_local and not Path(location).expanduser().exists():
-            raise ModelLoadError(f"model path {location} does not exist")
-        if not looks_local and location.count("/") != 1:
-            raise ModelLoadError(
-                f"model {location!r} is neither an existing path nor a hub id (owner/name), "
-                f"nor one of {SMOLLM2}, {TINY_RANDOM}"
-            )
+        location = model_location(cfg)
         try:
             tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=cfg.trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(
@@ -219,4 +239,5 @@ def attach_lora(model: torch.nn.Module, cfg: ModelConfig, seed: int) -> PeftMode
         raise ModelLoadError(f"cannot attach LoRA to {cfg.name}: {exc}") from exc
     finally:
         torch.random.set_rng_state(state)
+    peft_model.harness_model_config = cfg  # GlobalModel picks the generation backend from it
     return peft_model
