@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from harness.adapters import snapshot, trainable_params
 from harness.config import ConfigError, ModelConfig, load_config
 from harness.data.demo import demo_refusals, demo_samples
 from harness.models import attach_lora, load_base
 from harness.training import IGNORE, causal_lm_loss, collate, local_train, tokenize_samples
+from helpers import run_tracked, smoke_config
 
 
 def lora(dtype: str = "float32", dropout: float = 0.0, checkpointing: bool = False):
@@ -100,3 +102,15 @@ def test_training_settings_are_validated():
         load_config("smoke", overrides={"model.dtype": "fp8"})
     with pytest.raises(ConfigError, match="model.quantization must be one of"):
         load_config("smoke", overrides={"model.quantization": "2bit"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("max_grad_norm", [1e-9, None])
+def test_the_engine_clips_with_federation_max_grad_norm(tmp_path, max_grad_norm):
+    cfg = smoke_config(tmp_path, **{"federation.max_grad_norm": max_grad_norm, "federation.local_optimizer": "sgd",
+                                    "federation.rounds": 1, "federation.grad_accum_steps": 2, "plugins.evals": []})
+    assert run_tracked(cfg).status == "FINISHED"
+    adapter = load_file(tmp_path / "out" / "runs" / "test-run" / "final_adapter" / "adapter_model.safetensors")
+    moved = torch.cat([t.flatten() for k, t in adapter.items() if "lora_B" in k]).norm()  # B starts at zero
+    bound = cfg.federation.local_steps * cfg.federation.lr * 1e-9 * (1 + 1e-5)  # SGD steps of norm <= lr * 1e-9
+    assert moved <= bound if max_grad_norm else moved > 1e3 * bound, float(moved)
