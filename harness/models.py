@@ -138,7 +138,8 @@ def quantization_config(cfg: ModelConfig, dtype: torch.dtype):
     if cfg.quantization == "none":
         return None
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ModelLoadError(f"model.quantization={cfg.quantization} needs bitsandbytes: pip install 'fedllm-harness[quant]'")
+        raise ModelLoadError(
+            f"model.quantization={cfg.quantization} needs bitsandbytes: pip install 'fedllm-harness[quant]'")
     if not torch.cuda.is_available():
         raise ModelLoadError(f"model.quantization={cfg.quantization} needs a CUDA GPU; torch sees none")
     if cfg.name == TINY_RANDOM:

@@ -17,6 +17,8 @@ import torch
 
 from harness.config import ModelConfig
 
+LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+"""The ``max_lora_rank`` values vLLM accepts; the adapter's rank is rounded up to one (smaller ranks fit)."""
 MAX_MODEL_LEN = 4096
 """vLLM's context (prompt + completion): prompts are cut from the left to fit it, as the HF path cuts them."""
 
@@ -40,8 +42,9 @@ class VllmGenerator:
         check_available()
         from vllm import LLM
 
+        rank = next(r for r in LORA_RANKS if r >= cfg.lora_r)
         self.llm = LLM(model=base_location, dtype=str(dtype).removeprefix("torch."), enable_lora=True,
-                       max_lora_rank=cfg.lora_r, max_loras=1, max_model_len=MAX_MODEL_LEN, seed=0,
+                       max_lora_rank=rank, max_loras=1, max_model_len=MAX_MODEL_LEN, seed=0,
                        gpu_memory_utilization=cfg.vllm_gpu_memory, trust_remote_code=cfg.trust_remote_code)
         self.workdir = Path(tempfile.mkdtemp(prefix="harness-vllm-"))
         self.calls = 0

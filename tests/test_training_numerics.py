@@ -94,6 +94,19 @@ def test_clipping_bounds_the_step(max_grad_norm):
     assert bounded if max_grad_norm else not bounded, float(step)
 
 
+def test_a_gradient_correction_is_added_after_clipping():
+    model, params, tok = lora()
+    start = snapshot(params)
+
+    def correct() -> None:  # what local_grad_correction hooks do (SCAFFOLD under SGD, FedProx)
+        for p in params.values():
+            p.grad.add_(1.0)
+
+    train(model, params, tok, samples(tok, 4), steps=1, batch=4, lr=1.0, max_grad_norm=0.01, correct_grads=correct)
+    step = torch.cat([(p.detach() - start[k]).flatten() for k, p in params.items()])
+    assert (step + 1.0).norm() <= 0.01 * (1 + 1e-5)  # the clipped gradient, and the whole correction
+
+
 def test_training_settings_are_validated():
     assert load_config("smoke").federation.max_grad_norm == 1.0
     with pytest.raises(ConfigError, match="grad_accum_steps must be >= 1 and divide batch_size"):
