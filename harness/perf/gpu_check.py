@@ -25,7 +25,7 @@ from harness.config import ModelConfig, load_config
 from harness.evals.files import data_file
 from harness.evals.loaders import load_advbench
 from harness.model_handle import GlobalModel
-from harness.models import SMOLLM2, attach_lora, cache_dir, load_base, tiny_tokenizer
+from harness.models import SMOLLM2, attach_lora, cache_dir, load_base, resolve_dtype, tiny_tokenizer
 from harness.perf.flops import Arch, lora_step_flops
 from harness.perf.peak import matmul_flops
 from harness.training import TokenizedSamples, local_train
@@ -84,7 +84,7 @@ def train_row(model_name: str, quantization: str, checkpointing: bool, steps: in
     seconds = (time.perf_counter() - start) / steps
     flops = lora_step_flops(Arch.from_config(model.config), [length] * fed.batch_size,
                             fed.batch_size * (length - length // 2), cfg.lora_r, cfg.target_modules).total
-    row = {"row": "train", "model": model_name, "quantization": quantization, "dtype": str(base.dtype),
+    row = {"row": "train", "model": model_name, "quantization": quantization, "compute_dtype": str(resolve_dtype(cfg.dtype, torch.device("cuda"))),
            "gradient_checkpointing": checkpointing, "batch": f"{fed.batch_size}x{length}",
            "seconds_per_step": round(seconds, 3), "tokens_per_s": round(info.num_tokens / steps / seconds),
            "round_seconds_estimate": round(seconds * fed.local_steps * fed.clients_per_round, 1),
