@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 
 PRESETS = ("smoke", "demo", "repro", "paper")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+QUANTIZATIONS = ("none", "8bit", "4bit")
 DEFAULT_PRESET = "demo"
 
 
@@ -74,6 +76,11 @@ class ModelConfig:
     max_length: int = 256
     trust_remote_code: bool = False
     device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N
+    dtype: str = "auto"  # float32 | bfloat16 | float16 | auto (bfloat16 on a GPU that has it, else float32)
+    quantization: str = "none"  # none | 8bit | 4bit (bitsandbytes NF4, double quant; needs a GPU)
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
+    generation_backend: str = "hf"  # hf (transformers generate) | vllm (extra [vllm], GPU)
+    vllm_gpu_memory: float = 0.4  # share of GPU memory vLLM may take (the training model stays resident)
 
 
 @dataclass
@@ -101,6 +108,8 @@ class FederationConfig:
     local_optimizer: str = "adamw"  # adamw | sgd
     seed: int = 0
     clip_update_norm: float | None = None  # L2 bound on each client's update (local - global); None: no clipping
+    max_grad_norm: float | None = 1.0  # clip each step's gradient norm (HF Trainer's default); 0 or None: off
+    grad_accum_steps: int = 1  # split each batch of batch_size into this many micro-batches (same math)
 
 
 @dataclass
@@ -313,6 +322,16 @@ def validate(cfg: RunConfig) -> RunConfig:
         (0 <= model.lora_dropout < 1, "model.lora_dropout must be in [0, 1)", model.lora_dropout),
         (bool(model.target_modules), "model.target_modules must name at least one module", model.target_modules),
         (model.max_length >= 8, "model.max_length must be >= 8", model.max_length),
+        (model.dtype in DTYPES, f"model.dtype must be one of {', '.join(DTYPES)}", model.dtype),
+        (model.quantization in QUANTIZATIONS, f"model.quantization must be one of {', '.join(QUANTIZATIONS)}",
+         model.quantization),
+        (model.generation_backend in ("hf", "vllm"), "model.generation_backend must be 'hf' or 'vllm'",
+         model.generation_backend),
+        (0 < model.vllm_gpu_memory <= 1, "model.vllm_gpu_memory must be in (0, 1]", model.vllm_gpu_memory),
+        (fed.max_grad_norm is None or fed.max_grad_norm >= 0, "federation.max_grad_norm must be >= 0 (0 or null: off)",
+         fed.max_grad_norm),
+        (fed.grad_accum_steps >= 1 and fed.batch_size % fed.grad_accum_steps == 0,
+         f"federation.grad_accum_steps must be >= 1 and divide batch_size ({fed.batch_size})", fed.grad_accum_steps),
         (fed.num_clients >= 1, "federation.num_clients must be >= 1", fed.num_clients),
         (1 <= fed.clients_per_round <= fed.num_clients,
          f"federation.clients_per_round must be in 1..num_clients ({fed.num_clients})", fed.clients_per_round),

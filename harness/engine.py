@@ -282,6 +282,7 @@ class RoundEngine:
             correct_grads=correct_grads if self.hook.local_grad_correction.get_hookimpls() else None,
             post_step=post_step if self.hook.local_post_step.get_hookimpls() else None,
             on_step=(lambda loss: (bar.update(), bar.set_postfix(loss=f"{loss:.3f}"))) if self.progress else None,
+            max_grad_norm=fed.max_grad_norm, grad_accum_steps=fed.grad_accum_steps,
         )
         bar.close()
         if step_hooks:

@@ -4,12 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 
 from harness.adapters import load_into, snapshot, trainable_params
+from harness.models import model_location, resolve_dtype
 from harness.training import next_token_logprobs
 from harness.types import AdapterState
+
+if TYPE_CHECKING:
+    from harness.vllm_backend import VllmGenerator
+
+
+def vllm_generator(model: torch.nn.Module) -> VllmGenerator | None:
+    """The model's vLLM engine where its config (set by ``attach_lora``) asks for one; made on first use and
+    shared by every handle on the same model."""
+    cfg = getattr(model, "harness_model_config", None)
+    if cfg is None or cfg.generation_backend != "vllm":
+        return None
+    if getattr(model, "harness_vllm", None) is None:
+        from harness.vllm_backend import VllmGenerator
+
+        model.harness_vllm = VllmGenerator(cfg, model_location(cfg), resolve_dtype(cfg.dtype, torch.device("cuda")))
+    return model.harness_vllm
 
 
 class GlobalModel:
@@ -23,6 +41,7 @@ class GlobalModel:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.params = trainable_params(model)
+        self.adapter_enabled = True
 
     @property
     def device(self) -> torch.device:
@@ -38,8 +57,12 @@ class GlobalModel:
     @contextmanager
     def base_only(self):
         """Run the pretrained base without the adapter (e.g. the paper's row 1)."""
-        with self.model.disable_adapter():
-            yield
+        self.adapter_enabled = False
+        try:
+            with self.model.disable_adapter():
+                yield
+        finally:
+            self.adapter_enabled = True
 
     def chat_prompt(self, user_text: str, history: Sequence[tuple[str, str]] = ()) -> str:
         """The model's chat-template text for a user turn (after earlier (user, assistant) turns)."""
@@ -56,8 +79,13 @@ class GlobalModel:
         """Greedy completions of already-templated ``prompts``, batched by length (left padding).
 
         Prompts longer than ``max_prompt_length`` tokens (default: ``max_length``) lose their start,
-        so the generation prompt at the end is kept.
+        so the generation prompt at the end is kept. With ``model.generation_backend: vllm`` vLLM generates
+        instead (``batch_size`` is then vLLM's to choose).
         """
+        vllm = vllm_generator(self.model)
+        if vllm is not None:
+            return vllm.generate(self.model, self.tokenizer, prompts, max_new_tokens, max_prompt_length or self.max_length,
+                                 with_adapter=self.adapter_enabled)
         tok = self.tokenizer
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         out: list[str] = [""] * len(prompts)

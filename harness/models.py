@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from harness.config import ModelConfig
@@ -97,31 +97,88 @@ def smollm2_path() -> Path:
     return target
 
 
+def model_location(cfg: ModelConfig) -> str:
+    """The local path or hub id that ``cfg.name`` loads from (not for tiny-random, which is built in memory)."""
+    location = str(smollm2_path()) if cfg.name == SMOLLM2 else safe_or_given(cfg.name)
+    looks_local = location.startswith((".", "/", "~")) or os.path.exists(location)
+    if looks_local and not Path(location).expanduser().exists():
+        raise ModelLoadError(f"model path {location} does not exist")
+    if not looks_local and location.count("/") != 1:
+        raise ModelLoadError(
+            f"model {location!r} is neither an existing path nor a hub id (owner/name), "
+            f"nor one of {SMOLLM2}, {SMOLLM2_SAFE}, {TINY_RANDOM}"
+        )
+    return location
+
+
+def check_vllm(cfg: ModelConfig) -> None:
+    """Up front, not at the first eval: vLLM serves a model from a path or hub id, on a GPU, with vLLM installed."""
+    from harness.vllm_backend import VllmUnavailableError, check_available
+
+    if cfg.name == TINY_RANDOM:
+        raise ModelLoadError("model.generation_backend=vllm cannot serve tiny-random: save it and load it by path")
+    try:
+        check_available()
+    except VllmUnavailableError as exc:
+        raise ModelLoadError(str(exc)) from exc
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto``: bfloat16 on a GPU that supports it, else float32; otherwise the named dtype.
+
+    On CPUs bf16 speed depends on the instruction set (faster with AVX512-BF16/AMX, many times slower on AVX2;
+    docs/performance.md), so ``auto`` stays float32 there: the same numbers on every CPU.
+    """
+    if name == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    return getattr(torch, name)
+
+
+def quantization_config(cfg: ModelConfig, dtype: torch.dtype):
+    """bitsandbytes settings for ``model.quantization`` (NF4 with double quantisation for 4bit); None for none."""
+    if cfg.quantization == "none":
+        return None
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelLoadError(
+            f"model.quantization={cfg.quantization} needs bitsandbytes: pip install 'fedllm-harness[quant]'")
+    if not torch.cuda.is_available():
+        raise ModelLoadError(f"model.quantization={cfg.quantization} needs a CUDA GPU; torch sees none")
+    if cfg.name == TINY_RANDOM:
+        raise ModelLoadError("tiny-random cannot be quantised: save it and load it by path")
+    from transformers import BitsAndBytesConfig
+
+    if cfg.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=dtype)
+
+
 def load_base(cfg: ModelConfig) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
-    """The base causal LM (float32, eval mode) and its tokenizer, with a pad token set."""
+    """The base causal LM (``model.dtype``, k-bit when ``model.quantization`` says so; eval mode) and its
+    tokenizer, with a pad token set."""
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    quantization = quantization_config(cfg, dtype)
+    if cfg.generation_backend == "vllm":
+        check_vllm(cfg)
     if cfg.name == TINY_RANDOM:
         tokenizer = tiny_tokenizer()
-        model = tiny_random_model(len(tokenizer))
+        model = tiny_random_model(len(tokenizer)).to(dtype)
     else:
-        location = str(smollm2_path()) if cfg.name == SMOLLM2 else safe_or_given(cfg.name)
-        looks_local = location.startswith((".", "/", "~")) or os.path.exists(location)
-        if looks_local and not Path(location).expanduser().exists():
-            raise ModelLoadError(f"model path {location} does not exist")
-        if not looks_local and location.count("/") != 1:
-            raise ModelLoadError(
-                f"model {location!r} is neither an existing path nor a hub id (owner/name), "
-                f"nor one of {SMOLLM2}, {SMOLLM2_SAFE}, {TINY_RANDOM}"
-            )
+        location = model_location(cfg)
         try:
             tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=cfg.trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(
-                location, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code
+                location, dtype=dtype, trust_remote_code=cfg.trust_remote_code, quantization_config=quantization,
+                device_map={"": device} if quantization else None,
             )
         except OSError as exc:
             raise ModelLoadError(f"cannot load model {location!r}: {exc}") from exc
     prepare_tokenizer(tokenizer)
     model.config.use_cache = False
-    model.to(resolve_device(cfg.device))
+    if quantization is None:
+        model.to(device)
     model.eval()
     return model, tokenizer
 
@@ -168,13 +225,29 @@ def lora_config(cfg: ModelConfig) -> LoraConfig:
 
 
 def attach_lora(model: torch.nn.Module, cfg: ModelConfig, seed: int) -> PeftModel:
-    """Wrap ``model`` with a LoRA adapter initialised from ``seed`` (same seed -> same adapter)."""
+    """Wrap ``model`` with a LoRA adapter initialised from ``seed`` (same seed -> same adapter).
+
+    The adapter is float32 whatever the base's dtype or quantisation (peft's ``autocast_adapter_dtype``), so
+    adapters of any setting have the same names, shapes and dtype. k-bit bases go through peft's
+    ``prepare_model_for_kbit_training``; ``model.gradient_checkpointing`` recomputes activations (non-reentrant
+    checkpointing: LoRA dropout masks are replayed, gradients are those without it).
+    """
+    checkpointing = {"use_reentrant": False}
+    if getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False):
+        model = prepare_model_for_kbit_training(model, cfg.gradient_checkpointing, checkpointing)
+    elif cfg.gradient_checkpointing:
+        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.x's name
+        if enable is not None:
+            enable(activation_checkpointing_kwargs=checkpointing)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        peft_model = get_peft_model(model, lora_config(cfg))
+        peft_model = get_peft_model(model, lora_config(cfg), autocast_adapter_dtype=True)
     except ValueError as exc:
         raise ModelLoadError(f"cannot attach LoRA to {cfg.name}: {exc}") from exc
     finally:
         torch.random.set_rng_state(state)
+    peft_model.harness_model_config = cfg  # GlobalModel picks the generation backend from it
     return peft_model

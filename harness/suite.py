@@ -178,6 +178,11 @@ def row_config(suite: Suite, settings: SuiteSettings, row: SuiteRow, seed: int, 
         raise SuiteError(f"suite {suite.name}, row {row.name}: {exc}") from exc
 
 
+BEFORE_SETTING = {"federation.max_grad_norm": None, "model.dtype": "float32"}
+"""How runs logged before these settings existed behaved, where that is not the setting's default: no gradient
+clipping, float32 bases (``model.dtype: auto`` is bfloat16 on GPUs)."""
+
+
 def _comparable(params: dict[str, Any]) -> dict[str, str]:
     return {k: _param_value(v) for k, v in params.items() if not k.startswith(IGNORED_PARAMS)}
 
@@ -190,8 +195,8 @@ def finished_run(client: MlflowClient, cfg: RunConfig) -> str | None:
     query = f"attributes.status = 'FINISHED' and attributes.run_name = '{cfg.tracking.run_name}'"
     wanted = _comparable(cfg.flat_params())
     # A setting added to the config after a run was logged is absent from that run's params: the run
-    # behaved as the setting's default does, so it still matches a config that keeps the default.
-    defaults = _comparable(RunConfig().flat_params())
+    # behaved as the setting's default does (or as BEFORE_SETTING says), so it matches a config with that value.
+    defaults = _comparable({**RunConfig().flat_params(), **BEFORE_SETTING})
     for run in client.search_runs([exp.experiment_id], filter_string=query, order_by=["attributes.start_time DESC"]):
         if all(run.data.params.get(k, defaults.get(k)) == v for k, v in wanted.items()):
             return run.info.run_id

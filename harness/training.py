@@ -176,13 +176,20 @@ def local_train(
     post_step: Callable[[], None] | None = None,
     on_step: Callable[[float], None] | None = None,
     bucket_window: int = BUCKET_WINDOW,
+    max_grad_norm: float | None = None,
+    grad_accum_steps: int = 1,
 ) -> tuple[LocalTrainInfo, int]:
     """``steps`` optimizer steps over ``order`` (cycled from ``cursor``); returns the info and the new cursor.
 
-    Batches follow :func:`batch_plan` (length-bucketed unless ``bucket_window`` is 1). ``correct_grads`` runs
-    after each backward pass and ``post_step`` after each optimizer step (the engine's ``local_grad_correction``
-    and ``local_post_step`` hooks). The model trains in training mode and is left in the mode it came in (a
-    caller training many clients in a row sets training mode once around them: switching walks every module).
+    Batches follow :func:`batch_plan` (length-bucketed unless ``bucket_window`` is 1). Each batch is split into
+    ``grad_accum_steps`` micro-batches whose losses are weighted by their share of the batch's labelled tokens,
+    so the accumulated gradient is the whole batch's (same samples, same mean loss). The loss's gradient norm
+    is clipped to ``max_grad_norm`` (0 or None: no clipping); then ``correct_grads`` runs (its correction is not
+    clipped, as a post-step correction is not) and, after each optimizer step, ``post_step`` (the engine's
+    ``local_grad_correction`` and ``local_post_step`` hooks). A float16 model's loss is scaled dynamically
+    (``torch.amp.GradScaler``); a step it skips for overflow still runs ``post_step``. The model trains in
+    training mode and is left in the mode it came in (a caller training many clients in a row sets training
+    mode once around them: switching walks every module).
     """
     opt = make_optimizer(optimizer, list(params.values()), lr)
     was_training = model.training
@@ -190,27 +197,38 @@ def local_train(
         model.train()
     losses, tokens, padding, step_seconds = [], 0, 0.0, 0.0
     device = next(iter(params.values())).device
+    scaler = torch.amp.GradScaler(device.type, enabled=_base_dtype(model) == torch.float16)
     plan = batch_plan(data, order, cursor, steps, batch_size, bucket_window)
     cursor = (cursor + steps * batch_size) % len(order)
+    micro = math.ceil(batch_size / grad_accum_steps)
     with record_function("cat::data"):  # all batches up front: one pass, not one between every two steps
-        batches = [collate(data, indices, pad_id) for indices in plan]
-    for batch, pad_fraction in batches:
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        batches = [[collate(data, ids[k : k + micro], pad_id)[0] for k in range(0, len(ids), micro)] for ids in plan]
+        labelled = [[int((part["labels"][:, 1:] != IGNORE).sum()) for part in parts] for parts in batches]
+    for parts, counts in zip(batches, labelled):
+        parts = [{k: v.to(device, non_blocking=True) for k, v in part.items()} for part in parts]
         start = time.perf_counter()
-        loss_t = causal_lm_loss(model, batch)
-        loss_t.backward()
+        loss_sum = None
+        for part, n in zip(parts, counts):
+            loss_t = causal_lm_loss(model, part) * (n / sum(counts))
+            scaler.scale(loss_t).backward()
+            loss_sum = loss_t.detach() if loss_sum is None else loss_sum + loss_t.detach()
         with record_function("cat::optimizer"):
+            scaler.unscale_(opt)
+            if max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(list(params.values()), max_grad_norm)
             if correct_grads is not None:
                 correct_grads()
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             opt.zero_grad(set_to_none=True)
             if post_step is not None:
                 post_step()
-        loss = float(loss_t.detach())
+        loss = float(loss_sum)
         step_seconds += time.perf_counter() - start
         losses.append(loss)
-        tokens += int(batch["attention_mask"].sum())
-        padding += pad_fraction
+        mask = [part["attention_mask"] for part in parts]
+        tokens += int(sum(m.sum() for m in mask))
+        padding += 1.0 - float(sum(m.sum() for m in mask)) / sum(m.numel() for m in mask)
         if on_step is not None:
             on_step(loss)
     if not was_training:
@@ -224,3 +242,8 @@ def local_train(
         padding_fraction=padding / steps,
     )
     return info, cursor
+
+
+def _base_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype of the base's input embeddings (the adapter's may differ)."""
+    return _causal_lm(model).get_input_embeddings().weight.dtype

@@ -111,3 +111,19 @@ def test_a_run_logged_before_a_setting_existed_is_reused_only_while_the_setting_
     assert finished_run(client, cfg) == run.info.run_id
     cfg.model.device = "cpu"
     assert finished_run(client, cfg) is None
+
+
+def test_a_run_logged_before_gradient_clipping_is_not_reused_for_the_clipping_default(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    cfg = row_config(Suite("tiny", "", "b", (SuiteRow("fl"),)), settings(tmp_path, seeds=1), SuiteRow("fl"), 0,
+                     "sqlite://", ())
+    exp = client.create_experiment(cfg.tracking.experiment, artifact_location=str(tmp_path / "artifacts"))
+    run = client.create_run(exp, run_name=cfg.tracking.run_name)
+    for key, value in cfg.flat_params().items():
+        if key not in ("federation.max_grad_norm", "model.dtype"):  # logged before they existed: unclipped, fp32
+            client.log_param(run.info.run_id, key, _param_value(value))
+    client.set_terminated(run.info.run_id)
+    assert cfg.federation.max_grad_norm == 1.0 and finished_run(client, cfg) is None
+    cfg.federation.max_grad_norm = None
+    cfg.model.dtype = "float32"
+    assert finished_run(client, cfg) == run.info.run_id

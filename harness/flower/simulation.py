@@ -14,13 +14,17 @@ from harness.flower.server_app import server_app
 from harness.types import RunSummary
 
 
-def backend_config(workers: int) -> dict:
-    """``workers`` Ray actors of one CPU each (and an equal share of the GPUs, if any)."""
+def backend_config(workers: int, gpus: int | None = None) -> dict:
+    """``workers`` Ray actors of one CPU each; with ``gpus`` (default: the GPUs torch sees) each gets a whole GPU
+    while there are enough (``workers`` <= ``gpus``: one client per GPU, in parallel), else an equal share.
+
+    Ray gives each actor its GPU through ``CUDA_VISIBLE_DEVICES``, so ``model.device: auto`` lands on it.
+    """
     if workers < 1:
         raise ValueError(f"the Flower simulation needs at least 1 worker, got {workers}")
-    gpus = torch.cuda.device_count()
+    gpus = torch.cuda.device_count() if gpus is None else gpus
     return {
-        "client_resources": {"num_cpus": 1, "num_gpus": gpus / workers if gpus else 0.0},
+        "client_resources": {"num_cpus": 1, "num_gpus": min(1.0, gpus / workers)},
         "init_args": {"num_cpus": workers, "num_gpus": gpus, "logging_level": logging.WARNING, "log_to_driver": False},
     }
 

@@ -1,4 +1,4 @@
-"""This machine's fp32 matrix-product rate, measured with ``torch.matmul`` on square matrices."""
+"""This machine's matrix-product rate (fp32 unless asked otherwise), measured with ``torch.matmul`` on square matrices."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_flops(n: int, device: torch.device | str = "cpu", min_seconds: float = 0.25, warmup: int = 2) -> float:
-    """FLOP/s of an ``n x n`` by ``n x n`` fp32 product (2 n^3 FLOPs), repeated for ``min_seconds``."""
+def matmul_flops(n: int, device: torch.device | str = "cpu", min_seconds: float = 0.25, warmup: int = 2,
+                 dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of an ``n x n`` by ``n x n`` product in ``dtype`` (2 n^3 FLOPs), repeated for ``min_seconds``."""
     device = torch.device(device)
     gen = torch.Generator(device="cpu").manual_seed(n)
-    a = torch.randn(n, n, generator=gen).to(device)
-    b = torch.randn(n, n, generator=gen).to(device)
-    out = torch.empty(n, n, device=device)
+    a = torch.randn(n, n, generator=gen).to(device, dtype)
+    b = torch.randn(n, n, generator=gen).to(device, dtype)
+    out = torch.empty(n, n, device=device, dtype=dtype)
     for _ in range(warmup):
         torch.matmul(a, b, out=out)
     _sync(device)
