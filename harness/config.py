@@ -76,7 +76,7 @@ class ModelConfig:
     max_length: int = 256
     trust_remote_code: bool = False
     device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N
-    dtype: str = "auto"  # float32 | bfloat16 | float16 | auto (bfloat16 on a GPU that has it, else float32)
+    dtype: str = "auto"  # float32 | bfloat16 | float16 | auto (bfloat16 on a GPU or CPU that computes it natively)
     quantization: str = "none"  # none | 8bit | 4bit (bitsandbytes NF4, double quant; needs a GPU)
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
     generation_backend: str = "hf"  # hf (transformers generate) | vllm (extra [vllm], GPU)

@@ -91,6 +91,7 @@ class RoundEngine:
         params["run.num_samples"] = len(self.samples)
         params["run.harmful_samples"] = sum(bool(s.is_harmful) for s in self.samples)
         params["run.adapter_parameters"] = sum(p.numel() for p in self.params.values())
+        params["run.dtype"] = str(next(iter(self.model.parameters())).dtype).removeprefix("torch.")
         params["run.heldout_samples"] = len(self.heldout)
         return RunInfo(self.run_name, self.run_dir, self.cfg, params, resume_round, self.engine, list(self.heldout))
 

@@ -28,8 +28,14 @@ def saved_base(tmp_path_factory):
     return str(path)
 
 
-def test_auto_dtype_is_float32_on_the_cpu_and_bf16_on_a_gpu_with_it():
-    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+def test_auto_dtype_is_bf16_where_the_hardware_computes_it(monkeypatch):
+    from harness import models
+
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)  # AVX512-BF16 / AMX: bf16 is faster
+    assert resolve_dtype("auto", torch.device("cpu"), "smollm2-135m") == torch.bfloat16
+    assert resolve_dtype("auto", torch.device("cpu"), "tiny-random") == torch.float32  # slower in bf16
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: False)  # AVX2: bf16 is many times slower
+    assert resolve_dtype("auto", torch.device("cpu"), "smollm2-135m") == torch.float32
     assert resolve_dtype("float16", torch.device("cpu")) == torch.float16
     if torch.cuda.is_available():
         expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32

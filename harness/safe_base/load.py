@@ -35,7 +35,7 @@ def merged_path(name: str) -> Path:
     target = cache_dir() / f"{name}-{key}"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
-    model, tokenizer = load_base(ModelConfig(name=SAFE_BASES[name], device="cpu"))
+    model, tokenizer = load_base(ModelConfig(name=SAFE_BASES[name], device="cpu", dtype="float32"))
     merged = PeftModel.from_pretrained(model, adapter_dir(name), torch_dtype=torch.float32).merge_and_unload()
     merged.to(torch.float32)
     partial = target.with_name(target.name + ".partial")
