@@ -26,9 +26,9 @@ from harness.data.draw import draw_run_data
 from harness.data.overlap import check_overlap, client_set, declared_sets
 from harness.data.partition import partition
 from harness.model_handle import GlobalModel
+from harness.models import attach_lora, load_base
 from harness.redaction import redact
 from harness.safe_base.load import base_prompt_set
-from harness.models import attach_lora, load_base
 from harness.training import TokenizedSamples, cosine_lr, local_train, seed_torch, tokenize_samples
 from harness.types import AdapterState, ChatSample, ClientUpdate, FitIns, RunInfo, RunSummary
 from harness.update_hygiene import screen_updates
@@ -96,14 +96,11 @@ class RoundEngine:
         return RunInfo(self.run_name, self.run_dir, self.cfg, params, resume_round, self.engine, list(self.heldout))
 
     def check_data(self, info: RunInfo) -> dict[str, float]:
-        """Overlap counts of client data, plugins' training prompts and eval sets; refuses overlaps (docs/data.md)."""
-        sets = [client_set(self.samples, self.cfg.data.source)] + self.declared_sets(info)
-        return check_overlap(sets, allow=self.cfg.data.allow_overlap)
-
-    def declared_sets(self, info: RunInfo) -> list:
-        """The plugins' declared prompt sets and the base model's own training prompts (a shipped safe base)."""
+        """Overlap counts of client data, plugins' training prompts, the safe base's own training prompts and eval
+        sets; refuses overlaps (docs/data.md)."""
         base = base_prompt_set(self.cfg.model.name)
-        return declared_sets(self.hook.declare_prompts(run=info)) + ([base] if base is not None else [])
+        sets = [client_set(self.samples, self.cfg.data.source)] + declared_sets(self.hook.declare_prompts(run=info))
+        return check_overlap(sets + ([base] if base is not None else []), allow=self.cfg.data.allow_overlap)
 
     def evaluate_pretrained(self, data_metrics: dict[str, float]) -> None:
         """Round 0 of a fresh run: the overlap counts and (``plugins.eval_pretrained``) the evals before any

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -38,12 +39,14 @@ def merged_path(name: str) -> Path:
     model, tokenizer = load_base(ModelConfig(name=SAFE_BASES[name], device="cpu", dtype="float32"))
     merged = PeftModel.from_pretrained(model, adapter_dir(name), torch_dtype=torch.float32).merge_and_unload()
     merged.to(torch.float32)
-    partial = target.with_name(target.name + ".partial")
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")  # runs starting together each write their own
     shutil.rmtree(partial, ignore_errors=True)
     merged.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
+    try:
+        partial.rename(target)
+    except OSError:  # another process finished first: its copy is the same bytes
+        shutil.rmtree(partial, ignore_errors=True)
     return target
 
 

@@ -36,6 +36,8 @@ from harness.types import ChatSample
 log = logging.getLogger(__name__)
 
 CARD = "safe_base.json"
+HUB_IDS = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+"""The public id of a built-in base, recorded in the adapter's ``adapter_config.json`` (plain peft loads it)."""
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 
 
@@ -106,6 +108,9 @@ def safety_tune(base: str, mix: SafetyMix, out: Path, settings: SafetyTuneSettin
         log.info("safety tuning: steps %d-%d, lr %.2e, loss %.3f", (r - 1) * chunk + 1, r * chunk, lr, info.mean_loss)
     out.mkdir(parents=True, exist_ok=True)
     peft_model.to(torch.bfloat16).save_pretrained(out)
+    adapter_config = json.loads((out / "adapter_config.json").read_text())  # the base's public id, not a cache path
+    adapter_config["base_model_name_or_path"] = HUB_IDS.get(base, base)
+    (out / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
     prompts = [s.prompt for s in samples]
     (out / DIGEST_FILE).write_text("".join(f"{d}\n" for d in sorted({prompt_digest(p) for p in prompts})))
     card = {
