@@ -9,16 +9,15 @@ import logging
 import os
 import shlex
 import signal
-import sys
 import threading
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import click
 
 from harness import plugins as plugin_registry
-from harness.config import PRESETS, ConfigError, RunConfig, load_config, parse_override
+from harness.cli_common import LazyGroup, fail, parse_options, split_names
+from harness.config import PRESETS, ConfigError, RunConfig, load_config
 
 # Flag -> dotted config key for `harness run`.
 RUN_FLAGS: dict[str, str] = {
@@ -51,29 +50,13 @@ RUN_FLAGS: dict[str, str] = {
 }
 
 
-def fail(message: str, code: int = 2) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
-    out = {}
-    for pair in pairs:
-        try:
-            key, value = parse_override(pair)
-        except ConfigError as exc:
-            fail(f"{flag}: {exc}")
-        out[key] = value
-    return out
-
-
 def resolve_run_config(preset, config_file, sets, evals, flags, plugin_opts) -> RunConfig:
-    overrides = _options(sets, "--set")
+    overrides = parse_options(sets, "--set")
     overrides.update({RUN_FLAGS[k]: v for k, v in flags.items() if v is not None})
     if evals:
-        overrides["plugins.evals"] = list(evals)
+        overrides["plugins.evals"] = split_names(evals)
     for kind, pairs in plugin_opts.items():
-        for key, value in _options(pairs, f"--{kind}-opt").items():
+        for key, value in parse_options(pairs, f"--{kind}-opt").items():
             overrides[f"plugins.{kind}_options.{key}"] = value
     from harness.tracking import experiment_from_env
 
@@ -289,8 +272,23 @@ def print_summary(cfg: RunConfig, summary, run_id: str | None) -> None:
     click.echo("-" * (width + 40))
 
 
-@click.group()
-@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+# Subcommands in other modules, imported only when invoked: name -> ("module:attr", the first paragraph of its
+# help, which `harness --help` shows; tests/test_cli_startup.py checks that the two agree).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "cai": ("harness.cli_cai:command", "Constitutional AI: red/critique/revision data for the cai* alignment plugins."),
+    "eval": ("harness.cli_eval:command",
+             "Evaluate a model (optionally with a LoRA adapter) on eval plugins and log it as an MLflow run."),
+    "filter": ("harness.cli_filter:command", "Train and evaluate safety filters (pre_local_train plugins)."),
+    "leaderboard": ("harness.cli_leaderboard:command",
+                    "Read finished runs from MLflow and write leaderboard.md, leaderboard.csv and leaderboard.html."),
+    "suite": ("harness.suite:command",
+              "Run the paper's tables (resumable: finished runs are reused) and build their leaderboard."),
+}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS)
+@click.version_option(package_name="fedllm-harness", prog_name="harness")
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level (also accepted after the subcommand).")
 def main(verbose: bool) -> None:
     """fedllm-harness: benchmark responsible federated LLM fine-tuning."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -305,7 +303,7 @@ def main(verbose: bool) -> None:
 @click.option("--filter-model", help="Filter model (e.g. a guard trained by `harness filter train`); = --filter-opt model=.")
 @click.option("--agg", help="Aggregator plugin.")
 @click.option("--align", help="Alignment plugin (post_aggregate).")
-@click.option("--eval", "evals", multiple=True, help="Eval plugin; repeat for several.")
+@click.option("--eval", "evals", multiple=True, help="Eval plugin; repeat or comma-separate for several.")
 @click.option("--filter-opt", multiple=True, metavar="KEY=VALUE", help="Option for the filter plugin.")
 @click.option("--agg-opt", multiple=True, metavar="KEY=VALUE", help="Option for the aggregator plugin.")
 @click.option("--align-opt", multiple=True, metavar="KEY=VALUE", help="Option for the alignment plugin.")
@@ -390,13 +388,13 @@ def resume_overrides(preset, config_file, sets, evals, filter_opt, agg_opt, alig
             overrides[RUN_FLAGS[flag]] = value
         else:
             refused.append("--filter" if flag == "filter_name" else f"--{flag.replace('_', '-')}")
-    for key, value in _options(sets, "--set").items():
+    for key, value in parse_options(sets, "--set").items():
         if any(key == k or key.startswith(k + ".") for k in RESUME_KEYS):
             overrides[key] = value
         else:
             refused.append(f"--set {key}")
     if evals:
-        overrides["plugins.evals"] = list(evals)
+        overrides["plugins.evals"] = split_names(evals)
     if refused:
         fail(f"--resume continues a run with its saved config; drop {', '.join(refused)}: these settings decide what "
              f"the checkpointed rounds trained (a resumed run may change only {', '.join(RESUME_KEYS)}, and "
@@ -493,9 +491,3 @@ def list_plugins(as_json: bool) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-
-
-# Sub-command groups contributed by other modules (each defines a click object named `command`).
-COMMAND_MODULES: list[str] = ["harness.cli_filter", "harness.cli_leaderboard", "harness.suite", "harness.cli_eval", "harness.cli_cai"]
-for _module in COMMAND_MODULES:
-    main.add_command(import_module(_module).command)

@@ -21,8 +21,6 @@ from typing import Any
 
 import pluggy
 
-from harness import hookspecs
-
 KINDS: dict[str, str] = {
     "filter": "fedllm_harness.filters",
     "agg": "fedllm_harness.aggregators",
@@ -218,6 +216,8 @@ def describe_failure(exc: BaseException) -> str:
 
 def new_manager() -> pluggy.PluginManager:
     """A plugin manager whose hook exceptions name the plugin that raised them (see :class:`PluginFault`)."""
+    from harness import hookspecs  # torch: only when a run is built, not for discovery
+
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
 

@@ -18,6 +18,7 @@ import click
 from mlflow.tracking import MlflowClient
 
 from harness import plugins as plugin_registry
+from harness.cli_common import fail
 from harness.config import PRESETS, ConfigError, RunConfig, load_config, parse_override
 from harness.leaderboard import Leaderboard, load_board, write_leaderboard
 from harness.leaderboard.board import BoardError
@@ -155,7 +156,7 @@ def check_installed(rows: list[SuiteRow], evals: tuple[str, ...], suite: Suite) 
 def eval_command_installed() -> bool:
     from harness.cli import main
 
-    return "eval" in main.commands
+    return "eval" in main.list_commands(None)
 
 
 def row_config(suite: Suite, settings: SuiteSettings, row: SuiteRow, seed: int, uri: str, evals) -> RunConfig:
@@ -306,8 +307,7 @@ def _launch(suite_factory: Callable[[], Suite], settings: SuiteSettings) -> None
     try:
         report = run_suite(suite_factory(), settings, echo=click.echo)
     except SuiteError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc))
     click.echo(f"{len(report.runs)} runs ({report.new_runs} new), {len(report.board.rows)} board rows")
     click.echo(f"board: {report.board.markdown}\n       {report.board.csv}\n       {report.board.html}")
 
