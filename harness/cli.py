@@ -16,12 +16,13 @@ from typing import Any
 import click
 
 from harness import plugins as plugin_registry
-from harness.cli_common import LazyGroup, fail, parse_options, split_names
+from harness.cli_common import LazyGroup, eval_option_overrides, fail, parse_options, split_names
 from harness.config import PRESETS, ConfigError, RunConfig, load_config
 
 # Flag -> dotted config key for `harness run`.
 RUN_FLAGS: dict[str, str] = {
     "model": "model.name",
+    "max_length": "model.max_length",
     "data": "data.source",
     "data_path": "data.path",
     "num_samples": "data.num_samples",
@@ -50,9 +51,19 @@ RUN_FLAGS: dict[str, str] = {
 }
 
 
-def resolve_run_config(preset, config_file, sets, evals, flags, plugin_opts) -> RunConfig:
+def data_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """``--data SOURCE=PATH`` (as ``harness filter`` takes it) -> ``--data SOURCE --data-path PATH``."""
+    source, sep, path = (flags.get("data") or "").partition("=")
+    if not sep:
+        return flags
+    if flags.get("data_path") is not None:
+        fail(f"--data {flags['data']}: give the path either as SOURCE=PATH or with --data-path, not both")
+    return flags | {"data": source, "data_path": path}
+
+
+def resolve_run_config(preset, config_file, sets, evals, flags, plugin_opts, eval_opt=()) -> RunConfig:
     overrides = parse_options(sets, "--set")
-    overrides.update({RUN_FLAGS[k]: v for k, v in flags.items() if v is not None})
+    overrides.update({RUN_FLAGS[k]: v for k, v in data_flags(flags).items() if v is not None})
     if evals:
         overrides["plugins.evals"] = split_names(evals)
     for kind, pairs in plugin_opts.items():
@@ -63,7 +74,11 @@ def resolve_run_config(preset, config_file, sets, evals, flags, plugin_opts) -> 
     if experiment := experiment_from_env(overrides, config_file):  # $MLFLOW_TRACKING_URI: see tracking_uri()
         overrides["tracking.experiment"] = experiment
     try:
-        return load_config(preset, config_file, overrides)
+        cfg = load_config(preset, config_file, overrides)
+        if eval_opt:  # NAME.KEY=VALUE: NAME must be one of the evals the config selects
+            overrides.update(eval_option_overrides(eval_opt, cfg.plugins.evals))
+            cfg = load_config(preset, config_file, overrides)
+        return cfg
     except ConfigError as exc:
         fail(str(exc))
 
@@ -304,11 +319,14 @@ def main(verbose: bool) -> None:
 @click.option("--agg", help="Aggregator plugin.")
 @click.option("--align", help="Alignment plugin (post_aggregate).")
 @click.option("--eval", "evals", multiple=True, help="Eval plugin; repeat or comma-separate for several.")
+@click.option("--eval-opt", multiple=True, metavar="EVAL.KEY=VALUE", help="Eval plugin option, e.g. advbench.rule=strict.")
 @click.option("--filter-opt", multiple=True, metavar="KEY=VALUE", help="Option for the filter plugin.")
 @click.option("--agg-opt", multiple=True, metavar="KEY=VALUE", help="Option for the aggregator plugin.")
 @click.option("--align-opt", multiple=True, metavar="KEY=VALUE", help="Option for the alignment plugin.")
 @click.option("--model", help="Hub id, local path, smollm2-135m or tiny-random.")
-@click.option("--data", help="demo, square, hh-rlhf, a .jsonl/.json file or a hub dataset id.")
+@click.option("--max-length", type=int, help="Token limit of a training sample and an eval prompt (model.max_length).")
+@click.option("--data", metavar="SOURCE[=PATH]",
+              help="demo, square, hh-rlhf (=PATH: its local file/dir), a .jsonl/.json file or a hub dataset id.")
 @click.option("--data-path", help="Local file/dir for square or hh-rlhf.")
 @click.option("--num-samples", type=int)
 @click.option("--harmful-ratio", type=float)
@@ -338,15 +356,16 @@ def main(verbose: bool) -> None:
               help="Client processes for --engine flower.")
 @click.option("--resume", "resume_key", metavar="RUN_ID",
               help="Continue an interrupted run (MLflow run id or run name) from its last checkpoint, with its saved config.")
-def run(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, progress, engine, flower_workers, resume_key,
-        **flags) -> None:
+def run(preset, config_file, sets, evals, eval_opt, filter_opt, agg_opt, align_opt, progress, engine, flower_workers,
+        resume_key, **flags) -> None:
     """Run one federated fine-tuning job and log it to MLflow."""
     if resume_key:
         overrides = resume_overrides(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, flags)
+        overrides.update(eval_option_overrides(eval_opt, overrides.get("plugins.evals", [])))
         resume_run(resume_key, flags["tracking_uri"], flags["output_dir"], progress, engine, flower_workers, overrides)
         return
     cfg = resolve_run_config(
-        preset, config_file, sets, evals, flags, {"filter": filter_opt, "agg": agg_opt, "align": align_opt}
+        preset, config_file, sets, evals, flags, {"filter": filter_opt, "agg": agg_opt, "align": align_opt}, eval_opt
     )
     check_plugins(cfg)
     from harness.data.samples import DataError

@@ -38,6 +38,17 @@ def split_names(values: tuple[str, ...]) -> list[str]:
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
+def eval_option_overrides(pairs: tuple[str, ...], evals: list[str]) -> dict[str, Any]:
+    """``--eval-opt NAME.KEY=VALUE`` pairs -> ``plugins.eval_options.NAME.KEY`` overrides; NAME must be selected."""
+    out = {}
+    for key, value in parse_options(pairs, "--eval-opt").items():
+        name, dot, option = key.rpartition(".")
+        if not dot or name not in evals:
+            fail(f"--eval-opt {key}=...: expected EVAL.OPTION=VALUE with EVAL one of {', '.join(evals) or '(no --eval)'}")
+        out[f"plugins.eval_options.{name}.{option}"] = value
+    return out
+
+
 def _verbose(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value:
         logging.getLogger().setLevel(logging.INFO)

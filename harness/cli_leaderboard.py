@@ -20,7 +20,8 @@ from harness.tracking import env_experiment, resolve_tracking_uri
               "`harness run` writes).")
 @click.option("--experiment", "experiments", multiple=True,
               help="Read these experiments instead of the board's (default: $MLFLOW_EXPERIMENT_NAME if set).")
-@click.option("--filter", "extra_filter", default="", help="Extra MLflow filter, and-ed with the board's.")
+@click.option("--where", "extra_filter", default="", metavar="MLFLOW_SEARCH",
+              help="Extra MLflow search filter, and-ed with the board's (e.g. \"params.`federation.seed` = '0'\").")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--mlflow-ui", default=DEFAULT_MLFLOW_UI, show_default=True, help="Base URL of the run links.")
 @click.option("--screenshot", is_flag=True, help="Also render leaderboard.png in headless Chromium.")

@@ -120,7 +120,7 @@ def test_cli_names_a_missing_experiment_and_a_bad_filter(store, tmp_path):
     assert result.exit_code == 2 and "no experiment named nope" in result.output
     assert "fedllm-harness" in result.output
     result = CliRunner().invoke(main, ["leaderboard", "--tracking-uri", store, "--out", str(tmp_path),
-                                       "--filter", "tags.x ==== 1"])
+                                       "--where", "tags.x ==== 1"])
     assert result.exit_code == 2 and "MLflow rejected the filter" in result.output
 
 
