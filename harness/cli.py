@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from harness import plugins as plugin_registry
+from harness.plugins import selection
 from harness.cli_common import LazyGroup, eval_option_overrides, fail, parse_options, split_names
 from harness.config import PRESETS, ConfigError, RunConfig, load_config
 
@@ -91,12 +92,6 @@ def check_plugins(cfg: RunConfig) -> None:
             plugin_registry.check_selectable(kind, name)
     except plugin_registry.UnknownPluginError as exc:
         fail(str(exc))
-
-
-def selection(cfg: RunConfig) -> list[tuple[str, str, dict[str, Any]]]:
-    p = cfg.plugins
-    chosen = [("filter", p.filter, p.filter_options), ("agg", p.agg, p.agg_options), ("align", p.align, p.align_options)]
-    return chosen + [("eval", name, p.eval_options.get(name, {})) for name in p.evals]
 
 
 def input_errors() -> tuple[type[Exception], ...]:

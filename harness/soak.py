@@ -172,9 +172,10 @@ def run_worker(spec: dict) -> None:
     import torch
 
     from harness import plugins as registry
-    from harness.cli import execute, selection
+    from harness.cli import execute
     from harness.config import load_config
     from harness.engine import RoundEngine
+    from harness.plugins import selection
     from harness.tracking import MlflowTracker, default_tracking_uri, find_run
 
     torch.set_num_threads(1)

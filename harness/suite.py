@@ -196,8 +196,8 @@ def finished_run(client: MlflowClient, cfg: RunConfig) -> str | None:
 
 def train_row(cfg: RunConfig, progress: bool) -> str:
     """Run one federated job in this process, exactly as `harness run` does; returns its MLflow run id."""
-    from harness.cli import selection
     from harness.engine import RoundEngine
+    from harness.plugins import selection
     from harness.tracking import MlflowTracker
 
     tracker = MlflowTracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.output_dir)

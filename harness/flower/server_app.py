@@ -134,9 +134,8 @@ app = ServerApp()
 @app.main()
 def deployment_main(grid: Grid, context: Context) -> None:
     """``flwr run``: the run config's ``harness-config`` names the YAML config file on the SuperLink host."""
-    from harness.cli import selection
     from harness.config import load_config
-    from harness.plugins import build_manager
+    from harness.plugins import build_manager, selection
     from harness.tracking import MlflowTracker, resolve_tracking_uri
 
     if "harness-config" not in context.run_config:
