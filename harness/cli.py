@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from harness import plugins as plugin_registry
-from harness.plugins import selection
+from harness.session import tracked_plugins
 from harness.cli_common import LazyGroup, eval_option_overrides, fail, parse_options, split_names
 from harness.config import PRESETS, ConfigError, RunConfig, load_config
 
@@ -365,7 +365,7 @@ def run(preset, config_file, sets, evals, eval_opt, filter_opt, agg_opt, align_o
     check_plugins(cfg)
     from harness.data.samples import DataError
     from harness.data.sources import check_local_file
-    from harness.tracking import MlflowTracker, TrackingError
+    from harness.tracking import TrackingError
 
     try:  # before the tracking store exists: a bad data file creates nothing
         check_local_file(cfg.data.source)
@@ -373,8 +373,7 @@ def run(preset, config_file, sets, evals, eval_opt, filter_opt, agg_opt, align_o
         fail(str(exc))
     uri = tracking_uri(cfg.tracking.uri, cfg.output_dir, cfg.tracking.fallback_local)
     try:
-        tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir)
-        pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
+        tracker, pm = tracked_plugins(cfg, uri)
     except (plugin_registry.PluginError, TrackingError) as exc:
         fail(str(exc), getattr(exc, "exit_code", 2))
     summary = execute(engine_runner(cfg, pm, engine or "local", flower_workers, progress), tracker)
@@ -431,7 +430,7 @@ def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool
                flower_workers: int, overrides: dict[str, Any] | None = None) -> None:
     """Reload a run's saved config and MLflow run, then continue it from its newest checkpoint on its engine;
     ``overrides`` (eval settings, see :func:`resume_overrides`) apply to this session, not to the saved config."""
-    from harness.tracking import MlflowTracker, RunNotFoundError, TrackingError, find_run
+    from harness.tracking import RunNotFoundError, TrackingError, find_run
 
     uri = tracking_uri(uri, output_dir or RunConfig().output_dir)
     try:
@@ -465,9 +464,7 @@ def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool
     cfg.output_dir, cfg.tracking.run_name, cfg.tracking.uri = str(run_dir.parent.parent), run_dir.name, uri
     check_plugins(cfg)
     try:
-        tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir,
-                                run_id=found.info.run_id if found else None)
-        pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
+        tracker, pm = tracked_plugins(cfg, uri, run_id=found.info.run_id if found else None)
     except (plugin_registry.PluginError, TrackingError) as exc:
         fail(str(exc), getattr(exc, "exit_code", 2))
     summary = execute(engine_runner(cfg, pm, recorded, flower_workers, progress, resume=True), tracker)

@@ -171,21 +171,20 @@ def run_worker(spec: dict) -> None:
     """One attempt, in this process: start the run, or resume it from its newest checkpoint."""
     import torch
 
-    from harness import plugins as registry
     from harness.cli import execute
     from harness.config import load_config
     from harness.engine import RoundEngine
-    from harness.plugins import selection
-    from harness.tracking import MlflowTracker, default_tracking_uri, find_run
+    from harness.session import tracked_plugins
+    from harness.tracking import default_tracking_uri, find_run
 
     torch.set_num_threads(1)
     out = Path(spec["out"])
     cfg = load_config("smoke", overrides=soak_overrides(SoakSettings(**spec["settings"]), out))
     uri = default_tracking_uri(out)
     run_id = find_run(uri, RUN).info.run_id if spec["resume"] else None
-    tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir, run_id=run_id)
-    injector = FaultInjector([Fault(**f) for f in spec["faults"]], Path(spec["fired_dir"]), tracker)
-    pm = registry.build_manager(selection(cfg), extra=[tracker, injector, injector.tracker_breaker])
+    injector = FaultInjector([Fault(**f) for f in spec["faults"]], Path(spec["fired_dir"]))
+    tracker, pm = tracked_plugins(cfg, uri, run_id, extra=(injector, injector.tracker_breaker))
+    injector.tracker = tracker
     execute(RoundEngine(cfg, pm, progress=False, resume=spec["resume"]).run, tracker)
 
 

@@ -197,11 +197,9 @@ def finished_run(client: MlflowClient, cfg: RunConfig) -> str | None:
 def train_row(cfg: RunConfig, progress: bool) -> str:
     """Run one federated job in this process, exactly as `harness run` does; returns its MLflow run id."""
     from harness.engine import RoundEngine
-    from harness.plugins import selection
-    from harness.tracking import MlflowTracker
+    from harness.session import tracked_plugins
 
-    tracker = MlflowTracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.output_dir)
-    pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
+    tracker, pm = tracked_plugins(cfg, cfg.tracking.uri)
     RoundEngine(cfg, pm, progress=progress, reuse_run_dir=True).run()  # a redone row keeps its name and directory
     return tracker.run_id
 

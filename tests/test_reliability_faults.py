@@ -14,9 +14,10 @@ from mlflow.tracking import MlflowClient
 from harness import plugins as registry
 from harness.adapters import AdapterStateError
 from harness.checkpoint import CheckpointStore
-from harness.cli import main, selection
+from harness.cli import main
 from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl
+from harness.plugins import selection
 from harness.tracking import default_tracking_uri
 from harness.types import AggregateResult
 from plugins.aggregators.fedavg import FedAvg

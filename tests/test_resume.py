@@ -27,7 +27,7 @@ HARNESS = str(Path(sys.executable).parent / "harness")
 KILLED_RUN = textwrap.dedent("""
     import json, os, signal, sys
     from harness import plugins as registry
-    from harness.cli import selection
+    from harness.plugins import selection
     from harness.config import load_config
     from harness.engine import RoundEngine
     from harness.hookspecs import hookimpl

@@ -11,10 +11,11 @@ from mlflow.tracking import MlflowClient
 
 from harness import plugins as registry
 from harness.checkpoint import LOCK_FILE, RunDirError, RunDirLock
-from harness.cli import main, selection
+from harness.cli import main
 from harness.config import load_config
 from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl
+from harness.plugins import selection
 from harness.tracking import default_tracking_uri, find_run
 from tests.helpers import run_tracked, smoke_config
 
