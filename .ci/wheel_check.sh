@@ -28,6 +28,9 @@ grep -q "fedavg" plugins.txt
 "$bin/python" - <<'PY'
 from importlib.resources import files
 assert files("harness").joinpath("boards", "default.yaml").is_file(), "board definitions are not package data"
+from harness.guard.defaults import EMBED_LR_HEAD, SMOLLM2_GUARD
+assert (SMOLLM2_GUARD / "adapter_model.safetensors").is_file(), f"the shipped guard is not package data: {SMOLLM2_GUARD}"
+assert (EMBED_LR_HEAD / "embed_lr.json").is_file(), f"the shipped embed-lr head is not package data: {EMBED_LR_HEAD}"
 PY
 "$bin/harness" run --preset smoke --filter none --agg fedavg --align none --no-progress --output-dir "$work/runs"
 echo "wheel check: ok"
