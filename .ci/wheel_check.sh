@@ -24,7 +24,8 @@ cd "$work"  # outside the checkout: only the installed package is importable
 bin="$work/venv/bin"
 "$bin/harness" --help >/dev/null
 "$bin/harness" plugins | tee plugins.txt
-grep -q "fedavg" plugins.txt
+grep -q "harness.default_plugins.aggregators.fedavg:FedAvg" plugins.txt
+if "$bin/python" -c "import plugins" 2>/dev/null; then echo "error: the wheel installs a top-level 'plugins'" >&2; exit 1; fi
 "$bin/python" - <<'PY'
 from importlib.resources import files
 assert files("harness").joinpath("boards", "default.yaml").is_file(), "board definitions are not package data"

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from harness import plugins as plugin_registry
+from harness import registry as plugin_registry
 from harness.session import tracked_plugins
 from harness.cli_common import LazyGroup, eval_option_overrides, fail, parse_options, split_names
 from harness.config import PRESETS, ConfigError, RunConfig, load_config

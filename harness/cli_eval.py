@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from harness import plugins as plugin_registry
+from harness import registry as plugin_registry
 from harness.cli_common import eval_option_overrides, fail, parse_options, split_names
 from harness.config import PRESETS, ConfigError, RunConfig, load_config
 from harness.evals.files import DATA_ENV, EvalDataError

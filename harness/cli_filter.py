@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from harness import plugins as plugin_registry
+from harness import registry as plugin_registry
 from harness.cli_common import fail, parse_options
 from harness.guard.card import TRAIN_PROMPTS, record_held_out, write_train_prompts
 from harness.guard.labelled import SPLITS, DataSpec, labelled_set

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness.plugins import build_manager, selection
+from harness.registry import build_manager, selection
 
 if TYPE_CHECKING:
     import pluggy

@@ -17,7 +17,7 @@ from typing import Any
 import click
 from mlflow.tracking import MlflowClient
 
-from harness import plugins as plugin_registry
+from harness import registry as plugin_registry
 from harness.cli_common import fail
 from harness.config import PRESETS, ConfigError, RunConfig, load_config, parse_override
 from harness.leaderboard import Leaderboard, load_board, write_leaderboard

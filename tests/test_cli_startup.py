@@ -12,13 +12,14 @@ from click.testing import CliRunner
 
 from harness.cli import COMMANDS, main
 
-HEAVY = ("torch", "peft", "mlflow", "transformers", "matplotlib", "trl", "datasets", "plugins", "harness.hookspecs")
+HEAVY = ("torch", "peft", "mlflow", "transformers", "matplotlib", "trl", "datasets", "harness.default_plugins",
+         "harness.hookspecs")
 
 
 def imported_by(*args: str) -> list[str]:
     """Heavy modules in sys.modules after running ``harness ARGS`` in a fresh interpreter."""
     code = ("import json, sys\nfrom harness.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-            f"print(json.dumps([m for m in sys.modules if m.split('.')[0] in {HEAVY!r} or m in {HEAVY!r}]), "
+            f"print(json.dumps([m for m in sys.modules if any(m == h or m.startswith(h + '.') for h in {HEAVY!r})]), "
             "file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
     return json.loads(done.stderr.strip().splitlines()[-1])

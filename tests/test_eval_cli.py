@@ -15,7 +15,7 @@ from harness.evals.loaders import choice_prompt
 from harness.model_handle import GlobalModel
 from harness.models import attach_lora, load_base
 from harness.tracking import default_tracking_uri
-from plugins.evals.hhh import HHH
+from harness.default_plugins.evals.hhh import HHH
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from harness import plugins as registry
+from harness import registry
 from harness.checkpoint import CheckpointStore
 from harness.cli import main, resume_overrides, selection
 from harness.config import ConfigError, load_config
@@ -19,8 +19,8 @@ from harness.engine import HookResultError, RoundEngine
 from harness.hookspecs import hookimpl
 from harness.tracking import default_tracking_uri
 from harness.types import AggregateResult, AlignResult, EvalResult
-from plugins.aggregators.fedavg import FedAvg
-from plugins.evals.heldout_nll import HeldOutNLL
+from harness.default_plugins.aggregators.fedavg import FedAvg
+from harness.default_plugins.evals.heldout_nll import HeldOutNLL
 from tests.helpers import smoke_config
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from harness.models import SMOLLM2, TINY_RANDOM
 
-SHIPPED_GUARDS = Path(find_spec("plugins.filters").submodule_search_locations[0]) / "guards"  # package data
+SHIPPED_GUARDS = Path(find_spec("harness.default_plugins.filters").submodule_search_locations[0]) / "guards"
+"""plugins/filters/guards of the checkout, package data of an install."""
 SMOLLM2_GUARD = SHIPPED_GUARDS / "smollm2-135m-lg3"
 """The project's Llama-Guard-3-format guard fine-tuned on SmolLM2-135M-Instruct (package data)."""
 EMBED_LR_HEAD = SHIPPED_GUARDS / "embed-lr-minilm"

@@ -159,9 +159,9 @@ def test_padding_waste(benchmark, shared_data):
 def eval_padding(shared_data) -> dict[str, dict[str, float]]:
     """Padded share of the eval plugins' model calls (prefill only: generation stops at one new token)."""
     from harness.data.demo import demo_samples
-    from plugins.evals.advbench import AdvBench
-    from plugins.evals.heldout_nll import HeldOutNLL
-    from plugins.evals.hhh import HHH
+    from harness.default_plugins.evals.advbench import AdvBench
+    from harness.default_plugins.evals.heldout_nll import HeldOutNLL
+    from harness.default_plugins.evals.hhh import HHH
 
     mc = load_config("demo", overrides={"model.name": MODEL}).model
     heldout = HeldOutNLL(num_items=32)
