@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness.registry import build_manager, selection
+from harness import registry
 
 if TYPE_CHECKING:
     import pluggy
@@ -25,4 +25,4 @@ def tracked_plugins(cfg: RunConfig, uri: str, run_id: str | None = None,
     from harness.tracking import MlflowTracker
 
     tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir, run_id=run_id)
-    return tracker, build_manager(selection(cfg), extra=[tracker, *extra])
+    return tracker, registry.build_manager(registry.selection(cfg), extra=[tracker, *extra])

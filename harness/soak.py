@@ -249,7 +249,7 @@ def check_message(kind: str, stderr: str) -> None:
     """A stopped worker (not SIGKILLed) says what happened and how to resume, in one message, no traceback."""
     if kind == "kill":
         return
-    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
     if "Traceback" in stderr or len(errors) != 1 or MESSAGE[kind] not in stderr or "--resume" not in stderr:
         raise SoakFailed(f"after {kind} the worker did not print one message with the resume command:\n"
                          f"{stderr[-3000:]}")
