@@ -41,7 +41,7 @@ bench: $(STAMP)
 
 # 200 rounds x 20 clients on tiny-random, a fault about every 10 rounds, resumed each time (docs/reliability.md).
 soak: $(STAMP)
-	$(BIN)/python -m harness.soak
+	$(BIN)/python -m tests.soak
 
 clean:
 	rm -rf $(VENV) harness-runs .pytest_cache .benchmarks

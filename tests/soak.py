@@ -190,7 +190,7 @@ def run_worker(spec: dict) -> None:
 
 def start_worker(spec: dict) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run([sys.executable, "-m", "harness.soak", "--worker-spec", json.dumps(spec)],
+    return subprocess.run([sys.executable, "-m", "tests.soak", "--worker-spec", json.dumps(spec)],
                           env=env, capture_output=True, text=True)
 
 
