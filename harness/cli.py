@@ -9,20 +9,21 @@ import logging
 import os
 import shlex
 import signal
-import sys
 import threading
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import click
 
-from harness import plugins as plugin_registry
-from harness.config import PRESETS, ConfigError, RunConfig, load_config, parse_override
+from harness import registry as plugin_registry
+from harness.session import tracked_plugins
+from harness.cli_common import LazyGroup, eval_option_overrides, fail, parse_options, split_names
+from harness.config import PRESETS, ConfigError, RunConfig, load_config
 
 # Flag -> dotted config key for `harness run`.
 RUN_FLAGS: dict[str, str] = {
     "model": "model.name",
+    "max_length": "model.max_length",
     "data": "data.source",
     "data_path": "data.path",
     "num_samples": "data.num_samples",
@@ -51,36 +52,34 @@ RUN_FLAGS: dict[str, str] = {
 }
 
 
-def fail(message: str, code: int = 2) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+def data_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """``--data SOURCE=PATH`` (as ``harness filter`` takes it) -> ``--data SOURCE --data-path PATH``."""
+    source, sep, path = (flags.get("data") or "").partition("=")
+    if not sep:
+        return flags
+    if flags.get("data_path") is not None:
+        fail(f"--data {flags['data']}: give the path either as SOURCE=PATH or with --data-path, not both")
+    return flags | {"data": source, "data_path": path}
 
 
-def _options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
-    out = {}
-    for pair in pairs:
-        try:
-            key, value = parse_override(pair)
-        except ConfigError as exc:
-            fail(f"{flag}: {exc}")
-        out[key] = value
-    return out
-
-
-def resolve_run_config(preset, config_file, sets, evals, flags, plugin_opts) -> RunConfig:
-    overrides = _options(sets, "--set")
-    overrides.update({RUN_FLAGS[k]: v for k, v in flags.items() if v is not None})
+def resolve_run_config(preset, config_file, sets, evals, flags, plugin_opts, eval_opt=()) -> RunConfig:
+    overrides = parse_options(sets, "--set")
+    overrides.update({RUN_FLAGS[k]: v for k, v in data_flags(flags).items() if v is not None})
     if evals:
-        overrides["plugins.evals"] = list(evals)
+        overrides["plugins.evals"] = split_names(evals)
     for kind, pairs in plugin_opts.items():
-        for key, value in _options(pairs, f"--{kind}-opt").items():
+        for key, value in parse_options(pairs, f"--{kind}-opt").items():
             overrides[f"plugins.{kind}_options.{key}"] = value
     from harness.tracking import experiment_from_env
 
     if experiment := experiment_from_env(overrides, config_file):  # $MLFLOW_TRACKING_URI: see tracking_uri()
         overrides["tracking.experiment"] = experiment
     try:
-        return load_config(preset, config_file, overrides)
+        cfg = load_config(preset, config_file, overrides)
+        if eval_opt:  # NAME.KEY=VALUE: NAME must be one of the evals the config selects
+            overrides.update(eval_option_overrides(eval_opt, cfg.plugins.evals))
+            cfg = load_config(preset, config_file, overrides)
+        return cfg
     except ConfigError as exc:
         fail(str(exc))
 
@@ -93,12 +92,6 @@ def check_plugins(cfg: RunConfig) -> None:
             plugin_registry.check_selectable(kind, name)
     except plugin_registry.UnknownPluginError as exc:
         fail(str(exc))
-
-
-def selection(cfg: RunConfig) -> list[tuple[str, str, dict[str, Any]]]:
-    p = cfg.plugins
-    chosen = [("filter", p.filter, p.filter_options), ("agg", p.agg, p.agg_options), ("align", p.align, p.align_options)]
-    return chosen + [("eval", name, p.eval_options.get(name, {})) for name in p.evals]
 
 
 def input_errors() -> tuple[type[Exception], ...]:
@@ -289,8 +282,25 @@ def print_summary(cfg: RunConfig, summary, run_id: str | None) -> None:
     click.echo("-" * (width + 40))
 
 
-@click.group()
-@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+# Subcommands in other modules, imported only when invoked: name -> ("module:attr", the first paragraph of its
+# help, which `harness --help` shows; tests/test_cli_startup.py checks that the two agree).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "cai": ("harness.cli_cai:command", "Constitutional AI: red/critique/revision data for the cai* alignment plugins."),
+    "eval": ("harness.cli_eval:command",
+             "Evaluate a model (optionally with a LoRA adapter) on eval plugins and log it as an MLflow run."),
+    "filter": ("harness.cli_filter:command", "Train and evaluate safety filters (pre_local_train plugins)."),
+    "leaderboard": ("harness.cli_leaderboard:command",
+                    "Read finished runs from MLflow and write leaderboard.md, leaderboard.csv and leaderboard.html."),
+    "safety-tune": ("harness.cli_safety:command",
+                    "Safety-tune BASE with the harness's LoRA loop (recipe: harness/safe_base/recipe.py, docs/safe-base.md)."),
+    "suite": ("harness.suite:command",
+              "Run the paper's tables (resumable: finished runs are reused) and build their leaderboard."),
+}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS)
+@click.version_option(package_name="fedllm-harness", prog_name="harness")
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level (also accepted after the subcommand).")
 def main(verbose: bool) -> None:
     """fedllm-harness: benchmark responsible federated LLM fine-tuning."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -305,12 +315,15 @@ def main(verbose: bool) -> None:
 @click.option("--filter-model", help="Filter model (e.g. a guard trained by `harness filter train`); = --filter-opt model=.")
 @click.option("--agg", help="Aggregator plugin.")
 @click.option("--align", help="Alignment plugin (post_aggregate).")
-@click.option("--eval", "evals", multiple=True, help="Eval plugin; repeat for several.")
+@click.option("--eval", "evals", multiple=True, help="Eval plugin; repeat or comma-separate for several.")
+@click.option("--eval-opt", multiple=True, metavar="EVAL.KEY=VALUE", help="Eval plugin option, e.g. advbench.rule=strict.")
 @click.option("--filter-opt", multiple=True, metavar="KEY=VALUE", help="Option for the filter plugin.")
 @click.option("--agg-opt", multiple=True, metavar="KEY=VALUE", help="Option for the aggregator plugin.")
 @click.option("--align-opt", multiple=True, metavar="KEY=VALUE", help="Option for the alignment plugin.")
-@click.option("--model", help="Hub id, local path, smollm2-135m or tiny-random.")
-@click.option("--data", help="demo, square, hh-rlhf, a .jsonl/.json file or a hub dataset id.")
+@click.option("--model", help="Hub id, local path, smollm2-135m, smollm2-135m-safe or tiny-random.")
+@click.option("--max-length", type=int, help="Token limit of a training sample and an eval prompt (model.max_length).")
+@click.option("--data", metavar="SOURCE[=PATH]",
+              help="demo, square, hh-rlhf (=PATH: its local file/dir), a .jsonl/.json file or a hub dataset id.")
 @click.option("--data-path", help="Local file/dir for square or hh-rlhf.")
 @click.option("--num-samples", type=int)
 @click.option("--harmful-ratio", type=float)
@@ -340,20 +353,21 @@ def main(verbose: bool) -> None:
               help="Client processes for --engine flower.")
 @click.option("--resume", "resume_key", metavar="RUN_ID",
               help="Continue an interrupted run (MLflow run id or run name) from its last checkpoint, with its saved config.")
-def run(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, progress, engine, flower_workers, resume_key,
-        **flags) -> None:
+def run(preset, config_file, sets, evals, eval_opt, filter_opt, agg_opt, align_opt, progress, engine, flower_workers,
+        resume_key, **flags) -> None:
     """Run one federated fine-tuning job and log it to MLflow."""
     if resume_key:
         overrides = resume_overrides(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, flags)
+        overrides.update(eval_option_overrides(eval_opt, overrides.get("plugins.evals", [])))
         resume_run(resume_key, flags["tracking_uri"], flags["output_dir"], progress, engine, flower_workers, overrides)
         return
     cfg = resolve_run_config(
-        preset, config_file, sets, evals, flags, {"filter": filter_opt, "agg": agg_opt, "align": align_opt}
+        preset, config_file, sets, evals, flags, {"filter": filter_opt, "agg": agg_opt, "align": align_opt}, eval_opt
     )
     check_plugins(cfg)
     from harness.data.samples import DataError
     from harness.data.sources import check_local_file
-    from harness.tracking import MlflowTracker, TrackingError
+    from harness.tracking import TrackingError
 
     try:  # before the tracking store exists: a bad data file creates nothing
         check_local_file(cfg.data.source)
@@ -361,8 +375,7 @@ def run(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, progre
         fail(str(exc))
     uri = tracking_uri(cfg.tracking.uri, cfg.output_dir, cfg.tracking.fallback_local)
     try:
-        tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir)
-        pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
+        tracker, pm = tracked_plugins(cfg, uri)
     except (plugin_registry.PluginError, TrackingError) as exc:
         fail(str(exc), getattr(exc, "exit_code", 2))
     summary = execute(engine_runner(cfg, pm, engine or "local", flower_workers, progress), tracker)
@@ -390,13 +403,13 @@ def resume_overrides(preset, config_file, sets, evals, filter_opt, agg_opt, alig
             overrides[RUN_FLAGS[flag]] = value
         else:
             refused.append("--filter" if flag == "filter_name" else f"--{flag.replace('_', '-')}")
-    for key, value in _options(sets, "--set").items():
+    for key, value in parse_options(sets, "--set").items():
         if any(key == k or key.startswith(k + ".") for k in RESUME_KEYS):
             overrides[key] = value
         else:
             refused.append(f"--set {key}")
     if evals:
-        overrides["plugins.evals"] = list(evals)
+        overrides["plugins.evals"] = split_names(evals)
     if refused:
         fail(f"--resume continues a run with its saved config; drop {', '.join(refused)}: these settings decide what "
              f"the checkpointed rounds trained (a resumed run may change only {', '.join(RESUME_KEYS)}, and "
@@ -419,7 +432,7 @@ def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool
                flower_workers: int, overrides: dict[str, Any] | None = None) -> None:
     """Reload a run's saved config and MLflow run, then continue it from its newest checkpoint on its engine;
     ``overrides`` (eval settings, see :func:`resume_overrides`) apply to this session, not to the saved config."""
-    from harness.tracking import MlflowTracker, RunNotFoundError, TrackingError, find_run
+    from harness.tracking import RunNotFoundError, TrackingError, find_run
 
     uri = tracking_uri(uri, output_dir or RunConfig().output_dir)
     try:
@@ -453,9 +466,7 @@ def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool
     cfg.output_dir, cfg.tracking.run_name, cfg.tracking.uri = str(run_dir.parent.parent), run_dir.name, uri
     check_plugins(cfg)
     try:
-        tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir,
-                                run_id=found.info.run_id if found else None)
-        pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
+        tracker, pm = tracked_plugins(cfg, uri, run_id=found.info.run_id if found else None)
     except (plugin_registry.PluginError, TrackingError) as exc:
         fail(str(exc), getattr(exc, "exit_code", 2))
     summary = execute(engine_runner(cfg, pm, recorded, flower_workers, progress, resume=True), tracker)
@@ -493,10 +504,3 @@ def list_plugins(as_json: bool) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-
-
-# Sub-command groups contributed by other modules (each defines a click object named `command`).
-COMMAND_MODULES: list[str] = ["harness.cli_filter", "harness.cli_leaderboard", "harness.suite", "harness.cli_eval", "harness.cli_cai",
-                             "harness.cli_safety"]
-for _module in COMMAND_MODULES:
-    main.add_command(import_module(_module).command)

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from harness import plugins as plugin_registry
-from harness.cli import _options, fail
+from harness import registry as plugin_registry
+from harness.cli_common import eval_option_overrides, fail, parse_options, split_names
 from harness.config import PRESETS, ConfigError, RunConfig, load_config
 from harness.evals.files import DATA_ENV, EvalDataError
 from harness.evals.judges import JudgeError
@@ -36,7 +36,7 @@ JUDGE_FLAGS = {"judge_url": "judge_url", "judge_model": "judge_model", "judge_ke
 
 
 def eval_config(model: str, evals, limit, max_length, preset, sets, eval_opts, judge, tracking) -> RunConfig:
-    overrides: dict[str, Any] = _options(sets, "--set")
+    overrides: dict[str, Any] = parse_options(sets, "--set")
     overrides.update({"model.name": model, "plugins.evals": list(evals), "plugins.eval_limit": limit})
     if max_length is not None:
         overrides["model.max_length"] = max_length
@@ -45,11 +45,7 @@ def eval_config(model: str, evals, limit, max_length, preset, sets, eval_opts, j
 
     if experiment := experiment_from_env(overrides):  # $MLFLOW_TRACKING_URI: see resolve_tracking_uri()
         overrides["tracking.experiment"] = experiment
-    for key, value in _options(eval_opts, "--eval-opt").items():
-        name, dot, option = key.rpartition(".")
-        if not dot or name not in evals:
-            fail(f"--eval-opt {key}=...: expected EVAL.OPTION=VALUE with EVAL one of {', '.join(evals)}")
-        overrides[f"plugins.eval_options.{name}.{option}"] = value
+    overrides.update(eval_option_overrides(eval_opts, list(evals)))
     chosen = {JUDGE_FLAGS[k]: v for k, v in judge.items() if v is not None}
     if chosen and "mtbench" not in evals:
         fail("--judge-* options only apply to --eval mtbench")
@@ -144,10 +140,11 @@ def run_evals(cfg: RunConfig, pm, model: GlobalModel, adapter: str | None) -> di
 @click.command("eval")
 @click.option("--model", required=True, help="Hub id, local path, smollm2-135m or tiny-random.")
 @click.option("--adapter", type=click.Path(file_okay=False), help="Saved LoRA adapter dir; default: the pretrained base.")
-@click.option("--eval", "evals", multiple=True, required=True, help="Eval plugin (advbench, hhh, mtbench, lm-eval:TASK); repeat.")
+@click.option("--eval", "evals", multiple=True, required=True, help="Eval plugin (advbench, hhh, mtbench, lm-eval:TASK); repeat or comma-separate.")
 @click.option("--eval-limit", type=int, help="At most N items per benchmark (default: the full sets).")
 @click.option("--eval-opt", multiple=True, metavar="EVAL.KEY=VALUE", help="Eval plugin option, e.g. advbench.rule=strict.")
-@click.option("--data", type=click.Path(file_okay=False), help=f"Benchmark data dir laid out like shared/data (sets ${DATA_ENV}).")
+@click.option("--eval-data", type=click.Path(file_okay=False),
+              help=f"Benchmark data dir laid out like shared/data (sets ${DATA_ENV}).")
 @click.option("--judge-url", help="MT-Bench judge: OpenAI-compatible base URL, e.g. http://localhost:8000/v1.")
 @click.option("--judge-model", help="MT-Bench judge: model name served at --judge-url.")
 @click.option("--judge-key-env", help="MT-Bench judge: environment variable holding the API key (never logged).")
@@ -159,16 +156,17 @@ def run_evals(cfg: RunConfig, pm, model: GlobalModel, adapter: str | None) -> di
 @click.option("--experiment", help="MLflow experiment name (default: $MLFLOW_EXPERIMENT_NAME, else fedllm-harness).")
 @click.option("--run-name")
 @click.option("--output-dir", type=click.Path(file_okay=False))
-def command(model, adapter, evals, eval_limit, eval_opt, data, max_length, preset, sets, tracking_uri, experiment,
+def command(model, adapter, evals, eval_limit, eval_opt, eval_data, max_length, preset, sets, tracking_uri, experiment,
             run_name, output_dir, **judge) -> None:
     """Evaluate a model (optionally with a LoRA adapter) on eval plugins and log it as an MLflow run."""
+    evals = tuple(split_names(evals))
     tracking = {"tracking.uri": tracking_uri, "tracking.experiment": experiment, "tracking.run_name": run_name,
                 "output_dir": output_dir}
     cfg = eval_config(model, evals, eval_limit, max_length, preset, sets, eval_opt, judge, tracking)
-    if data is not None:
-        if not Path(data).is_dir():
-            fail(f"--data {data} is not a directory")
-        os.environ[DATA_ENV] = str(Path(data).resolve())
+    if eval_data is not None:
+        if not Path(eval_data).is_dir():
+            fail(f"--eval-data {eval_data} is not a directory")
+        os.environ[DATA_ENV] = str(Path(eval_data).resolve())
     tracker, pm = build_plugins(cfg)
     metrics = run_evals(cfg, pm, load_model(cfg, adapter), adapter)
     width = max(len(k) for k in metrics)

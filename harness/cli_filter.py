@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from harness import plugins as plugin_registry
-from harness.cli import _options, fail
+from harness import registry as plugin_registry
+from harness.cli_common import fail, parse_options
 from harness.guard.card import TRAIN_PROMPTS, record_held_out, write_train_prompts
 from harness.guard.labelled import SPLITS, DataSpec, labelled_set
 from harness.guard.metrics import detection_report
@@ -170,7 +170,7 @@ def evaluate(filter_name, models, filter_opt, data, held_out, split, max_per_cla
              tracking_uri, output_dir) -> None:
     """Accuracy, precision, recall and Hmean of unsafe detection on a labelled split (the paper's Table 2)."""
     samples = _labelled(data, split, held_out, max_per_class, seed)
-    options = _options(filter_opt, "--filter-opt")
+    options = parse_options(filter_opt, "--filter-opt")
     rows = []
     for model in models or (None,):
         row_options = {**options, **({"model": model} if model else {})}

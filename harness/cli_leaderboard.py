@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
+from harness.cli_common import fail
 from harness.config import RunConfig
 from harness.leaderboard import BoardError, load_board, write_leaderboard
 from harness.leaderboard.tables import DEFAULT_MLFLOW_UI
@@ -20,7 +20,8 @@ from harness.tracking import env_experiment, resolve_tracking_uri
               "`harness run` writes).")
 @click.option("--experiment", "experiments", multiple=True,
               help="Read these experiments instead of the board's (default: $MLFLOW_EXPERIMENT_NAME if set).")
-@click.option("--filter", "extra_filter", default="", help="Extra MLflow filter, and-ed with the board's.")
+@click.option("--where", "extra_filter", default="", metavar="MLFLOW_SEARCH",
+              help="Extra MLflow search filter, and-ed with the board's (e.g. \"params.`federation.seed` = '0'\").")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--mlflow-ui", default=DEFAULT_MLFLOW_UI, show_default=True, help="Base URL of the run links.")
 @click.option("--screenshot", is_flag=True, help="Also render leaderboard.png in headless Chromium.")
@@ -31,8 +32,7 @@ def command(board, tracking_uri, experiments, extra_filter, out_dir, mlflow_ui, 
         spec = load_board(board).narrowed(tuple(experiments) or ((env,) if env else ()), extra_filter)
         written = write_leaderboard(spec, resolve_tracking_uri(tracking_uri, RunConfig.output_dir), out_dir, mlflow_ui)
     except BoardError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc))
     used = sum(len(r.runs) for r in written.rows)
     click.echo(f"{len(written.rows)} rows (one per setting) from {written.runs} finished runs"
                + (f" ({written.runs - used} older re-runs of a seed replaced by newer ones)" if written.runs > used else ""))
@@ -46,8 +46,7 @@ def command(board, tracking_uri, experiments, extra_filter, out_dir, mlflow_ui, 
                 shot = page.screenshot(Path(out_dir) / "leaderboard.png")
                 errors = page.errors
         except BrowserError as exc:
-            click.echo(f"error: screenshot: {exc}", err=True)
-            sys.exit(1)
+            fail(f"screenshot: {exc}", 1)
         click.echo(str(shot))
         for error in errors:
             click.echo(f"warning: page console error: {error}", err=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli import fail
+from harness.cli_common import fail
 
 
 @click.command("safety-tune")

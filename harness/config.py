@@ -197,6 +197,8 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
             return float(value)
         except ValueError:
             pass
+    if hint is str and type(value) is int:  # `run_name: 2024` in YAML: the schema says text
+        return str(value)
     if hint in (int, float) and isinstance(value, bool) or not isinstance(value, hint):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
     return value
@@ -258,21 +260,35 @@ def preset_dict(name: str) -> dict[str, Any]:
     return strict_load(files("harness.presets").joinpath(f"{name}.yaml").read_text())
 
 
+def field_hint(dotted: str) -> Any:
+    """The schema's type of a dotted config key (``tracking.run_name`` -> ``str | None``); None if not a field."""
+    hint: Any = RunConfig
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(hint):
+            return None
+        hint = typing.get_type_hints(hint).get(part)
+    return hint
+
+
 def parse_override(text: str) -> tuple[str, Any]:
-    """'federation.rounds=3' -> ('federation.rounds', 3); the value is read as YAML."""
+    """'federation.rounds=3' -> ('federation.rounds', 3); the value is read as YAML, except that a string field
+    takes the text as written ('tracking.run_name=2024' -> '2024')."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {text!r} is not of the form dotted.key=value")
+    key = key.strip()
     try:
         value = strict_load(raw, "<override>") if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {key.strip()}: value is not valid YAML: {exc}") from exc
+        raise ConfigError(f"override {key}: value is not valid YAML: {exc}") from exc
+    if field_hint(key) in (str, str | None):
+        return key, value if value is None or isinstance(value, str) else raw.strip()
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
             pass
-    return key.strip(), value
+    return key, value
 
 
 def _nest(dotted: dict[str, Any]) -> dict[str, Any]:

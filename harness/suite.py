@@ -17,7 +17,8 @@ from typing import Any
 import click
 from mlflow.tracking import MlflowClient
 
-from harness import plugins as plugin_registry
+from harness import registry as plugin_registry
+from harness.cli_common import fail
 from harness.config import PRESETS, ConfigError, RunConfig, load_config, parse_override
 from harness.leaderboard import Leaderboard, load_board, write_leaderboard
 from harness.leaderboard.board import BoardError
@@ -160,7 +161,7 @@ def check_installed(rows: list[SuiteRow], evals: tuple[str, ...], suite: Suite) 
 def eval_command_installed() -> bool:
     from harness.cli import main
 
-    return "eval" in main.commands
+    return "eval" in main.list_commands(None)
 
 
 def row_config(suite: Suite, settings: SuiteSettings, row: SuiteRow, seed: int, uri: str, evals) -> RunConfig:
@@ -205,12 +206,10 @@ def finished_run(client: MlflowClient, cfg: RunConfig) -> str | None:
 
 def train_row(cfg: RunConfig, progress: bool) -> str:
     """Run one federated job in this process, exactly as `harness run` does; returns its MLflow run id."""
-    from harness.cli import selection
     from harness.engine import RoundEngine
-    from harness.tracking import MlflowTracker
+    from harness.session import tracked_plugins
 
-    tracker = MlflowTracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.output_dir)
-    pm = plugin_registry.build_manager(selection(cfg), extra=[tracker])
+    tracker, pm = tracked_plugins(cfg, cfg.tracking.uri)
     RoundEngine(cfg, pm, progress=progress, reuse_run_dir=True).run()  # a redone row keeps its name and directory
     return tracker.run_id
 
@@ -328,8 +327,7 @@ def _launch(suite_factory: Callable[[], Suite], settings: SuiteSettings) -> None
     try:
         report = run_suite(suite_factory(), settings, echo=click.echo)
     except SuiteError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc))
     click.echo(f"{len(report.runs)} runs ({report.new_runs} new), {len(report.board.rows)} board rows")
     click.echo(f"board: {report.board.markdown}\n       {report.board.csv}\n       {report.board.html}")
 

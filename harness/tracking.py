@@ -242,7 +242,7 @@ def provenance_tags(cfg, selected: list[tuple[str, str]] | None = None) -> dict[
     if selected is None:
         p = cfg.plugins
         selected = [("filter", p.filter), ("agg", p.agg), ("align", p.align)] + [("eval", e) for e in p.evals]
-    from harness import plugins as registry
+    from harness import registry
 
     for kind, name in selected:
         try:

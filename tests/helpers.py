@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import socket
 
-from harness import plugins as registry
-from harness.cli import selection
 from harness.config import RunConfig, load_config
 from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl
-from harness.tracking import MlflowTracker, default_tracking_uri, find_run
+from harness.session import tracked_plugins
+from harness.tracking import default_tracking_uri, find_run
 from harness.types import RunSummary
 
 
@@ -24,9 +23,8 @@ def run_tracked(cfg: RunConfig, *extra: object, resume: bool = False) -> RunSumm
     """Run ``cfg`` on the local engine as ``harness run`` does (MLflow store in its output dir), with ``extra``
     plugins; ``resume`` continues the run named ``tracking.run_name`` from its newest checkpoint."""
     uri = default_tracking_uri(cfg.output_dir)
-    tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir,
-                            run_id=find_run(uri, cfg.tracking.run_name).info.run_id if resume else None)
-    pm = registry.build_manager(selection(cfg), extra=[tracker, *extra])
+    run_id = find_run(uri, cfg.tracking.run_name).info.run_id if resume else None
+    _, pm = tracked_plugins(cfg, uri, run_id, extra=extra)
     return RoundEngine(cfg, pm, progress=False, resume=resume).run()
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness import plugins as registry
+from harness import registry
 from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl
 from harness.types import AlignResult, ClientUpdate, LocalTrainInfo
-from plugins.aggregators.fedadam import FedAdam
-from plugins.aggregators.fedavgm import FedAvgM
-from plugins.aggregators.scaffold import Scaffold
+from harness.default_plugins.aggregators.fedadam import FedAdam
+from harness.default_plugins.aggregators.fedavgm import FedAvgM
+from harness.default_plugins.aggregators.scaffold import Scaffold
 from tests.helpers import smoke_config
 
 SHIFT = 0.25

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from harness.types import ClientUpdate
-from plugins.aggregators.fedadagrad import FedAdagrad
-from plugins.aggregators.fedadam import FedAdam
-from plugins.aggregators.fedavgm import FedAvgM
-from plugins.aggregators.fedprox import FedProx
-from plugins.aggregators.fedyogi import FedYogi
-from plugins.aggregators.median import Median
-from plugins.aggregators.trimmed_mean import TrimmedMean
+from harness.default_plugins.aggregators.fedadagrad import FedAdagrad
+from harness.default_plugins.aggregators.fedadam import FedAdam
+from harness.default_plugins.aggregators.fedavgm import FedAvgM
+from harness.default_plugins.aggregators.fedprox import FedProx
+from harness.default_plugins.aggregators.fedyogi import FedYogi
+from harness.default_plugins.aggregators.median import Median
+from harness.default_plugins.aggregators.trimmed_mean import TrimmedMean
 
 GLOBAL = {"a": torch.tensor([1.0, -2.0, 0.5]), "b": torch.tensor([[0.0, 3.0]])}
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import harness.cai.align as align_module
-from harness import plugins as plugin_registry
+from harness import registry as plugin_registry
 from harness.cai.align import CaiAligner, CaiSettings, split_iterations
 from harness.cai.dataset import RECORDS_FILE, CaiDataset, CaiRecord, record_line
 from harness.cai.train import dpo_loss, reference_logps, tokenize_pairs

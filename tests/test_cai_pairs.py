@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from harness import plugins as plugin_registry
+from harness import registry as plugin_registry
 from harness.cai.align import SOURCE_CODES, CaiAligner, CaiSettings
 from harness.cai.dataset import RECORDS_FILE, CaiDataError, CaiRecord, PreferencePair, record_line
 from harness.cai.judge import guard_judge, keep_improvements, refusal_judge

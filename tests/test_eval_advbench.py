@@ -7,8 +7,8 @@ import pytest
 from harness.evals.files import data_file
 from harness.evals.loaders import load_advbench
 from harness.evals.refusal import RULES
-from harness.plugins import PluginError, instantiate
-from plugins.evals.advbench import ADVBENCH_FILE, AdvBench, guard_verdicts
+from harness.registry import PluginError, instantiate
+from harness.default_plugins.evals.advbench import ADVBENCH_FILE, AdvBench, guard_verdicts
 
 
 def test_generates_scores_and_stores_every_response(tiny_model, shared_data):

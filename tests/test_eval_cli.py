@@ -15,7 +15,7 @@ from harness.evals.loaders import choice_prompt
 from harness.model_handle import GlobalModel
 from harness.models import attach_lora, load_base
 from harness.tracking import default_tracking_uri
-from plugins.evals.hhh import HHH
+from harness.default_plugins.evals.hhh import HHH
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +61,7 @@ def test_pretrained_and_adapter_runs_are_logged_and_score_the_right_weights(tmp_
     assert with_adapter != pytest.approx(pretrained)
 
     out = tmp_path / "out"
-    common = ["--eval", "hhh", "--eval-opt", "hhh.sets=[bigbench]", "--eval-limit", "1", "--data", str(shared_data)]
+    common = ["--eval", "hhh", "--eval-opt", "hhh.sets=[bigbench]", "--eval-limit", "1", "--eval-data", str(shared_data)]
     shown = harness_eval(out, *common, "--eval", "advbench", "--eval-opt", "advbench.max_new_tokens=3",
                          "--run-name", "row1")
     assert "hhh/bigbench/accuracy" in shown.output and "advbench/harmless_rate" in shown.output
@@ -95,7 +95,7 @@ def test_bad_input_is_named(tmp_path, args, message):
 
 def test_missing_data_fails_the_run_with_the_path(tmp_path):
     out = tmp_path / "out"
-    result = harness_eval(out, "--eval", "advbench", "--data", str(tmp_path), "--run-name", "nodata", code=1)
+    result = harness_eval(out, "--eval", "advbench", "--eval-data", str(tmp_path), "--run-name", "nodata", code=1)
     assert f"{tmp_path}/advbench/harmful_behaviors.csv does not exist" in result.output
     _, run = logged(out, "nodata")
     assert run.info.status == "FAILED"

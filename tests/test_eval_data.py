@@ -16,7 +16,7 @@ from harness.evals.loaders import (
     load_mtbench,
     take,
 )
-from plugins.evals.hhh import CAI_FILE, bigbench_files
+from harness.default_plugins.evals.hhh import CAI_FILE, bigbench_files
 
 
 def test_upstream_hashes_match_the_shared_copies(shared_data):

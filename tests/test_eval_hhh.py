@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from harness.evals.loaders import choice_prompt
-from plugins.evals.hhh import HHH, SETS
+from harness.default_plugins.evals.hhh import HHH, SETS
 
 
 def hand_logprob(model, context: str, completion: str) -> float:

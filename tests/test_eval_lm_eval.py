@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from harness.plugins import PluginError, instantiate
-from plugins.evals.lm_eval_bridge import flatten_results, metric_name
+from harness.registry import PluginError, instantiate
+from harness.default_plugins.evals.lm_eval_bridge import flatten_results, metric_name
 
 QUESTIONS = [("Is fire hot?", 0), ("Is ice hot?", 1), ("Is the sky green?", 1), ("Is water wet?", 0),
              ("Do fish fly?", 1), ("Is snow white?", 0), ("Is the sun cold?", 1), ("Do birds sing?", 0),

@@ -7,8 +7,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from harness.evals.judges import JudgeError, OpenAIJudge, Rating, parse_rating
-from harness.plugins import PluginError, instantiate
-from plugins.evals.mtbench import MTBench
+from harness.registry import PluginError, instantiate
+from harness.default_plugins.evals.mtbench import MTBench
 
 KEY = "sk-test-never-logged"
 

@@ -9,8 +9,8 @@ from harness.evals.files import data_file, packaged_file
 from harness.evals.loaders import load_first_turns
 from harness.evals.refusal import RULES
 from harness.leaderboard.items import source
-from harness.plugins import PluginError, instantiate
-from plugins.evals.over_refusal import SETS, OverRefusal
+from harness.registry import PluginError, instantiate
+from harness.default_plugins.evals.over_refusal import SETS, OverRefusal
 
 
 class Scripted:

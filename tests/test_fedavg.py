@@ -1,7 +1,7 @@
 import torch
 
 from harness.types import ClientUpdate
-from plugins.aggregators.fedavg import FedAvg
+from harness.default_plugins.aggregators.fedavg import FedAvg
 
 
 def test_fedavg_is_the_sample_weighted_average():

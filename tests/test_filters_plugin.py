@@ -10,7 +10,7 @@ from harness.cli import main
 from harness.data.demo import demo_samples
 from harness.guard.samples import FilterInputError
 from harness.types import ChatSample
-from plugins.filters.lg3 import LlamaGuardFilter
+from harness.default_plugins.filters.lg3 import LlamaGuardFilter
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from harness.cli import main
 from harness.guard.labelled import DataSpec, labelled_set
 from harness.tracking import default_tracking_uri
-from plugins.filters.lg3 import LlamaGuardFilter
+from harness.default_plugins.filters.lg3 import LlamaGuardFilter
 
 
 SHIPPED_GUARD = Path(__file__).resolve().parents[1] / "plugins" / "filters" / "guards" / "smollm2-135m-lg3"

@@ -18,11 +18,12 @@ from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
 from harness.adapters import ReadOnlyStateError
-from harness.cli import main, selection
+from harness.cli import main
 from harness.engine import RoundEngine
 from harness.flower import simulate
 from harness.hookspecs import hookimpl
-from harness.plugins import build_manager
+from harness.registry import selection
+from harness.registry import build_manager
 from harness.tracking import MlflowTracker, default_tracking_uri
 from helpers import smoke_config
 

@@ -10,7 +10,7 @@ import pytest
 from harness.cli import selection
 from harness.flower.simulation import backend_config
 from harness.hookspecs import hookimpl
-from harness.plugins import build_manager
+from harness.registry import build_manager
 from harness.tracking import MlflowTracker, default_tracking_uri
 from helpers import smoke_config
 

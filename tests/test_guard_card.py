@@ -17,7 +17,7 @@ from harness.guard.card import (
 )
 from harness.guard.defaults import HUB_GUARD, SMOLLM2_GUARD
 from harness.guard.labelled import DataSpec, labelled_set
-from plugins.filters.lg3 import LlamaGuardFilter
+from harness.default_plugins.filters.lg3 import LlamaGuardFilter
 
 
 def run_info(tmp_path, model: str):

@@ -1,7 +1,7 @@
 import pytest
 from click.testing import CliRunner
 
-from harness import plugins as registry
+from harness import registry
 from harness.cli import main
 from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl

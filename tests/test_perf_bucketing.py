@@ -97,7 +97,7 @@ def test_round_padding_is_the_mean_over_the_clients_that_trained(tmp_path, monke
     """A client whose filter kept nothing does not train; it must not pull the round's padding fraction down."""
     from harness import engine as engine_module
     from harness.hookspecs import hookimpl
-    from harness.perf.bench import started_engine
+    from tests.perf.bench import started_engine
     from harness.types import FilterVerdict
     from tests.helpers import smoke_config
 

@@ -3,8 +3,8 @@
 import pytest
 from transformers import LlamaConfig
 
-from harness.perf.flops import SMOLLM2_135M, Arch, batch_flops, forward_flops, lora_step_flops
-from harness.perf.profile import GROUPS, profiled
+from tests.perf.flops import SMOLLM2_135M, Arch, batch_flops, forward_flops, lora_step_flops
+from tests.perf.profile import GROUPS, profiled
 from harness.training import local_train, tokenize_samples
 
 TINY = Arch(hidden=8, intermediate=16, layers=2, heads=2, kv_heads=1, vocab=10, head_dim=4)

@@ -11,15 +11,16 @@ import torch
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from harness import plugins as registry
+from harness import registry
 from harness.adapters import AdapterStateError
 from harness.checkpoint import CheckpointStore
-from harness.cli import main, selection
+from harness.cli import main
 from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl
+from harness.registry import selection
 from harness.tracking import default_tracking_uri
 from harness.types import AggregateResult
-from plugins.aggregators.fedavg import FedAvg
+from harness.default_plugins.aggregators.fedavg import FedAvg
 from tests.helpers import run_tracked, smoke_config
 
 RUN = "fault-test"

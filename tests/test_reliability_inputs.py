@@ -15,12 +15,13 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from harness import plugins as registry
-from harness.cli import main, selection
+from harness import registry
+from harness.cli import main
 from harness.data.samples import DataError
 from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl
 from harness.jsonl import read_jsonl
+from harness.registry import selection
 from harness.tracking import default_tracking_uri
 from harness.types import FilterVerdict
 from tests.helpers import free_port, smoke_config

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from harness import plugins as registry
+from harness import registry
 from harness.cli import main
 from harness.hookspecs import hookimpl
 from harness.tracking import default_tracking_uri

@@ -17,7 +17,7 @@ from harness.evals.judges import JudgeError, OpenAIJudge
 from harness.hookspecs import hookimpl
 from harness.redaction import redact
 from harness.tracking import default_tracking_uri
-from plugins.aggregators.fedavg import FedAvg
+from harness.default_plugins.aggregators.fedavg import FedAvg
 
 KEY = "sk-test-0123456789abcdef"
 KEY_ENV = "HARNESS_TEST_JUDGE"  # a name the redaction would not guess: the judge registers it

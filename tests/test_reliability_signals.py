@@ -31,7 +31,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TOKENIZER
 # `harness run` with one extra plugin that damages the MLflow store in on_round_end of round 2 (argv[1]: how).
 DAMAGING_RUN = textwrap.dedent("""
     import os, sys
-    from harness import cli, plugins as registry
+    from harness import cli, registry
     from harness.hookspecs import hookimpl
 
     how, out = sys.argv[1], sys.argv[2]
@@ -84,7 +84,7 @@ def test_a_signal_stops_the_run_killed_with_the_resume_command_and_resume_finish
 
     assert proc.returncode == code, stderr[-3000:]
     no_traceback(stderr)
-    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    lines = [line for line in stderr.splitlines() if line.startswith("Error:")]
     assert len(lines) == 1 and f"stopped by {signal.Signals(sig).name}" in lines[0], stderr[-3000:]
     assert f"harness run --resume {RUN} --output-dir {out}" in lines[0]
     client, run = run_of(out)
@@ -111,7 +111,7 @@ def test_a_store_damaged_mid_run_gives_one_message_with_the_resume_command(tmp_p
 
     assert proc.returncode == 1, proc.stderr[-3000:]
     no_traceback(proc.stderr)
-    message = proc.stderr[proc.stderr.index("error: "):]
+    message = proc.stderr[proc.stderr.index("Error: "):]
     assert "MLflow tracking failed while logging round 2" in message, message
     assert "checkpoints" in message and "intact" in message
     assert f"harness run --resume {RUN} --output-dir {out}" in message
@@ -161,7 +161,7 @@ def test_a_read_only_output_dir_gives_a_clear_error(searchable_dir, store):
 
     assert proc.returncode == 2, proc.stderr[-3000:]
     no_traceback(proc.stderr)
-    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("Error:")]
     if store == "fresh":
         assert "MLflow store" in line and str(out) in line and "not writable" in line, line
         assert not (out / "mlflow.db").exists()

@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from harness import plugins as registry
-from harness.cli import selection
+from harness import registry
 from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl
+from harness.registry import selection
 from harness.types import ClientUpdate
 from harness.update_hygiene import clip_update, screen_updates, update_norm
 from tests.helpers import smoke_config

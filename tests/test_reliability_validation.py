@@ -10,17 +10,17 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from harness import plugins as registry
+from harness import registry
 from harness.checkpoint import CheckpointStore
-from harness.cli import main, resume_overrides, selection
+from harness.cli import main, resume_overrides
 from harness.config import ConfigError, load_config
 from harness.data.samples import DataError, to_sample
 from harness.engine import HookResultError, RoundEngine
 from harness.hookspecs import hookimpl
 from harness.tracking import default_tracking_uri
 from harness.types import AggregateResult, AlignResult, EvalResult
-from plugins.aggregators.fedavg import FedAvg
-from plugins.evals.heldout_nll import HeldOutNLL
+from harness.default_plugins.aggregators.fedavg import FedAvg
+from harness.default_plugins.evals.heldout_nll import HeldOutNLL
 from tests.helpers import smoke_config
 
 
@@ -126,7 +126,7 @@ class AlignerMetrics:
 def engine_with(tmp_path, *extra, **overrides) -> RoundEngine:
     cfg = smoke_config(tmp_path, **{"federation.rounds": 2, "federation.local_steps": 1, "plugins.eval_limit": 2,
                                     **overrides})
-    return RoundEngine(cfg, registry.build_manager(selection(cfg), extra=list(extra)), progress=False)
+    return RoundEngine(cfg, registry.build_manager(registry.selection(cfg), extra=list(extra)), progress=False)
 
 
 def pending_values(engine: RoundEngine) -> list:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from harness import plugins as registry
+from harness import registry
 from harness.cli import selection
 from harness.data.normalize import prompt_digest
 from harness.data.overlap import DataOverlapError, read_digest_file
@@ -12,7 +12,7 @@ from harness.data.shipped import shipped_prompt_sets
 from harness.engine import RoundEngine
 from harness.guard.defaults import SMOLLM2_GUARD
 from harness.types import ChatSample
-from plugins.filters.oracle import OracleFilter
+from harness.default_plugins.filters.oracle import OracleFilter
 from tests.helpers import run_tracked, smoke_config
 
 

@@ -26,8 +26,8 @@ HARNESS = str(Path(sys.executable).parent / "harness")
 # in the middle of the second client's local training (after the first client's c_i was written).
 KILLED_RUN = textwrap.dedent("""
     import json, os, signal, sys
-    from harness import plugins as registry
-    from harness.cli import selection
+    from harness import registry
+    from harness.registry import selection
     from harness.config import load_config
     from harness.engine import RoundEngine
     from harness.hookspecs import hookimpl

@@ -9,12 +9,13 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from harness import plugins as registry
+from harness import registry
 from harness.checkpoint import LOCK_FILE, RunDirError, RunDirLock
-from harness.cli import main, selection
+from harness.cli import main
 from harness.config import load_config
 from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl
+from harness.registry import selection
 from harness.tracking import default_tracking_uri, find_run
 from tests.helpers import run_tracked, smoke_config
 

@@ -17,9 +17,9 @@ from harness.models import SMOLLM2_SAFE, attach_lora, load_base
 from harness.safe_base.load import adapter_dir, base_prompt_set
 from harness.safe_base.recipe import REFUSALS, build_mix, instructions
 from harness.safe_base.tune import CARD, SafetyTuneSettings, full_sentences, safety_tune
-from plugins.evals.advbench import AdvBench
-from plugins.evals.hhh import HHH
-from plugins.evals.over_refusal import OverRefusal
+from harness.default_plugins.evals.advbench import AdvBench
+from harness.default_plugins.evals.hhh import HHH
+from harness.default_plugins.evals.over_refusal import OverRefusal
 
 
 def eval_digests(shared_data) -> frozenset[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness import plugins as registry
+from harness import registry
 from harness.cli import main
 from harness.config import load_config
 from harness.engine import RoundEngine
@@ -15,8 +15,8 @@ from harness.evals.files import EvalDataError, data_file
 from harness.evals.loaders import load_advbench, spread
 from harness.evals.report import safety_rows
 from harness.leaderboard.stats import wilson
-from plugins.evals.heldout_nll import HeldOutNLL
-from plugins.evals.hhh import HHH
+from harness.default_plugins.evals.heldout_nll import HeldOutNLL
+from harness.default_plugins.evals.hhh import HHH
 from tests.helpers import smoke_config
 
 

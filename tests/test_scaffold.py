@@ -8,8 +8,8 @@ import torch
 from harness.adapters import num_bytes
 from harness.training import make_optimizer
 from harness.types import ClientUpdate, FitIns, LocalTrainInfo
-from plugins.aggregators.fedavg import FedAvg
-from plugins.aggregators.scaffold import Scaffold
+from harness.default_plugins.aggregators.fedavg import FedAvg
+from harness.default_plugins.aggregators.scaffold import Scaffold
 
 DIM, CLIENTS, PER_ROUND, STEPS, LR = 4, 8, 4, 10, 0.05
 

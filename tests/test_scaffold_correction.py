@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from plugins.aggregators.fedavg import FedAvg
-from plugins.aggregators.scaffold import Scaffold
+from harness.default_plugins.aggregators.fedavg import FedAvg
+from harness.default_plugins.aggregators.scaffold import Scaffold
 from tests.test_scaffold import LR, PER_ROUND, STEPS, federated_least_squares, least_squares_clients, optimum
 
 ROUNDS = 30

@@ -20,7 +20,7 @@ from flwr.clientapp import ClientApp
 
 from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl
-from harness.plugins import build_manager
+from harness.registry import build_manager
 from harness.types import FitIns
 from harness.flower.records import TrainIns, TrainRes, config_from_yaml
 

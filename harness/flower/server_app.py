@@ -134,15 +134,13 @@ app = ServerApp()
 @app.main()
 def deployment_main(grid: Grid, context: Context) -> None:
     """``flwr run``: the run config's ``harness-config`` names the YAML config file on the SuperLink host."""
-    from harness.cli import selection
     from harness.config import load_config
-    from harness.plugins import build_manager
-    from harness.tracking import MlflowTracker, resolve_tracking_uri
+    from harness.session import tracked_plugins
+    from harness.tracking import resolve_tracking_uri
 
     if "harness-config" not in context.run_config:
         raise FlowerSetupError("the Flower run config has no 'harness-config' (path to the harness YAML config)")
     cfg = load_config(file=str(context.run_config["harness-config"]))
-    tracker = MlflowTracker(resolve_tracking_uri(cfg.tracking.uri, cfg.output_dir), cfg.tracking.experiment, cfg.output_dir)
-    pm = build_manager(selection(cfg), extra=[tracker])
+    _, pm = tracked_plugins(cfg, resolve_tracking_uri(cfg.tracking.uri, cfg.output_dir))
     timeout = float(context.run_config.get("reply-timeout", 0)) or None
     FlowerRoundEngine(cfg, pm, grid, progress=False, reply_timeout=timeout, deployment=True).run()

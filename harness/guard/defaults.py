@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 
 from harness.models import SMOLLM2, SMOLLM2_SAFE, TINY_RANDOM
 
-SHIPPED_GUARDS = Path(__file__).resolve().parents[1].parent / "plugins" / "filters" / "guards"
+SHIPPED_GUARDS = Path(find_spec("harness.default_plugins.filters").submodule_search_locations[0]) / "guards"
+"""plugins/filters/guards of the checkout, package data of an install."""
 SMOLLM2_GUARD = SHIPPED_GUARDS / "smollm2-135m-lg3"
 """The project's Llama-Guard-3-format guard fine-tuned on SmolLM2-135M-Instruct (package data)."""
 EMBED_LR_HEAD = SHIPPED_GUARDS / "embed-lr-minilm"

@@ -16,7 +16,6 @@ from harness.leaderboard.aggregate import MethodRow, build_rows
 from harness.leaderboard.board import Board, BoardError, load_board
 from harness.leaderboard.items import ItemStore
 from harness.leaderboard.page import to_html
-from harness.leaderboard.plots import board_plots
 from harness.leaderboard.runs import fetch_runs
 from harness.leaderboard.tables import DEFAULT_MLFLOW_UI, to_csv, to_markdown
 
@@ -38,6 +37,8 @@ class Leaderboard:
 
 def write_leaderboard(board: Board, tracking_uri: str, out_dir: str | Path, ui: str = DEFAULT_MLFLOW_UI) -> Leaderboard:
     """Read the board's finished runs from ``tracking_uri`` and write leaderboard.{md,csv,html} into ``out_dir``."""
+    from harness.leaderboard.plots import board_plots  # matplotlib (the `extras`): only when a board is written
+
     client = MlflowClient(tracking_uri)
     rows = build_rows(fetch_runs(client, board), board, ItemStore(client).items)
     out = Path(out_dir)

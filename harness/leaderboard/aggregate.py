@@ -164,13 +164,13 @@ def check_pins(runs: list[RunRecord], board: Board) -> None:
             value = run.field(key)
             if wanted is not None and value != wanted:
                 raise BoardError(f"board {board.name} pins {shown} = {wanted!r}, but run {run.name} ({run.run_id}) "
-                                 f"has {shown} = {value!r}; leave it out with --filter or change the pin")
+                                 f"has {shown} = {value!r}; leave it out with --where or change the pin")
             if first is None:
                 first = run
             elif value != first.field(key):
                 raise BoardError(f"board {board.name} pins {shown}: its runs must agree on it, but run {run.name} "
                                  f"({run.run_id}) has {shown} = {value!r} and run {first.name} ({first.run_id}) has "
-                                 f"{first.field(key)!r}; leave one out with --filter or change the pin")
+                                 f"{first.field(key)!r}; leave one out with --where or change the pin")
 
 
 def build_rows(runs: list[RunRecord], board: Board, items: ItemLoader | None = None) -> list[MethodRow]:

@@ -239,8 +239,11 @@ def _scatter(raw: dict[str, Any] | None, source: str) -> Scatter | None:
 
 
 def board_dirs() -> list[Path]:
-    """Where board names are looked up: ./leaderboards, then the checkout's leaderboards/."""
-    return [Path.cwd() / "leaderboards", Path(harness.__file__).resolve().parents[1] / "leaderboards"]
+    """Where board names are looked up: ./leaderboards, then the shipped boards: the package data
+    ``harness/boards`` of an installed wheel, the checkout's leaderboards/ otherwise (the same files)."""
+    package = Path(harness.__file__).resolve().parent
+    shipped = package / "boards" if (package / "boards").is_dir() else package.parent / "leaderboards"
+    return [Path.cwd() / "leaderboards", shipped]
 
 
 def find_board(name_or_path: str) -> Path:

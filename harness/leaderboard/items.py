@@ -22,11 +22,13 @@ import logging
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from harness.leaderboard.runs import RunRecord
+if TYPE_CHECKING:
+    from harness.leaderboard.runs import RunRecord
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 from html import escape
+from typing import TYPE_CHECKING
 
 from harness.leaderboard.aggregate import MethodRow
 from harness.leaderboard.board import Board
-from harness.leaderboard.plots import Plot
 from harness.leaderboard.tables import (
     DEFAULT_MLFLOW_UI,
     EXPLAIN,
@@ -20,6 +20,9 @@ from harness.leaderboard.tables import (
     run_url,
     seeds_note,
 )
+
+if TYPE_CHECKING:
+    from harness.leaderboard.plots import Plot  # matplotlib: the page itself does not need it
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; padding: 0 1rem; color: #1a1a1a; }

@@ -8,6 +8,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from harness.leaderboard.board import Board, BoardError
+from harness.leaderboard.items import has_items
 
 FINISHED = "FINISHED"
 
@@ -33,8 +34,6 @@ class RunRecord:
 
 def history_metrics(board: Board) -> set[str]:
     """Metrics whose per-round values the board needs (round plots, columns not reduced to 'last', item data)."""
-    from harness.leaderboard.items import has_items
-
     needed = set(board.round_plots)
     for col in board.columns:
         if col.reduce != "last":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plugins.aggregators.server_optimizer import AdaptiveServerOptimizer
+from harness.default_plugins.aggregators.server_optimizer import AdaptiveServerOptimizer
 
 
 class FedAdam(AdaptiveServerOptimizer):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from harness.types import AdapterState
-from plugins.aggregators.server_optimizer import ServerOptimizer
+from harness.default_plugins.aggregators.server_optimizer import ServerOptimizer
 
 
 class FedAvgM(ServerOptimizer):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from harness.hookspecs import hookimpl
-from plugins.aggregators.fedavg import FedAvg
+from harness.default_plugins.aggregators.fedavg import FedAvg
 
 
 class FedProx(FedAvg):

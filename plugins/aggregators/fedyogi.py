@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from plugins.aggregators.server_optimizer import AdaptiveServerOptimizer
+from harness.default_plugins.aggregators.server_optimizer import AdaptiveServerOptimizer
 
 
 class FedYogi(AdaptiveServerOptimizer):

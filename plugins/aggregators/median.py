@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from harness.hookspecs import hookimpl
 from harness.types import AggregateResult
-from plugins.aggregators.robust import coordinate_median
+from harness.default_plugins.aggregators.robust import coordinate_median
 
 
 class Median:

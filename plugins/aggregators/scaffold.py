@@ -1,7 +1,7 @@
 """`scaffold`: SCAFFOLD on the LoRA weights (Karimireddy et al. 2020, Algorithm 1, option II).
 
 Server: control variate c (float32, CPU). Client i: control variate c_i (float32, on disk, see
-:mod:`plugins.aggregators.control_variates`). Per round, for each sampled client:
+:mod:`harness.default_plugins.aggregators.control_variates`). Per round, for each sampled client:
 
 * ``configure_fit`` sends c (counted in the bytes sent down);
 * each local step applies the correction c − c_i (moved to the parameters' device once per client), in
@@ -35,7 +35,7 @@ from safetensors.torch import load_file
 from harness.adapters import num_bytes, save_adapter
 from harness.hookspecs import hookimpl
 from harness.types import AdapterState, AggregateResult, FitIns
-from plugins.aggregators.control_variates import ControlVariateStore, flatten, unflatten
+from harness.default_plugins.aggregators.control_variates import ControlVariateStore, flatten, unflatten
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from harness.adapters import save_adapter
 from harness.hookspecs import hookimpl
 from harness.types import AdapterState, AggregateResult
-from plugins.aggregators.fedavg import weighted_average
+from harness.default_plugins.aggregators.fedavg import weighted_average
 
 Moments = dict[str, AdapterState]  # moment name ("m", "v") -> tensors by adapter name
 

@@ -10,7 +10,7 @@ import math
 
 from harness.hookspecs import hookimpl
 from harness.types import AggregateResult
-from plugins.aggregators.robust import coordinate_trimmed_mean
+from harness.default_plugins.aggregators.robust import coordinate_trimmed_mean
 
 
 class TrimmedMean:

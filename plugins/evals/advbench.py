@@ -15,7 +15,7 @@ import json
 import time
 from typing import Any
 
-from harness import plugins as plugin_registry
+from harness import registry as plugin_registry
 from harness.evals.files import data_file
 from harness.evals.loaders import load_advbench, spread, take
 from harness.evals.refusal import RULES, get_rule

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from harness.checkpoint import CheckpointStore
-from harness.perf.bench import started_engine, vm_hwm_mb
+from tests.perf.bench import started_engine, vm_hwm_mb
 from harness.types import ClientUpdate, LocalTrainInfo
-from plugins.aggregators.scaffold import Scaffold
+from harness.default_plugins.aggregators.scaffold import Scaffold
 from tests.helpers import smoke_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ size (an epoch is 2 * ceil(pairs / batch_size) steps). Run with
 import os
 import time
 
-from harness import plugins as plugin_registry
+from harness import registry as plugin_registry
 from harness.cai.dataset import RECORDS_FILE, CaiRecord, record_line
 from harness.config import ModelConfig
 from harness.data.demo import demo_refusals, demo_samples

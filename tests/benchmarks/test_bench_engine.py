@@ -1,6 +1,6 @@
 """Engine overhead (issue #8, item 1): a round's wall time over the time inside its clients' optimizer
 steps (goal <= 1.05), and the speed-up over a reference loop written as common FedLLM code does it
-(a new HF ``Trainer`` per client per round, deep copies of state dicts; :mod:`harness.perf.reference`)
+(a new HF ``Trainer`` per client per round, deep copies of state dicts; :mod:`tests.perf.reference`)
 on the same model, data, clients and steps.
 
 Run with ``pytest tests/benchmarks/test_bench_engine.py --benchmark-only -s``. Each model runs its
@@ -21,9 +21,9 @@ import pytest
 from harness.config import load_config
 from harness.engine import RoundEngine
 from harness.models import attach_lora
-from harness.perf.bench import started_engine
-from harness.perf.models import bench_device, load_bench_base
-from harness.perf.reference import ReferenceLoop
+from tests.perf.bench import started_engine
+from tests.perf.models import bench_device, load_bench_base
+from tests.perf.reference import ReferenceLoop
 from harness.training import cosine_lr
 
 PRESET = {"tiny-random": "smoke", "smollm2-135m": "demo", "smollm2-arch": "demo"}

@@ -17,8 +17,8 @@ from harness.evals.files import data_file
 from harness.evals.loaders import load_advbench
 from harness.model_handle import GlobalModel
 from harness.models import attach_lora, load_base
-from plugins.evals.advbench import ADVBENCH_FILE, AdvBench
-from plugins.evals.hhh import HHH
+from harness.default_plugins.evals.advbench import ADVBENCH_FILE, AdvBench
+from harness.default_plugins.evals.hhh import HHH
 
 ITEMS, NEW_TOKENS, BATCH = 16, 32, 8
 

@@ -16,8 +16,8 @@ from harness.guard.embedding import SentenceEncoder
 from harness.guard.labelled import DataSpec, labelled_set
 from harness.guard.settings import FilterTrainSettings
 from harness.guard.template import render_guard_prompt
-from plugins.filters.embed_lr import EmbedLRFilter
-from plugins.filters.lg3 import LlamaGuardFilter
+from harness.default_plugins.filters.embed_lr import EmbedLRFilter
+from harness.default_plugins.filters.lg3 import LlamaGuardFilter
 
 SAMPLES, BATCH = 48, 8
 

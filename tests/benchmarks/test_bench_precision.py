@@ -18,7 +18,7 @@ import torch
 from harness.adapters import trainable_params
 from harness.config import load_config
 from harness.models import attach_lora
-from harness.perf.models import bench_device, bench_model, load_bench_base
+from tests.perf.models import bench_device, bench_model, load_bench_base
 from harness.training import local_train
 from test_bench_training import demo_client_data
 

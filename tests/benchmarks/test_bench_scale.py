@@ -22,7 +22,7 @@ from pathlib import Path
 
 from harness.config import load_config
 from harness.engine import RoundEngine
-from harness.perf.bench import started_engine, vm_hwm_mb
+from tests.perf.bench import started_engine, vm_hwm_mb
 
 REPO = Path(__file__).resolve().parents[2]
 COUNTS = (20, 200, 1000)

@@ -1,8 +1,8 @@
 """Local LoRA training efficiency (issue #8, item 2) and padding waste (item 5).
 
 * ``test_training_flops_vs_matmul_peak``: achieved FLOP/s of local training (forward + backward FLOPs
-  counted by :mod:`harness.perf.flops` for the real tokens of each batch) over this machine's fp32
-  matmul FLOP/s (:mod:`harness.perf.peak`, measured between the training rounds, same threads), with the
+  counted by :mod:`tests.perf.flops` for the real tokens of each batch) over this machine's fp32
+  matmul FLOP/s (:mod:`tests.perf.peak`, measured between the training rounds, same threads), with the
   demo preset's training settings (batch 4, max_length 128, LoRA r=16 on q/v, AdamW). Goal >= 0.5.
   Then a torch.profiler breakdown: attention, MLP, LM head + loss, optimizer, data, other.
 * ``test_padding_waste``: padded share of local-training batches (before/after length bucketing) on the
@@ -28,10 +28,10 @@ from harness.data.partition import partition
 from harness.data.sources import load_labelled
 from harness.model_handle import GlobalModel
 from harness.models import attach_lora
-from harness.perf.flops import Arch, batch_flops
-from harness.perf.models import bench_device, bench_model, load_bench_base, smollm2_tokenizer
-from harness.perf.peak import matmul_peak
-from harness.perf.profile import GROUPS, profiled
+from tests.perf.flops import Arch, batch_flops
+from tests.perf.models import bench_device, bench_model, load_bench_base, smollm2_tokenizer
+from tests.perf.peak import matmul_peak
+from tests.perf.profile import GROUPS, profiled
 from harness.training import batch_plan, collate, local_train, tokenize_samples
 
 MODEL = bench_model("smollm2-135m")
@@ -159,9 +159,9 @@ def test_padding_waste(benchmark, shared_data):
 def eval_padding(shared_data) -> dict[str, dict[str, float]]:
     """Padded share of the eval plugins' model calls (prefill only: generation stops at one new token)."""
     from harness.data.demo import demo_samples
-    from plugins.evals.advbench import AdvBench
-    from plugins.evals.heldout_nll import HeldOutNLL
-    from plugins.evals.hhh import HHH
+    from harness.default_plugins.evals.advbench import AdvBench
+    from harness.default_plugins.evals.heldout_nll import HeldOutNLL
+    from harness.default_plugins.evals.hhh import HHH
 
     mc = load_config("demo", overrides={"model.name": MODEL}).model
     heldout = HeldOutNLL(num_items=32)

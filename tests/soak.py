@@ -171,26 +171,26 @@ def run_worker(spec: dict) -> None:
     """One attempt, in this process: start the run, or resume it from its newest checkpoint."""
     import torch
 
-    from harness import plugins as registry
-    from harness.cli import execute, selection
+    from harness.cli import execute
     from harness.config import load_config
     from harness.engine import RoundEngine
-    from harness.tracking import MlflowTracker, default_tracking_uri, find_run
+    from harness.session import tracked_plugins
+    from harness.tracking import default_tracking_uri, find_run
 
     torch.set_num_threads(1)
     out = Path(spec["out"])
     cfg = load_config("smoke", overrides=soak_overrides(SoakSettings(**spec["settings"]), out))
     uri = default_tracking_uri(out)
     run_id = find_run(uri, RUN).info.run_id if spec["resume"] else None
-    tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir, run_id=run_id)
-    injector = FaultInjector([Fault(**f) for f in spec["faults"]], Path(spec["fired_dir"]), tracker)
-    pm = registry.build_manager(selection(cfg), extra=[tracker, injector, injector.tracker_breaker])
+    injector = FaultInjector([Fault(**f) for f in spec["faults"]], Path(spec["fired_dir"]))
+    tracker, pm = tracked_plugins(cfg, uri, run_id, extra=(injector, injector.tracker_breaker))
+    injector.tracker = tracker
     execute(RoundEngine(cfg, pm, progress=False, resume=spec["resume"]).run, tracker)
 
 
 def start_worker(spec: dict) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run([sys.executable, "-m", "harness.soak", "--worker-spec", json.dumps(spec)],
+    return subprocess.run([sys.executable, "-m", "tests.soak", "--worker-spec", json.dumps(spec)],
                           env=env, capture_output=True, text=True)
 
 
@@ -249,7 +249,7 @@ def check_message(kind: str, stderr: str) -> None:
     """A stopped worker (not SIGKILLed) says what happened and how to resume, in one message, no traceback."""
     if kind == "kill":
         return
-    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
     if "Traceback" in stderr or len(errors) != 1 or MESSAGE[kind] not in stderr or "--resume" not in stderr:
         raise SoakFailed(f"after {kind} the worker did not print one message with the resume command:\n"
                          f"{stderr[-3000:]}")

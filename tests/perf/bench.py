@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import plugins as registry
+from harness import registry
 from harness.config import RunConfig
 from harness.engine import RoundEngine
 

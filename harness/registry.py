@@ -17,11 +17,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points, packages_distributions, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from harness import hookspecs
+if TYPE_CHECKING:
+    from harness.config import RunConfig
 
 KINDS: dict[str, str] = {
     "filter": "fedllm_harness.filters",
@@ -89,6 +90,13 @@ def discover() -> list[PluginInfo]:
                 )
             )
     return sorted(found, key=lambda p: (list(KINDS).index(p.kind), p.name))
+
+
+def selection(cfg: RunConfig) -> list[tuple[str, str, dict[str, Any]]]:
+    """The plugins ``cfg`` selects, as (kind, name, options) for :func:`build_manager`: filter, agg, align, evals."""
+    p = cfg.plugins
+    chosen = [("filter", p.filter, p.filter_options), ("agg", p.agg, p.agg_options), ("align", p.align, p.align_options)]
+    return chosen + [("eval", name, p.eval_options.get(name, {})) for name in p.evals]
 
 
 def installed_names(kind: str) -> list[str]:
@@ -218,6 +226,8 @@ def describe_failure(exc: BaseException) -> str:
 
 def new_manager() -> pluggy.PluginManager:
     """A plugin manager whose hook exceptions name the plugin that raised them (see :class:`PluginFault`)."""
+    from harness import hookspecs  # torch: only when a run is built, not for discovery
+
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
 

@@ -1,8 +1,8 @@
 """GPU check (#20): the paper preset's local training on one GPU, memory in bf16 and 4-bit, AdvBench generation
 with HF ``generate`` and vLLM. One run, a few minutes on an H100-class GPU; prints one JSON object per row.
 
-    python -m harness.perf.gpu_check --model /path/to/Llama-3.1-8B-Instruct     # real weights: every row
-    python -m harness.perf.gpu_check                                            # no copy: random weights
+    python -m tests.perf.gpu_check --model /path/to/Llama-3.1-8B-Instruct     # real weights: every row
+    python -m tests.perf.gpu_check                                            # no copy: random weights
 
 Without ``--model`` the training and memory rows use Llama-3.1-8B's shapes with random weights (saved once under
 ``$HARNESS_CACHE``, so 4-bit loading reads them like a checkpoint); the generation rows then use SmolLM2-135M
@@ -26,8 +26,8 @@ from harness.evals.files import data_file
 from harness.evals.loaders import load_advbench
 from harness.model_handle import GlobalModel
 from harness.models import SMOLLM2, attach_lora, cache_dir, load_base, resolve_dtype, tiny_tokenizer
-from harness.perf.flops import Arch, lora_step_flops
-from harness.perf.peak import matmul_flops
+from tests.perf.flops import Arch, lora_step_flops
+from tests.perf.peak import matmul_flops
 from harness.training import TokenizedSamples, local_train
 
 LLAMA_8B = LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
