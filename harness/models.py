@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -13,6 +14,7 @@ from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_t
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from harness.config import ModelConfig
+from harness.safe_base.load import SAFE_BASES, adapter_dir
 
 log = logging.getLogger(__name__)
 
@@ -207,9 +209,30 @@ def load_base(cfg: ModelConfig) -> tuple[torch.nn.Module, PreTrainedTokenizerFas
 
 def safe_or_given(name: str) -> str:
     """A shipped safe base's merged checkpoint (:mod:`harness.safe_base.load`), else ``name`` itself."""
-    from harness.safe_base.load import SAFE_BASES, merged_path
+    return str(merged_safe_base(name)) if name in SAFE_BASES else name
 
-    return str(merged_path(name)) if name in SAFE_BASES else name
+
+def merged_safe_base(name: str) -> Path:
+    """A float32 checkpoint of base + adapter under the cache dir, built on first use (keyed by the adapter's bytes)."""
+    adapter = adapter_dir(name) / "adapter_model.safetensors"
+    if not adapter.is_file():
+        raise ModelLoadError(f"{name}: its adapter {adapter} is missing from the installation")
+    key = hashlib.sha256(adapter.read_bytes()).hexdigest()[:12]
+    target = cache_dir() / f"{name}-{key}"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    model, tokenizer = load_base(ModelConfig(name=SAFE_BASES[name], device="cpu", dtype="float32"))
+    merged = PeftModel.from_pretrained(model, adapter_dir(name), torch_dtype=torch.float32).merge_and_unload()
+    merged.to(torch.float32)
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")  # runs starting together each write their own
+    shutil.rmtree(partial, ignore_errors=True)
+    merged.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    try:
+        partial.rename(target)
+    except OSError:  # another process finished first: its copy is the same bytes
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
 
 
 def prepare_tokenizer(tokenizer):

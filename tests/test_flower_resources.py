@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import selection
+from harness.registry import selection
 from harness.flower.simulation import backend_config
 from harness.hookspecs import hookimpl
 from harness.registry import build_manager

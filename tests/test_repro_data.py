@@ -5,7 +5,7 @@ import json
 import pytest
 
 from harness import registry
-from harness.cli import selection
+from harness.registry import selection
 from harness.data.normalize import prompt_digest
 from harness.data.overlap import DataOverlapError, read_digest_file
 from harness.data.shipped import shipped_prompt_sets
