@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import types
@@ -291,13 +292,17 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def _nest(dotted: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _set_dotted(base: dict[str, Any], dotted: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with each dotted key's value set at exactly that key: ``plugins.eval_options.advbench.items=520``
+    changes one option and keeps the preset's others; ``plugins.eval_options={}`` replaces them all."""
+    out = copy.deepcopy(base)
     for key, value in dotted.items():
         node = out
         *parents, leaf = key.split(".")
         for part in parents:
-            node = node.setdefault(part, {})
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
         node[leaf] = value
     return out
 
@@ -315,9 +320,10 @@ def load_config(
     except ConfigError as exc:
         raise ConfigError(f"preset {name}: {exc}") from exc
     merged = data.to_dict()
-    for source, layer in ((f"config file {file}", file_data), ("command line", _nest(overrides or {}))):
+    for source, apply in ((f"config file {file}", lambda m: _merge(m, file_data)),
+                          ("command line", lambda m: _set_dotted(m, overrides or {}))):
         try:
-            merged = dataclasses.asdict(_build(RunConfig, _merge(merged, layer), ""))
+            merged = dataclasses.asdict(_build(RunConfig, apply(merged), ""))
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from exc
     merged["preset"] = name

@@ -146,3 +146,10 @@ def test_run_name_that_is_not_one_directory_under_runs_is_refused(tmp_path, name
 def test_run_name_with_quotes_and_dots_is_fine(tmp_path):
     cfg = load_config("smoke", overrides={"tracking.run_name": "o'brien..v2", "output_dir": str(tmp_path)})
     assert cfg.tracking.run_name == "o'brien..v2"
+
+
+def test_a_dotted_override_changes_one_plugin_option_and_keeps_the_presets_others():
+    cfg = load_config("repro", overrides={"plugins.eval_options.advbench.items": 520})
+    assert cfg.plugins.eval_options["advbench"]["items"] == 520
+    assert cfg.plugins.eval_options["advbench"]["rule"] == "strict" and cfg.plugins.eval_options["hhh"] == {"sets": ["cai438"]}
+    assert load_config("repro", overrides={"plugins.eval_options": {}}).plugins.eval_options == {}

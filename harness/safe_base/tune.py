@@ -53,6 +53,7 @@ class SafetyTuneSettings:
     max_length: int = 256
     answer_tokens: int = 128
     seed: int = 0
+    dtype: str = "float32"  # the same adapter (and cached answers) on every CPU, bf16-capable or not
 
 
 def full_sentences(text: str) -> str:
@@ -84,11 +85,11 @@ def safety_tune(base: str, mix: SafetyMix, out: Path, settings: SafetyTuneSettin
     """Train the safety adapter of ``base`` on ``mix`` and save it in ``out``; returns the card."""
     t0 = time.perf_counter()
     cfg = ModelConfig(name=base, lora_r=settings.lora_r, lora_alpha=2 * settings.lora_r, lora_dropout=0.05,
-                      target_modules=list(settings.target_modules), max_length=settings.max_length)
+                      target_modules=list(settings.target_modules), max_length=settings.max_length, dtype=settings.dtype)
     model, tokenizer = load_base(cfg)
     peft_model = attach_lora(model, cfg, settings.seed)
     handle = GlobalModel(peft_model, tokenizer, settings.max_length)
-    key = hashlib.sha256(json.dumps([base, settings.answer_tokens, settings.max_length]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([base, settings.answer_tokens, settings.max_length, settings.dtype]).encode()).hexdigest()[:12]
     cache = cache_dir() / "safe-base-answers" / f"{key}.jsonl"
     cache.parent.mkdir(parents=True, exist_ok=True)
     answers = own_answers(handle, mix.benign, settings.answer_tokens, cache)
