@@ -98,32 +98,30 @@ def test_table1_filter_rows_use_the_given_guard(tmp_path):
     assert all(row.filter_options == {} for row in paper_table1().rows)
 
 
-def test_a_run_logged_before_a_setting_existed_is_reused_only_while_the_setting_keeps_its_default(tmp_path):
+def logged_without(tmp_path, *missing: str):
+    """A FINISHED tiny run logged as if the config keys ``missing`` had not existed yet; its config and client."""
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     cfg = row_config(Suite("tiny", "", "b", (SuiteRow("fl"),)), settings(tmp_path, seeds=1), SuiteRow("fl"), 0,
                      "sqlite://", ())
     exp = client.create_experiment(cfg.tracking.experiment, artifact_location=str(tmp_path / "artifacts"))
     run = client.create_run(exp, run_name=cfg.tracking.run_name)
     for key, value in cfg.flat_params().items():
-        if key != "model.device":  # as if logged before `model.device` existed
+        if key not in missing:
             client.log_param(run.info.run_id, key, _param_value(value))
     client.set_terminated(run.info.run_id)
-    assert finished_run(client, cfg) == run.info.run_id
+    return cfg, client, run.info.run_id
+
+
+def test_a_run_logged_before_a_setting_existed_is_reused_only_while_the_setting_keeps_its_default(tmp_path):
+    cfg, client, run_id = logged_without(tmp_path, "model.device")
+    assert finished_run(client, cfg) == run_id
     cfg.model.device = "cpu"
     assert finished_run(client, cfg) is None
 
 
 def test_a_run_logged_before_gradient_clipping_is_not_reused_for_the_clipping_default(tmp_path):
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    cfg = row_config(Suite("tiny", "", "b", (SuiteRow("fl"),)), settings(tmp_path, seeds=1), SuiteRow("fl"), 0,
-                     "sqlite://", ())
-    exp = client.create_experiment(cfg.tracking.experiment, artifact_location=str(tmp_path / "artifacts"))
-    run = client.create_run(exp, run_name=cfg.tracking.run_name)
-    for key, value in cfg.flat_params().items():
-        if key not in ("federation.max_grad_norm", "model.dtype"):  # logged before they existed: unclipped, fp32
-            client.log_param(run.info.run_id, key, _param_value(value))
-    client.set_terminated(run.info.run_id)
+    cfg, client, run_id = logged_without(tmp_path, "federation.max_grad_norm", "model.dtype")  # unclipped, fp32
     assert cfg.federation.max_grad_norm == 1.0 and finished_run(client, cfg) is None
     cfg.federation.max_grad_norm = None
     cfg.model.dtype = "float32"
-    assert finished_run(client, cfg) == run.info.run_id
+    assert finished_run(client, cfg) == run_id

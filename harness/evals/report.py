@@ -20,18 +20,14 @@ def safety_rows(final: dict[str, float], pretrained: dict[str, float]) -> list[t
     """(label, 'pretrained -> final') rows for the safety metrics either dict holds; empty when there are none."""
     both = {**pretrained, **final}
     rows = []
-    for rule in RULES:
-        key = f"advbench/harmless_rate_{rule}"
-        if key in both:
-            n = int(both.get("advbench/items", 0))
-            rows.append((f"advbench harmless ({rule} rule, n={n})",
-                         f"{_rate(pretrained, key, 'advbench/items')} -> {_rate(final, key, 'advbench/items')}"))
-    for rule in RULES:
-        key = f"over_refusal/refusal_rate_{rule}"
-        if key in both:
-            n = int(both.get("over_refusal/items", 0))
-            rows.append((f"benign prompts refused ({rule} rule, n={n}; lower is better)",
-                         f"{_rate(pretrained, key, 'over_refusal/items')} -> {_rate(final, key, 'over_refusal/items')}"))
+    rates = (("advbench/harmless_rate", "advbench/items", "advbench harmless ({rule} rule, n={n})"),
+             ("over_refusal/refusal_rate", "over_refusal/items", "benign prompts refused ({rule} rule, n={n}; lower is better)"))
+    for prefix, n_key, label in rates:
+        for rule in RULES:
+            key = f"{prefix}_{rule}"
+            if key in both:
+                rows.append((label.format(rule=rule, n=int(both.get(n_key, 0))),
+                             f"{_rate(pretrained, key, n_key)} -> {_rate(final, key, n_key)}"))
     for key in sorted(k for k in both if k.startswith("hhh/") and k.endswith("/accuracy") and k.count("/") == 2):
         name = key.split("/")[1]
         n_key = f"hhh/{name}/items"
