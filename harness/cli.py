@@ -286,6 +286,7 @@ def print_summary(cfg: RunConfig, summary, run_id: str | None) -> None:
 # help, which `harness --help` shows; tests/test_cli_startup.py checks that the two agree).
 COMMANDS: dict[str, tuple[str, str]] = {
     "cai": ("harness.cli_cai:command", "Constitutional AI: red/critique/revision data for the cai* alignment plugins."),
+    "data": ("harness.cli_data:command", "Data sets: disjoint splits of a labelled source for clients, the guard and CAI."),
     "eval": ("harness.cli_eval:command",
              "Evaluate a model (optionally with a LoRA adapter) on eval plugins and log it as an MLflow run."),
     "filter": ("harness.cli_filter:command", "Train and evaluate safety filters (pre_local_train plugins)."),
