@@ -43,7 +43,7 @@ _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 
 @dataclass
 class SafetyTuneSettings:
-    steps: int = 300
+    steps: int = 100
     batch_size: int = 8
     lr: float = 3e-4
     lr_min: float = 3e-5
@@ -51,7 +51,7 @@ class SafetyTuneSettings:
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     max_length: int = 256
-    answer_tokens: int = 128
+    answer_tokens: int = 96
     seed: int = 0
     dtype: str = "float32"  # the same adapter (and cached answers) on every CPU, bf16-capable or not
 
