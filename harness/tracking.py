@@ -232,13 +232,14 @@ def provenance_tags(cfg, selected: list[tuple[str, str]] | None = None) -> dict[
             "harness.python": platform.python_version()}
     tags.update({f"harness.{lib}": _version(lib) for lib in LIBRARIES})
     try:
-        from harness.models import resolve_device
+        from harness.models import resolve_device, resolve_dtype
 
-        device = str(resolve_device(cfg.model.device))
+        device = resolve_device(cfg.model.device)
+        dtype = str(resolve_dtype(cfg.model.dtype, device, cfg.model.name)).removeprefix("torch.")
     except Exception:  # noqa: BLE001 - a bad device fails the run later, with its own message
-        device = str(cfg.model.device)
-    tags["harness.device"] = device
-    tags["harness.dtype"] = str(getattr(cfg.model, "dtype", "float32"))
+        device, dtype = cfg.model.device, cfg.model.dtype
+    tags["harness.device"] = str(device)
+    tags["harness.dtype"] = dtype  # what `auto` resolved to on this machine
     if selected is None:
         p = cfg.plugins
         selected = [("filter", p.filter), ("agg", p.agg), ("align", p.align)] + [("eval", e) for e in p.evals]
