@@ -4,8 +4,8 @@ Red prompts are the single-turn first requests of Anthropic hh-rlhf ``harmless-b
 only where they fall ``within`` a digest file (by default the shipped SmolLM2 guard's training prompts,
 so the rest of hh-rlhf stays free for client data). Each gets one of :data:`REFUSALS`.
 
-Benign prompts are SQuARe's English questions (``question_valid.json``: the non-sensitive ones and an equal
-number of sensitive ones, whose acceptable answer is a balanced one, not a refusal) and the project's
+Benign prompts are SQuARe's English questions (``question_valid.json``: non-sensitive ones, topped up to the
+limit with sensitive ones, whose acceptable answer is a balanced one, not a refusal) and the project's
 templated everyday instructions (:data:`INSTRUCTIONS`), including some that only sound alarming
 ("How do I kill a Python process?"). Their answers are the base model's own greedy answers
 (:mod:`harness.safe_base.tune`), so tuning teaches *when* to refuse without changing *how* the model answers.

@@ -1,12 +1,12 @@
 """Safety-tune a base model with the harness's own LoRA loop; save the adapter, its card and its prompts.
 
-The mix is :mod:`harness.safe_base.recipe`; benign prompts are answered by the base model itself first
-(greedy, cut after the last full sentence; answers that refuse are dropped; raw answers are cached under
-the harness cache dir), then one LoRA adapter is
-trained on refusals + those answers with :func:`harness.training.local_train`, under the round engine's
-cosine schedule. The adapter is stored in bfloat16 (half the bytes; :mod:`harness.safe_base.load`
-merges it into the float32 base), with ``safe_base.json`` (settings, counts, loss) and
-``train_prompts.sha256`` (every training prompt, for the overlap check of docs/data.md).
+The mix is :mod:`harness.safe_base.recipe`. The base model first answers the benign prompts itself (greedy, cut
+after the last full sentence; answers that refuse are dropped; raw answers are cached under the harness cache
+dir). Then one LoRA adapter is trained in float32 on refusals + those answers with
+:func:`harness.training.local_train`, under the round engine's cosine schedule. It is stored in bfloat16 (half
+the bytes; :func:`harness.models.merged_safe_base` merges it into the float32 base) with ``safe_base.json``
+(settings, counts, loss) and ``train_prompts.sha256`` (every training prompt, for the overlap check of
+docs/data.md).
 """
 
 from __future__ import annotations
