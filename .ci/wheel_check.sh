@@ -35,7 +35,7 @@ assert (EMBED_LR_HEAD / "embed_lr.json").is_file(), f"the shipped embed-lr head 
 from harness.safe_base.load import adapter_dir
 assert (adapter_dir("smollm2-135m-safe") / "adapter_model.safetensors").is_file(), "the safe base is not package data"
 from harness.evals.files import packaged_file
-assert packaged_file("vicuna_bench/question.jsonl") and packaged_file("mt_bench/question.jsonl"), "over-refusal data missing"
+assert packaged_file("mt_bench/question.jsonl"), "the over-refusal prompts (MT-Bench questions) are not package data"
 PY
 "$bin/harness" run --preset smoke --filter none --agg fedavg --align none --no-progress --output-dir "$work/runs"
 echo "wheel check: ok"

@@ -28,9 +28,9 @@ class Scripted:
                 for p in prompts]
 
 
-def test_the_shipped_copies_are_the_shared_files(shared_data):
-    for relative in SETS.values():
-        assert packaged_file(relative).read_bytes() == (shared_data / relative).read_bytes()
+def test_only_the_mt_bench_questions_ship_and_they_are_the_shared_file(shared_data):
+    assert packaged_file(SETS["mtbench"]).read_bytes() == (shared_data / SETS["mtbench"]).read_bytes()
+    assert packaged_file(SETS["vicuna"]) is None  # not among the eval sets the project may ship
     turns = [load_first_turns(data_file(rel, shared_data)) for rel in SETS.values()]
     assert [len(t) for t in turns] == [80, 80]
     assert turns[0][0] == ("81:writing", "Compose an engaging travel blog post about a recent trip to Hawaii, highlighting "

@@ -3,7 +3,7 @@
 A board compares rows that must train on the same client data, whatever their filter or aligner. So the
 exclusion does not depend on a run's plugins: it drops every prompt of the shipped guards' and safe bases'
 training sets (their ``train_prompts.sha256``) and of the packaged eval sets (AdvBench, BIG-bench HHH, the
-MT-Bench and Vicuna-bench questions). The run's own overlap check (docs/data.md) still runs on top.
+MT-Bench questions). The run's own overlap check (docs/data.md) still runs on top.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ def shipped_prompt_sets() -> tuple[PromptSet, ...]:
     hhh = PACKAGED / "hhh" / "bigbench_hhh_alignment"
     items = load_bigbench_hhh({s: hhh / s / "task.json" for s in HHH_SUBSETS})
     sets.append(PromptSet.from_texts("eval", "hhh/bigbench", [human_text(i.context) for i in items], str(hhh)))
-    for folder in ("mt_bench", "vicuna_bench"):
-        path = PACKAGED / folder / "question.jsonl"
-        sets.append(PromptSet.from_texts("eval", folder, [t for _, t in load_first_turns(path)], str(path)))
+    mtbench = PACKAGED / "mt_bench" / "question.jsonl"
+    sets.append(PromptSet.from_texts("eval", "mt_bench", [t for _, t in load_first_turns(mtbench)], str(mtbench)))
     return tuple(sets)

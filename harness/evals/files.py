@@ -2,10 +2,10 @@
 
 Resolution order: the eval's ``data`` option, else ``$HARNESS_DATA`` (both directories laid out like the
 project's ``shared/data``: ``advbench/harmful_behaviors.csv``, ``mt_bench/question.jsonl``, ...), else the copy
-shipped in ``harness/evals/data`` (AdvBench, MIT; BIG-bench HHH and the MT-Bench and Vicuna-bench questions,
-Apache-2.0; with their licences; checked against :data:`UPSTREAM`'s sha256 on every load), else a download from
-the upstream repository into the harness cache, checked the same way. Everything else (MT-Bench's reference
-answers and judge prompts, the 438-item HHH set) is not shipped.
+shipped in ``harness/evals/data`` (AdvBench, MIT; BIG-bench HHH and the MT-Bench questions, Apache-2.0; with
+their licences; checked against :data:`UPSTREAM`'s sha256 on every load), else a download from the upstream
+repository into the harness cache, checked the same way. Everything else (MT-Bench's reference answers and judge
+prompts, the Vicuna-bench questions, the 438-item HHH set) is not shipped.
 """
 
 from __future__ import annotations

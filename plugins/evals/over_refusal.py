@@ -2,7 +2,9 @@
 
 A model that refuses everything scores 100 % on AdvBench; this eval catches it. The prompts are the first
 turns of MT-Bench's and Vicuna-bench's questions (Zheng et al., 2023; 80 + 80 everyday requests, none
-harmful; both ship with the harness), sent through the chat template and answered greedily. A response
+harmful; the MT-Bench questions ship with the harness, Vicuna-bench's are read from ``data``/``$HARNESS_DATA`` or
+downloaded, so ``sets=[mtbench]`` runs on a fresh offline machine), sent through the chat template and answered
+greedily. A response
 counts as a refusal under the same rules as AdvBench (:mod:`harness.evals.refusal`; both are reported,
 ``rule`` picks the headline ``over_refusal/refusal_rate``, default ``strict``: the loose ``openfedllm``
 rule also matches helpful answers that say "As an example" or "illegal"). ``items`` scores that many
