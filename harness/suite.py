@@ -181,7 +181,7 @@ def row_config(suite: Suite, settings: SuiteSettings, row: SuiteRow, seed: int, 
 
 BEFORE_SETTING = {"federation.max_grad_norm": None, "model.dtype": "float32"}
 """How runs logged before these settings existed behaved, where that is not the setting's default: no gradient
-clipping, float32 bases (``model.dtype: auto`` is bfloat16 on GPUs)."""
+clipping, float32 bases (``model.dtype: auto`` is bfloat16 on GPUs and on CPUs with native bf16)."""
 
 
 def _comparable(params: dict[str, Any]) -> dict[str, str]:

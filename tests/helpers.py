@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 from harness.config import RunConfig, load_config
+from harness.default_plugins.aggregators.fedavg import FedAvg
 from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl
 from harness.session import tracked_plugins
@@ -33,6 +34,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+FEDAVG_AGGREGATE = FedAvg.aggregate
+
+
+@hookimpl
+def aggregate_failing_in_round_2(self, server_round, global_state, updates, num_clients_total):
+    """FedAvg's ``aggregate``, raising in round 2: ``monkeypatch.setattr(FedAvg, "aggregate", ...)`` for a plugin fault."""
+    if server_round == 2:
+        raise RuntimeError("injected aggregator fault")
+    return FEDAVG_AGGREGATE(self, server_round, global_state, updates, num_clients_total)
 
 
 class FailInRound:

@@ -21,7 +21,7 @@ from harness.registry import selection
 from harness.tracking import default_tracking_uri
 from harness.types import AggregateResult
 from harness.default_plugins.aggregators.fedavg import FedAvg
-from tests.helpers import run_tracked, smoke_config
+from tests.helpers import aggregate_failing_in_round_2, run_tracked, smoke_config
 
 RUN = "fault-test"
 FLAGS = ["--preset", "smoke", "--rounds", "3", "--local-optimizer", "sgd", "--set", "plugins.evals=[]",
@@ -52,16 +52,6 @@ def reference(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("reference") / "out"
     assert cli(*FLAGS, "--output-dir", str(out)).exit_code == 0
     return out
-
-
-FEDAVG_AGGREGATE = FedAvg.aggregate
-
-
-@hookimpl
-def aggregate_failing_in_round_2(self, server_round, global_state, updates, num_clients_total):
-    if server_round == 2:
-        raise RuntimeError("injected aggregator fault")
-    return FEDAVG_AGGREGATE(self, server_round, global_state, updates, num_clients_total)
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from harness.tracking import default_tracking_uri
 from harness.types import AggregateResult, AlignResult, EvalResult
 from harness.default_plugins.aggregators.fedavg import FedAvg
 from harness.default_plugins.evals.heldout_nll import HeldOutNLL
-from tests.helpers import smoke_config
+from tests.helpers import aggregate_failing_in_round_2, smoke_config
 
 
 def cli(*args: str):
@@ -198,15 +198,7 @@ def test_resume_refuses_training_settings_with_the_reason(tmp_path):
 @pytest.mark.slow
 def test_a_run_failed_in_round_2_resumes_with_another_eval_limit(tmp_path, monkeypatch):
     out = tmp_path / "out"
-    fedavg = FedAvg.aggregate
-
-    @hookimpl
-    def failing(self, server_round, global_state, updates, num_clients_total):
-        if server_round == 2:
-            raise RuntimeError("injected")
-        return fedavg(self, server_round, global_state, updates, num_clients_total)
-
-    monkeypatch.setattr(FedAvg, "aggregate", failing)
+    monkeypatch.setattr(FedAvg, "aggregate", aggregate_failing_in_round_2)
     flags = ["--preset", "smoke", "--local-steps", "1", "--run-name", "rv", "--no-progress", "--output-dir", str(out)]
     failed = cli(*flags)
     assert failed.exit_code == 1 and "raised in hook aggregate: RuntimeError: injected" in failed.output

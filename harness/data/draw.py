@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.data.mixture import split_heldout
-from harness.data.overlap import drop_declared
+from harness.data.overlap import drop_prompts
 from harness.data.sources import load_labelled
 from harness.types import ChatSample
 
@@ -18,6 +18,7 @@ def draw_run_data(cfg) -> tuple[list[ChatSample], list[ChatSample]]:
     if data.exclude_shipped:
         from harness.data.shipped import shipped_prompt_sets
 
-        acceptable, harmful = drop_declared(acceptable, shipped_prompt_sets()), drop_declared(harmful, shipped_prompt_sets())
+        taken = frozenset().union(*(s.digests for s in shipped_prompt_sets()))
+        acceptable, harmful = drop_prompts(acceptable, taken), drop_prompts(harmful, taken)
     # The held-out split is server-held validation data drawn from what the mixture left; no client gets it.
     return split_heldout(acceptable, harmful, data.num_samples, data.harmful_ratio, seed, data.heldout_samples)

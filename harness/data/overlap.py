@@ -129,8 +129,6 @@ def declared_sets(results: Iterable[object]) -> list[PromptSet]:
     return out
 
 
-def drop_declared(samples: list[ChatSample], sets: Iterable[PromptSet]) -> list[ChatSample]:
-    """``samples`` whose prompt no set in ``sets`` holds (``data.exclude_declared``: client data drawn only from
-    prompts that no training or eval set of the run uses)."""
-    taken = frozenset().union(*(s.digests for s in sets))
-    return [s for s in samples if prompt_digest(s.prompt) not in taken]
+def drop_prompts(samples: list[ChatSample], digests: frozenset[str]) -> list[ChatSample]:
+    """``samples`` whose prompt digest is not among ``digests`` (``data.exclude_shipped``)."""
+    return [s for s in samples if prompt_digest(s.prompt) not in digests]

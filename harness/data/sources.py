@@ -9,6 +9,7 @@ from typing import Any
 
 from harness.data.demo import demo_refusals, demo_samples
 from harness.data.samples import DataError, to_sample
+from harness.evals.files import DATA_ENV
 from harness.jsonl import decode_utf8, parse_json, read_jsonl
 from harness.types import ChatSample
 
@@ -122,7 +123,7 @@ def _split_labelled(rows: Iterable[tuple[int, Any]], source: str) -> tuple[list[
 def local_copy(folder: str) -> str | None:
     """``$HARNESS_DATA/<folder>`` (the benchmark data folder, laid out like shared/data) when it exists, else None
     (then the hub). A preset can name ``data.source: hh-rlhf`` and still read a local copy."""
-    root = os.environ.get("HARNESS_DATA")
+    root = os.environ.get(DATA_ENV)
     return str(Path(root).expanduser() / folder) if root and (Path(root).expanduser() / folder).exists() else None
 
 
