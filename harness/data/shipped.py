@@ -9,13 +9,11 @@ MT-Bench questions). The run's own overlap check (docs/data.md) still runs on to
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 from harness.data.overlap import DIGEST_FILE, digest_file_set
 from harness.evals.files import PACKAGED
+from harness.safe_base.load import SAFE_BASES, base_prompt_set
 from harness.types import PromptSet
-
-SAFE_BASES = Path(__file__).resolve().parents[1] / "safe_base"
 
 
 @cache
@@ -25,7 +23,7 @@ def shipped_prompt_sets() -> tuple[PromptSet, ...]:
     from harness.guard.defaults import SHIPPED_GUARDS
 
     sets = [digest_file_set("guard", f"shipped guard {p.parent.name}", p) for p in sorted(SHIPPED_GUARDS.glob(f"*/{DIGEST_FILE}"))]
-    sets += [digest_file_set("base", f"safe base {p.parent.name}", p) for p in sorted(SAFE_BASES.glob(f"*/{DIGEST_FILE}"))]
+    sets += [base_prompt_set(name) for name in sorted(SAFE_BASES)]
     advbench = PACKAGED / "advbench" / "harmful_behaviors.csv"
     sets.append(PromptSet.from_texts("eval", "advbench", load_advbench(advbench), str(advbench)))
     hhh = PACKAGED / "hhh" / "bigbench_hhh_alignment"
