@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from harness.cli import main, resolve_run_config
+from harness.cli import main
+from harness.cli.run import resolve_run_config
 
 
 def test_run_takes_eval_options_max_length_and_source_with_path():

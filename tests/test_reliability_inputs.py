@@ -96,7 +96,7 @@ def run_engine(tmp_path, *extra, **overrides):
 
 
 def test_client_left_empty_by_the_filter_is_skipped_and_logged(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="harness.engine"):
+    with caplog.at_level(logging.INFO, logger="harness.client"):
         _, summary = run_engine(tmp_path, DropClients([2]))
     assert summary.status == "FINISHED"
     assert summary.final_metrics["clients/skipped_empty"] == 1 and summary.final_metrics["clients/trained"] == 3

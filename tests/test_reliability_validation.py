@@ -12,7 +12,8 @@ from mlflow.tracking import MlflowClient
 
 from harness import registry
 from harness.checkpoint import CheckpointStore
-from harness.cli import main, resume_overrides
+from harness.cli import main
+from harness.cli.run import resume_overrides
 from harness.config import ConfigError, load_config
 from harness.data.samples import DataError, to_sample
 from harness.engine import HookResultError, RoundEngine

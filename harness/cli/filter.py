@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from harness import registry as plugin_registry
-from harness.cli_common import fail, parse_options
+from harness.cli.common import data_spec, fail, parse_options
 from harness.guard.card import TRAIN_PROMPTS, record_held_out, write_train_prompts
-from harness.guard.labelled import SPLITS, DataSpec, labelled_set
+from harness.guard.labelled import SPLITS, labelled_set
 from harness.guard.metrics import detection_report
 from harness.guard.settings import FilterTrainSettings
 from harness.models import ModelLoadError
@@ -22,7 +22,7 @@ COLUMNS = ("accuracy", "precision", "recall", "hmean")
 
 def _labelled(data: tuple[str, ...], split: str, held_out: float, max_per_class: int | None, seed: int):
     try:
-        return labelled_set([DataSpec.parse(d) for d in data], split, held_out, max_per_class, seed)
+        return labelled_set([data_spec(d) for d in data], split, held_out, max_per_class, seed)
     except ValueError as exc:
         fail(str(exc))
 
@@ -55,7 +55,8 @@ def format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
 
 
 data_option = click.option("--data", "data", multiple=True, required=True, metavar="SOURCE[=PATH]",
-                           help="Labelled source: square, hh-rlhf, demo, a .json/.jsonl file; repeat to mix.")
+                           help="Labelled source (square, hh-rlhf, demo, a .json/.jsonl file or a hub id), as "
+                                "`harness run --data` takes it; repeat to mix.")
 held_out_option = click.option("--held-out", type=float, default=0.2, show_default=True,
                                help="Fraction of prompts (by hash) held out for evaluation.")
 tracking_options = [
@@ -133,7 +134,7 @@ def _held_out_report(filter_name: str, factory, out: str, data: tuple[str, ...],
                      max_length: int, seed: int) -> dict | None:
     """Score the trained filter on the held-out split and record the metrics in its card (None: no such split)."""
     try:
-        samples = labelled_set([DataSpec.parse(d) for d in data], "test", held_out, per_class, seed)
+        samples = labelled_set([data_spec(d) for d in data], "test", held_out, per_class, seed)
     except ValueError as exc:
         click.echo(f"held-out check skipped ({exc}); the card records no held-out recall", err=True)
         return None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli_common import fail
+from harness.cli.common import data_spec, fail
 
 
 @click.group("data")
@@ -35,9 +35,9 @@ def split(source, sizes, seed, out) -> None:
         if not eq or role not in ROLES or not n.isdigit():
             fail(f"--size {item}: expected ROLE=N with ROLE one of {', '.join(ROLES)}")
         wanted[role] = int(n)
-    name, _, path = source.partition("=")
+    spec = data_spec(source)
     try:
-        acceptable, red = load_labelled(name, path or None, 0, seed)
+        acceptable, red = load_labelled(spec.source, spec.path, 0, seed)
         reports = write_splits(split_source(acceptable + red, wanted, seed), Path(out), source, seed)
     except DataError as exc:
         fail(str(exc))
