@@ -41,12 +41,19 @@ def split_names(values: tuple[str, ...]) -> list[str]:
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
-def data_spec(text: str, flag: str = "--data") -> DataSpec:
-    """``SOURCE`` or ``SOURCE=PATH``, as every ``--data`` takes it; exit 2 on a malformed one."""
-    try:
-        return DataSpec.parse(text)
-    except ValueError as exc:
-        fail(f"{flag}: {exc}")
+def data_option(*names: str, help: str, **kwargs) -> Callable:
+    """``--data SOURCE[=PATH]``: a labelled data source, in the same form in every command (checked when parsed,
+    read with :meth:`DataSpec.parse`); ``names``: the parameter name, if not ``data``."""
+
+    def check(ctx: click.Context, param: click.Parameter, value):
+        for text in value if param.multiple else [value] if value is not None else []:
+            try:
+                DataSpec.parse(text)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc)) from exc
+        return value
+
+    return click.option("--data", *names, metavar="SOURCE[=PATH]", callback=check, help=help, **kwargs)
 
 
 def eval_option(help: str = "Eval plugin (e.g. advbench, hhh, mtbench, lm-eval:TASK)", **kwargs) -> Callable:

@@ -8,10 +8,11 @@ from typing import Any
 import click
 
 from harness import registry as plugin_registry
-from harness.cli.common import (data_spec, eval_option, eval_option_overrides, fail, limit_option, parse_options,
+from harness.cli.common import (data_option, eval_option, eval_option_overrides, fail, limit_option, parse_options,
                                 split_names)
 from harness.cli.job import execute, has_checkpoint
 from harness.config import PRESETS, ConfigError, RunConfig, load_config
+from harness.data.spec import DataSpec
 from harness.runner import ENGINES, EngineOptions, prepare
 
 # Flag -> dotted config key for `harness run`.
@@ -50,7 +51,7 @@ def data_flags(flags: dict[str, Any]) -> dict[str, Any]:
     """``--data SOURCE=PATH`` (as every ``--data`` takes it) -> ``--data SOURCE --data-path PATH``."""
     if flags.get("data") is None:
         return flags
-    spec = data_spec(flags["data"])
+    spec = DataSpec.parse(flags["data"])
     if spec.path is None:
         return flags
     if flags.get("data_path") is not None:
@@ -137,8 +138,7 @@ def print_summary(cfg: RunConfig, summary, run_id: str | None) -> None:
 @click.option("--align-opt", multiple=True, metavar="KEY=VALUE", help="Option for the alignment plugin.")
 @click.option("--model", help="Hub id, local path, smollm2-135m, smollm2-135m-safe or tiny-random.")
 @click.option("--max-length", type=int, help="Token limit of a training sample and an eval prompt (model.max_length).")
-@click.option("--data", metavar="SOURCE[=PATH]",
-              help="demo, square, hh-rlhf (=PATH: its local file/dir), a .jsonl/.json file or a hub dataset id.")
+@data_option(help="demo, square, hh-rlhf (=PATH: its local file/dir), a .jsonl/.json file or a hub dataset id.")
 @click.option("--data-path", help="Local file/dir for square or hh-rlhf.")
 @click.option("--num-samples", type=int)
 @click.option("--harmful-ratio", type=float)
