@@ -71,14 +71,13 @@ class RoundEngine:
 
     # -- setup --------------------------------------------------------------------------
     def setup(self) -> None:
-        cfg, fed = self.cfg, self.cfg.federation
-        self.workspace = Workspace.build(cfg)
-        self.samples, self.heldout = self.workspace.samples, self.workspace.heldout
-        self.client_samples = self.workspace.client_samples
+        self.workspace = Workspace.build(self.cfg)
+        self.samples = self.workspace.samples
         self.global_model = self.workspace.model
-        self.model, self.tokenizer, self.params = self.global_model.model, self.global_model.tokenizer, self.global_model.params
-        self.trainer = ClientTrainer(cfg, self.pm, self.global_model, self.client_samples, self.progress)
-        self.state = RunState(next_round=1, global_state=snapshot(self.params), sampler=np.random.default_rng(fed.seed))
+        self.model, self.params = self.global_model.model, self.global_model.params
+        self.trainer = ClientTrainer(self.cfg, self.pm, self.global_model, self.workspace.client_samples, self.progress)
+        self.state = RunState(next_round=1, global_state=snapshot(self.params),
+                              sampler=np.random.default_rng(self.cfg.federation.seed))
 
     def run_info(self, resume_round: int | None = None) -> RunInfo:
         return self.workspace.run_info(self.cfg, self.run_name, self.run_dir, self.engine, resume_round)
