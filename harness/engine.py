@@ -72,7 +72,7 @@ class RoundEngine:
     # -- setup --------------------------------------------------------------------------
     def setup(self) -> None:
         self.workspace = Workspace.build(self.cfg)
-        self.samples = self.workspace.samples
+        self.samples, self.heldout = self.workspace.samples, self.workspace.heldout
         self.global_model = self.workspace.model
         self.model, self.params = self.global_model.model, self.global_model.params
         self.trainer = ClientTrainer(self.cfg, self.pm, self.global_model, self.workspace.client_samples, self.progress)
