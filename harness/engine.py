@@ -14,25 +14,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from harness import registry
-from harness.adapters import (AdapterStateError, ReadOnlyStateError, changed_tensors, check_compatible, load_into,
-                              num_bytes, read_only_copy, snapshot)
+from harness.adapters import AdapterStateError, check_compatible, load_into, read_only_copy, snapshot
 from harness.checkpoint import Checkpoint, CheckpointStore, RunDirLock, restore_rng
+from harness.client import ClientResult, ClientTrainer
 from harness.config import RunConfig, check_run_name
-from harness.data.draw import draw_run_data
 from harness.data.overlap import check_overlap, client_set, declared_sets
-from harness.data.partition import partition
-from harness.model_handle import GlobalModel
-from harness.models import attach_lora, load_base
+from harness.hook_checks import blame, check_read_only
 from harness.redaction import redact
 from harness.safe_base.load import base_prompt_set
-from harness.training import TokenizedSamples, cosine_lr, local_train, seed_torch, tokenize_samples
-from harness.types import AdapterState, ChatSample, ClientUpdate, FitIns, RunInfo, RunSummary
+from harness.training import cosine_lr
+from harness.types import AdapterState, ClientUpdate, FitIns, RunInfo, RunSummary
 from harness.update_hygiene import screen_updates
 from harness.watchdog import install_watchdog
+from harness.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -71,29 +68,19 @@ class RoundEngine:
         self.run_lock: RunDirLock | None = None  # held while run() runs
         self.reuse_run_dir = reuse_run_dir
         self.checkpoints = CheckpointStore(self.run_dir)
-        self._tokenized: dict[int, TokenizedSamples] = {}
 
     # -- setup --------------------------------------------------------------------------
     def setup(self) -> None:
-        cfg, fed = self.cfg, self.cfg.federation
-        torch.manual_seed(fed.seed)
-        self.samples, self.heldout = draw_run_data(cfg)
-        parts = partition(self.samples, fed.num_clients, cfg.data.partition, cfg.data.dirichlet_alpha, fed.seed)
-        self.client_samples: list[list[ChatSample]] = [[self.samples[i] for i in part] for part in parts]
-        base, self.tokenizer = load_base(cfg.model)
-        self.model = attach_lora(base, cfg.model, fed.seed)
-        self.global_model = GlobalModel(self.model, self.tokenizer, cfg.model.max_length)
-        self.params = self.global_model.params
-        self.state = RunState(next_round=1, global_state=snapshot(self.params), sampler=np.random.default_rng(fed.seed))
+        self.workspace = Workspace.build(self.cfg)
+        self.samples, self.heldout = self.workspace.samples, self.workspace.heldout
+        self.global_model = self.workspace.model
+        self.model, self.params = self.global_model.model, self.global_model.params
+        self.trainer = ClientTrainer(self.cfg, self.pm, self.global_model, self.workspace.client_samples, self.progress)
+        self.state = RunState(next_round=1, global_state=snapshot(self.params),
+                              sampler=np.random.default_rng(self.cfg.federation.seed))
 
     def run_info(self, resume_round: int | None = None) -> RunInfo:
-        params = self.cfg.flat_params()
-        params["run.num_samples"] = len(self.samples)
-        params["run.harmful_samples"] = sum(bool(s.is_harmful) for s in self.samples)
-        params["run.adapter_parameters"] = sum(p.numel() for p in self.params.values())
-        params["run.dtype"] = str(next(iter(self.model.parameters())).dtype).removeprefix("torch.")
-        params["run.heldout_samples"] = len(self.heldout)
-        return RunInfo(self.run_name, self.run_dir, self.cfg, params, resume_round, self.engine, list(self.heldout))
+        return self.workspace.run_info(self.cfg, self.run_name, self.run_dir, self.engine, resume_round)
 
     def check_data(self, info: RunInfo) -> dict[str, float]:
         """Overlap counts of client data, plugins' training prompts, the safe base's own training prompts and eval
@@ -151,18 +138,8 @@ class RoundEngine:
 
     # -- read-only states and plugin faults --------------------------------------------
     def _check_read_only(self, view: AdapterState, *hooks: str) -> None:
-        """Fail the run, naming the plugin, if a hook wrote into the read-only copy of ``global_state`` it got
-        (the engine's state is untouched: the write only reached the copy)."""
-        changed = changed_tensors(view, self.state.global_state)
-        if not changed:
-            return
-        exc = ReadOnlyStateError(
-            f"wrote into the read-only global_state ({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}) "
-            f"in hook {'/'.join(hooks)}; hooks get a copy, so the global adapter is unchanged, but the plugin must "
-            "return new tensors instead of writing in place")
-        _blame(exc, self.pm, [impl for hook in hooks for impl in getattr(self.hook, hook).get_hookimpls()],
-               "/".join(hooks))
-        raise exc
+        """Fail the run, naming the plugin, if a hook wrote into the read-only copy of ``global_state`` it got."""
+        check_read_only(self.pm, view, self.state.global_state, *hooks)
 
     def _check_result(self, state: AdapterState, what: str, hook: str) -> None:
         """A hook's new global adapter must match the current one and be finite; otherwise the run fails before
@@ -170,7 +147,7 @@ class RoundEngine:
         try:
             check_compatible(state, self.state.global_state, what)
         except AdapterStateError as exc:
-            _blame(exc, self.pm, getattr(self.hook, hook).get_hookimpls(), hook)
+            blame(exc, self.pm, getattr(self.hook, hook).get_hookimpls(), hook)
             raise
 
     def _evaluate(self, server_round: int) -> list:
@@ -217,7 +194,7 @@ class RoundEngine:
         if problem is None:
             return
         exc = HookResultError(f"{problem}; the round is not checkpointed, so fix the plugin and --resume the run")
-        _blame(exc, self.pm, impls or getattr(self.hook, hook).get_hookimpls(), hook)
+        blame(exc, self.pm, impls or getattr(self.hook, hook).get_hookimpls(), hook)
         raise exc
 
     def _exit_as_fault(self, outcome, hook_name: str, hook_impls, kwargs) -> None:
@@ -228,75 +205,16 @@ class RoundEngine:
             fault = PluginExitError(f"called sys.exit({exc.code!r}); a plugin may not end the process")
             fault.__cause__ = exc
             impl = registry._raising_impl(exc, hook_impls)
-            _blame(fault, self.pm, [impl] if impl is not None else list(hook_impls), hook_name)
+            blame(fault, self.pm, [impl] if impl is not None else list(hook_impls), hook_name)
             outcome.force_exception(fault)
 
-    # -- one client ---------------------------------------------------------------------
-    def _client_data(self, cid: int) -> TokenizedSamples:
-        if cid not in self._tokenized:
-            self._tokenized[cid] = tokenize_samples(self.tokenizer, self.client_samples[cid], self.cfg.model.max_length)
-        return self._tokenized[cid]
-
-    def _train_client(self, server_round: int, cid: int, lr: float, metrics: dict[str, float]) -> ClientUpdate | None:
-        fed = self.cfg.federation
-        samples = self.client_samples[cid]
-        verdict = self.hook.pre_local_train(client_id=cid, samples=samples, server_round=server_round)
-        keep = verdict.keep if verdict is not None else [True] * len(samples)
-        if len(keep) != len(samples):
-            raise ValueError(f"filter returned {len(keep)} verdicts for client {cid}'s {len(samples)} samples")
-        _count_filter(metrics, samples, keep)
-        kept = [i for i, k in enumerate(keep) if k]
-        self._client_log.append(_client_filter_record(cid, samples, keep))
-        if not kept:
-            log.info("round %d: client %d has no samples left after filtering; skipped this round", server_round, cid)
-            metrics["clients/skipped_empty"] += 1
-            return None
+    # -- clients ------------------------------------------------------------------------
+    def _configure_fit(self, server_round: int, cid: int) -> FitIns:
+        """``configure_fit``'s instructions for client ``cid`` (given a read-only copy of the global adapter)."""
         view = read_only_copy(self.state.global_state)
         fit_ins = self.hook.configure_fit(server_round=server_round, client_id=cid, global_state=view)
         self._check_read_only(view, "configure_fit")
-        fit_ins = fit_ins or FitIns()
-        metrics["comm/bytes_down"] += num_bytes(self.state.global_state) + num_bytes(fit_ins.tensors)
-
-        load_into(self.params, self.state.global_state)
-        order_rng = np.random.default_rng([fed.seed, cid])
-        order = [kept[i] for i in order_rng.permutation(len(kept))]
-        seed_torch(fed.seed * 1_000_003 + server_round * 10_007 + cid)
-
-        step_hooks = [h for h in ("local_grad_correction", "local_post_step") if getattr(self.hook, h).get_hookimpls()]
-        step_view = read_only_copy(self.state.global_state) if step_hooks else self.state.global_state
-        step_args = dict(client_id=cid, server_round=server_round, params=self.params,
-                         global_state=step_view, fit_ins=fit_ins)  # one read-only copy for all of a client's steps
-
-        def correct_grads() -> None:
-            self.hook.local_grad_correction(**step_args)
-
-        def post_step() -> None:
-            self.hook.local_post_step(**step_args, learning_rate=lr)
-
-        bar = tqdm(total=fed.local_steps, desc=f"client {cid}", leave=False, disable=not self.progress, unit="step")
-        info, self.state.cursors[cid] = local_train(
-            self.model, self.params, self._client_data(cid), order, self.state.cursors.get(cid, 0),
-            fed.local_steps, fed.batch_size, lr, fed.local_optimizer, self.tokenizer.pad_token_id,
-            correct_grads=correct_grads if self.hook.local_grad_correction.get_hookimpls() else None,
-            post_step=post_step if self.hook.local_post_step.get_hookimpls() else None,
-            on_step=(lambda loss: (bar.update(), bar.set_postfix(loss=f"{loss:.3f}"))) if self.progress else None,
-            max_grad_norm=fed.max_grad_norm, grad_accum_steps=fed.grad_accum_steps,
-        )
-        bar.close()
-        if step_hooks:
-            self._check_read_only(step_view, *step_hooks)
-        local_state = snapshot(self.params)
-        view = read_only_copy(self.state.global_state)
-        extra = self.hook.client_fit_end(
-            client_id=cid, server_round=server_round, local_state=local_state,
-            global_state=view, fit_ins=fit_ins, train_info=info,
-        ) or {}
-        self._check_read_only(view, "client_fit_end")
-        metrics["comm/bytes_up"] += num_bytes(local_state) + num_bytes(extra)
-        metrics["time/train_step_seconds"] += info.step_seconds
-        metrics["train/tokens"] += info.num_tokens
-        metrics["train/padding_fraction"] += info.padding_fraction  # summed here, averaged in run_round
-        return ClientUpdate(cid, len(kept), local_state, extra, {"loss": info.mean_loss, "steps": info.steps})
+        return fit_ins or FitIns()
 
     def _train_clients(self, server_round: int, sampled: list[int], lr: float, metrics: dict[str, float]) -> list[ClientUpdate]:
         """Train the sampled clients one after another (the Flower engine dispatches them instead)."""
@@ -305,12 +223,21 @@ class RoundEngine:
         self.model.train()
         try:
             for cid in tqdm(sampled, desc=f"round {server_round} clients", leave=False, disable=not self.progress):
-                update = self._train_client(server_round, cid, lr, metrics)
-                if update is not None:
-                    updates.append(update)
+                result = self.trainer.fit(cid, server_round, lr, self.state.global_state,
+                                          lambda: self._configure_fit(server_round, cid), self.state.cursors.get(cid, 0))
+                self._add_client(cid, result, metrics)
+                if result.update is not None:
+                    updates.append(result.update)
         finally:
             self.model.eval()
         return updates
+
+    def _add_client(self, cid: int, result: ClientResult, metrics: dict[str, float]) -> None:
+        """Count client ``cid``'s round into the round's metrics and client log, and keep its data cursor."""
+        self.state.cursors[cid] = result.cursor
+        for key, value in result.metrics.items():
+            metrics[key] = metrics.get(key, 0.0) + value
+        self._client_log.append(result.filter_record)
 
     def _screen(self, server_round: int, updates: list[ClientUpdate], metrics: dict[str, float]) -> list[ClientUpdate]:
         """Drop non-finite client updates (like empty clients) and clip update norms if configured."""
@@ -474,38 +401,6 @@ class PluginExitError(RuntimeError):
 
 class HookResultError(TypeError):
     """A hook returned a metric that is not a real number, or an artifact that is not text."""
-
-
-def _blame(exc: Exception, pm, impls: list, hook: str) -> None:
-    """Attach :class:`harness.registry.PluginFault` to ``exc`` as the plugin manager does for a raising hook."""
-    names = sorted({registry.plugin_origin(pm, impl.plugin) for impl in impls})
-    plugin = names[0] if len(names) == 1 else "one of " + ", ".join(names) if names else "(unknown)"
-    exc.plugin_fault = registry.PluginFault(plugin, hook)
-    exc.add_note(str(exc.plugin_fault))
-
-
-def _count_filter(metrics: dict[str, float], samples: list[ChatSample], keep: list[bool]) -> None:
-    for sample, k in zip(samples, keep):
-        metrics["filter/kept" if k else "filter/dropped"] += 1
-        if sample.is_harmful is None:
-            continue
-        flagged = not k
-        metrics["filter/true_pos"] += flagged and sample.is_harmful
-        metrics["filter/false_pos"] += flagged and not sample.is_harmful
-        metrics["filter/false_neg"] += (not flagged) and sample.is_harmful
-
-
-def _client_filter_record(cid: int, samples: list[ChatSample], keep: list[bool]) -> dict:
-    """Per-client kept/dropped and, where labels exist, precision/recall of the filter on that client."""
-    record: dict = {"client_id": cid, "kept": sum(keep), "dropped": len(keep) - sum(keep)}
-    labelled = [(s.is_harmful, not k) for s, k in zip(samples, keep) if s.is_harmful is not None]
-    tp = sum(h and f for h, f in labelled)
-    flagged, harmful = sum(f for _, f in labelled), sum(h for h, _ in labelled)
-    if flagged:
-        record["precision"] = tp / flagged
-    if harmful:
-        record["recall"] = tp / harmful
-    return record
 
 
 def _filter_quality(metrics: dict[str, float]) -> None:

@@ -92,11 +92,13 @@ def discover() -> list[PluginInfo]:
     return sorted(found, key=lambda p: (list(KINDS).index(p.kind), p.name))
 
 
-def selection(cfg: RunConfig) -> list[tuple[str, str, dict[str, Any]]]:
-    """The plugins ``cfg`` selects, as (kind, name, options) for :func:`build_manager`: filter, agg, align, evals."""
+def selection(cfg: RunConfig, kinds: tuple[str, ...] = tuple(KINDS)) -> list[tuple[str, str, dict[str, Any]]]:
+    """The plugins of ``kinds`` (default: all) that ``cfg`` selects, as (kind, name, options) for
+    :func:`build_manager`: filter, agg, align, evals."""
     p = cfg.plugins
     chosen = [("filter", p.filter, p.filter_options), ("agg", p.agg, p.agg_options), ("align", p.align, p.align_options)]
-    return chosen + [("eval", name, p.eval_options.get(name, {})) for name in p.evals]
+    chosen += [("eval", name, p.eval_options.get(name, {})) for name in p.evals]
+    return [plugin for plugin in chosen if plugin[0] in kinds]
 
 
 def installed_names(kind: str) -> list[str]:

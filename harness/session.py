@@ -1,8 +1,7 @@
-"""Set up a run: the MLflow tracker and the plugin manager for a config, fresh or resumed.
+"""Set up a run's bookkeeping: the MLflow tracker and the plugin manager for a config, fresh or resumed.
 
-The one place ``harness run`` (and ``--resume``), the suites, the Flower Deployment server, the soak worker and the
-tests build them, so they all get the same plugins and core plugins. (The engine is chosen by the caller: it must
-not be here, as the Flower server imports this module.)
+:mod:`harness.runner` builds every run with these (and picks its engine); the Flower Deployment server uses
+them directly, as it builds its engine from the grid Flower hands it. Light: no engine, no Flower.
 """
 
 from __future__ import annotations
@@ -18,11 +17,17 @@ if TYPE_CHECKING:
     from harness.tracking import MlflowTracker
 
 
-def tracked_plugins(cfg: RunConfig, uri: str, run_id: str | None = None,
-                    extra: tuple[object, ...] = ()) -> tuple[MlflowTracker, pluggy.PluginManager]:
+def tracked_plugins(cfg: RunConfig, uri: str, run_id: str | None = None, extra: tuple[object, ...] = (),
+                    kinds: tuple[str, ...] = tuple(registry.KINDS)) -> tuple[MlflowTracker, pluggy.PluginManager]:
     """A tracker logging to ``uri`` (continuing MLflow run ``run_id`` when resuming) and a plugin manager with the
-    plugins ``cfg`` selects, the tracker and the ``extra`` core plugins."""
+    plugins of ``kinds`` (default: all) that ``cfg`` selects, the tracker and the ``extra`` core plugins."""
     from harness.tracking import MlflowTracker
 
     tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir, run_id=run_id)
-    return tracker, registry.build_manager(registry.selection(cfg), extra=[tracker, *extra])
+    return tracker, plugins(cfg, tracker, *extra, kinds=kinds)
+
+
+def plugins(cfg: RunConfig, *extra: object, kinds: tuple[str, ...] = tuple(registry.KINDS)) -> pluggy.PluginManager:
+    """A plugin manager with the plugins of ``kinds`` that ``cfg`` selects and the ``extra`` ones (untracked: a
+    Flower node's client side, engine tests and benchmarks)."""
+    return registry.build_manager(registry.selection(cfg, kinds), extra=list(extra))

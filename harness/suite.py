@@ -18,8 +18,8 @@ import click
 from mlflow.tracking import MlflowClient
 
 from harness import registry as plugin_registry
-from harness.cli_common import fail
-from harness.config import PRESETS, ConfigError, RunConfig, load_config, parse_override
+from harness.cli.common import eval_option, fail, parse_options, split_names
+from harness.config import PRESETS, ConfigError, RunConfig, load_config
 from harness.leaderboard import Leaderboard, load_board, write_leaderboard
 from harness.leaderboard.board import BoardError
 from harness.leaderboard.claims import claims_markdown
@@ -206,12 +206,11 @@ def finished_run(client: MlflowClient, cfg: RunConfig) -> str | None:
 
 def train_row(cfg: RunConfig, progress: bool) -> str:
     """Run one federated job in this process, exactly as `harness run` does; returns its MLflow run id."""
-    from harness.engine import RoundEngine
-    from harness.session import tracked_plugins
+    from harness.runner import EngineOptions, prepare
 
-    tracker, pm = tracked_plugins(cfg, cfg.tracking.uri)
-    RoundEngine(cfg, pm, progress=progress, reuse_run_dir=True).run()  # a redone row keeps its name and directory
-    return tracker.run_id
+    job = prepare(cfg, cfg.tracking.uri, EngineOptions(progress=progress, reuse_run_dir=True))  # a redone row keeps
+    job.start()  # its name and directory
+    return job.tracker.run_id
 
 
 def evaluate_pretrained(cfg: RunConfig, overrides: dict[str, Any]) -> None:
@@ -296,8 +295,7 @@ def suite_options(func):
         click.option("--preset", type=click.Choice(PRESETS), default="demo", show_default=True),
         click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1 per row."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config override for every run."),
-        click.option("--eval", "evals", multiple=True,
-                     help="Eval plugins (default: the preset's, else the suite's); repeat for several."),
+        eval_option(help="Eval plugins (default: the preset's, else the suite's)"),
         click.option("--row", "rows", multiple=True, help="Run only this row; repeat for several."),
         click.option("--output-dir", default="harness-runs", show_default=True, type=click.Path(file_okay=False)),
         click.option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite store "
@@ -312,14 +310,7 @@ def suite_options(func):
 
 
 def _settings(preset, seeds, sets, evals, rows, output_dir, tracking_uri, experiment, board_dir, progress):
-    overrides = {}
-    for pair in sets:
-        try:
-            key, value = parse_override(pair)
-        except ConfigError as exc:
-            raise click.UsageError(f"--set: {exc}") from exc
-        overrides[key] = value
-    return SuiteSettings(preset, seeds, overrides, tuple(evals) or None, tuple(rows), output_dir, tracking_uri,
+    return SuiteSettings(preset, seeds, parse_options(sets, "--set"), tuple(split_names(evals)) or None, tuple(rows), output_dir, tracking_uri,
                          experiment, board_dir, progress)
 
 

@@ -6,9 +6,10 @@ import socket
 
 from harness.config import RunConfig, load_config
 from harness.default_plugins.aggregators.fedavg import FedAvg
-from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl
-from harness.session import tracked_plugins
+from harness.engine import RoundEngine
+from harness.runner import EngineOptions, local_engine, prepare
+from harness.session import plugins
 from harness.tracking import default_tracking_uri, find_run
 from harness.types import RunSummary
 
@@ -25,8 +26,12 @@ def run_tracked(cfg: RunConfig, *extra: object, resume: bool = False) -> RunSumm
     plugins; ``resume`` continues the run named ``tracking.run_name`` from its newest checkpoint."""
     uri = default_tracking_uri(cfg.output_dir)
     run_id = find_run(uri, cfg.tracking.run_name).info.run_id if resume else None
-    _, pm = tracked_plugins(cfg, uri, run_id, extra=extra)
-    return RoundEngine(cfg, pm, progress=False, resume=resume).run()
+    return prepare(cfg, uri, EngineOptions(progress=False, resume=resume), run_id, extra).start()
+
+
+def untracked_engine(cfg: RunConfig, *extra: object, resume: bool = False) -> RoundEngine:
+    """The local engine for ``cfg`` with its plugins and ``extra`` ones, without MLflow (engine tests)."""
+    return local_engine(cfg, plugins(cfg, *extra), EngineOptions(progress=False, resume=resume))
 
 
 def free_port() -> int:

@@ -1,7 +1,7 @@
 """Soak test (`make soak`): a long tiny-random run with faults injected on a seeded schedule, resumed after each.
 
 The driver starts the run in a worker process (which runs it as ``harness run`` does, through
-:func:`harness.cli.execute`). About every ``fault_every`` rounds one fault fires: the worker SIGKILLs itself
+:func:`harness.cli.job.execute`). About every ``fault_every`` rounds one fault fires: the worker SIGKILLs itself
 mid-round (``kill``), SIGTERMs itself mid-round (``sigterm``: a clean stop, MLflow KILLED, exit 143), a plugin
 raises in a hook (``exception``), the MLflow store fails with "No space left on device" while the round is
 logged (``tracker``: exit 1 with one message), or a client's update turns NaN (``nan``; rejected by the engine,
@@ -171,10 +171,9 @@ def run_worker(spec: dict) -> None:
     """One attempt, in this process: start the run, or resume it from its newest checkpoint."""
     import torch
 
-    from harness.cli import execute
+    from harness.cli.job import execute
     from harness.config import load_config
-    from harness.engine import RoundEngine
-    from harness.session import tracked_plugins
+    from harness.runner import EngineOptions, prepare
     from harness.tracking import default_tracking_uri, find_run
 
     torch.set_num_threads(1)
@@ -183,9 +182,10 @@ def run_worker(spec: dict) -> None:
     uri = default_tracking_uri(out)
     run_id = find_run(uri, RUN).info.run_id if spec["resume"] else None
     injector = FaultInjector([Fault(**f) for f in spec["faults"]], Path(spec["fired_dir"]))
-    tracker, pm = tracked_plugins(cfg, uri, run_id, extra=(injector, injector.tracker_breaker))
-    injector.tracker = tracker
-    execute(RoundEngine(cfg, pm, progress=False, resume=spec["resume"]).run, tracker)
+    job = prepare(cfg, uri, EngineOptions(progress=False, resume=spec["resume"]), run_id,
+                  extra=(injector, injector.tracker_breaker))
+    injector.tracker = job.tracker
+    execute(job.start, job.tracker)
 
 
 def start_worker(spec: dict) -> subprocess.CompletedProcess:

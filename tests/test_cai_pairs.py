@@ -117,7 +117,7 @@ def test_no_kept_pair_is_a_clear_error_that_does_not_advise_resume(model, tmp_pa
 
 
 def test_cli_failure_for_a_cai_data_error_does_not_suggest_resume(tmp_path, capsys):
-    from harness.cli import execute
+    from harness.cli.job import execute
 
     class Tracker:
         status, run_id, run_dir, failure = "FAILED", "abc123", tmp_path, None

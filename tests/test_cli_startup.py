@@ -67,7 +67,7 @@ def test_usage_and_data_errors_share_one_style_and_exit_2(tmp_path):
 
 
 def test_string_field_takes_a_number_as_text(tmp_path):
-    from harness.cli import resolve_run_config
+    from harness.cli.run import resolve_run_config
 
     cfg = resolve_run_config("smoke", None, ("tracking.run_name=2024", "model.name=01"), ("hhh,advbench", "mtbench"),
                              {}, {})

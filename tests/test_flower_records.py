@@ -36,9 +36,9 @@ def test_train_reply_round_trips_and_a_skipped_client_has_no_update():
     assert back.update.client_id == 3 and back.update.num_examples == 7
     assert back.update.metrics == {"loss": 1.25, "steps": 4}
     assert torch.equal(back.update.state["w"], state["w"]) and torch.equal(back.update.extra["w"], torch.ones(2, 3))
-    assert back.round_metrics == res.round_metrics and back.filter_record == res.filter_record and back.cursor == 20
-    skipped = TrainRes.from_content(TrainRes(None, {"clients/skipped_empty": 1.0}, {"client_id": 1}).to_content(), 1)
-    assert skipped.update is None and skipped.round_metrics == {"clients/skipped_empty": 1.0}
+    assert back.metrics == res.metrics and back.filter_record == res.filter_record and back.cursor == 20
+    skipped = TrainRes.from_content(TrainRes(None, {"clients/skipped_empty": 1.0}, {"client_id": 1}, 0).to_content(), 1)
+    assert skipped.update is None and skipped.metrics == {"clients/skipped_empty": 1.0}
 
 
 def test_bad_content_is_named():

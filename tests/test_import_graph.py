@@ -69,3 +69,16 @@ def test_find_cycle_finds_one():
 
 def test_the_package_imports_in_no_circle():
     assert find_cycle(import_graph()) is None
+
+
+def test_cli_commands_share_helpers_only_through_common():
+    """A `harness` subcommand module imports no other one (what they share lives in harness.cli.common)."""
+    graph = import_graph()
+    commands = {m for m in graph if m.startswith("harness.cli.")} - {"harness.cli.common", "harness.cli.job"}
+    assert {m: graph[m] & commands for m in commands if graph[m] & commands} == {}
+
+
+def test_a_flower_node_trains_with_the_client_unit_not_the_server_engine():
+    graph = import_graph()
+    assert "harness.client" in graph["harness.flower.client_app"]
+    assert "harness.engine" not in graph["harness.flower.client_app"] and "harness.engine" not in graph["harness.client"]

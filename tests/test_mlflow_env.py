@@ -5,7 +5,8 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from harness.cli import main, resolve_run_config
+from harness.cli import main
+from harness.cli.run import resolve_run_config
 from harness.suite import Suite, SuiteSettings, experiment_name
 from harness.tracking import default_tracking_uri, resolve_tracking_uri
 
@@ -34,7 +35,7 @@ def test_precedence_flag_then_config_then_env_then_default(env, tmp_path, monkey
     suite = Suite("s", "", "default", ())
     assert experiment_name(suite, SuiteSettings()) == "env-exp"
     assert experiment_name(suite, SuiteSettings(experiment="flag")) == "flag"
-    from harness.cli_eval import eval_config
+    from harness.cli.eval import eval_config
 
     cfg = eval_config("tiny-random", ("heldout-nll",), None, None, None, (), (), {}, {"tracking.experiment": None})
     assert cfg.tracking.experiment == "env-exp"

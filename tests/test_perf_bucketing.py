@@ -95,13 +95,13 @@ def test_local_train_is_reproducible_and_reports_less_padding(tiny_model):
 
 def test_round_padding_is_the_mean_over_the_clients_that_trained(tmp_path, monkeypatch):
     """A client whose filter kept nothing does not train; it must not pull the round's padding fraction down."""
-    from harness import engine as engine_module
+    from harness import client as client_module
     from harness.hookspecs import hookimpl
     from tests.perf.bench import started_engine
     from harness.types import FilterVerdict
     from tests.helpers import smoke_config
 
-    real_local_train = engine_module.local_train
+    real_local_train = client_module.local_train
 
     def fixed_padding(*args, **kwargs):
         info, cursor = real_local_train(*args, **kwargs)
@@ -113,7 +113,7 @@ def test_round_padding_is_the_mean_over_the_clients_that_trained(tmp_path, monke
         def pre_local_train(self, client_id, samples, server_round):
             return FilterVerdict(keep=[client_id != 1] * len(samples))
 
-    monkeypatch.setattr(engine_module, "local_train", fixed_padding)
+    monkeypatch.setattr(client_module, "local_train", fixed_padding)
     cfg = smoke_config(tmp_path, **{"plugins.evals": [], "federation.num_clients": 2, "federation.clients_per_round": 2})
     eng = started_engine(cfg)
     eng.pm.register(DropClientOne())

@@ -11,17 +11,14 @@ import torch
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from harness import registry
 from harness.adapters import AdapterStateError
 from harness.checkpoint import CheckpointStore
 from harness.cli import main
-from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl
-from harness.registry import selection
 from harness.tracking import default_tracking_uri
 from harness.types import AggregateResult
 from harness.default_plugins.aggregators.fedavg import FedAvg
-from tests.helpers import aggregate_failing_in_round_2, run_tracked, smoke_config
+from tests.helpers import aggregate_failing_in_round_2, run_tracked, smoke_config, untracked_engine
 
 RUN = "fault-test"
 FLAGS = ["--preset", "smoke", "--rounds", "3", "--local-optimizer", "sgd", "--set", "plugins.evals=[]",
@@ -133,7 +130,7 @@ class BadAggregator:
 ], ids=["shape", "dtype", "nan", "inf"])
 def test_malformed_aggregator_result_is_rejected_and_the_checkpoint_kept(tmp_path, damage, message):
     cfg = smoke_config(tmp_path, **{"federation.rounds": 1, "federation.local_steps": 1, "plugins.evals": []})
-    engine = RoundEngine(cfg, registry.build_manager(selection(cfg), extra=[BadAggregator(damage)]), progress=False)
+    engine = untracked_engine(cfg, BadAggregator(damage))
     with pytest.raises(AdapterStateError, match=f"aggregator 'fedavg': .*{message}"):
         engine.run()
     checkpoint = engine.checkpoints.load_latest()
@@ -198,7 +195,7 @@ def test_server_side_faults_fail_before_the_round_is_checkpointed_and_name_the_p
 
     error = ReadOnlyStateError if error == "ReadOnlyStateError" else error
     cfg = smoke_config(tmp_path, **{"federation.rounds": 1, "federation.local_steps": 1, "plugins.evals": []})
-    engine = RoundEngine(cfg, registry.build_manager(selection(cfg), extra=[plugin]), progress=False)
+    engine = untracked_engine(cfg, plugin)
     with pytest.raises(error, match=message) as caught:
         engine.run()
     assert type(plugin).__name__ in caught.value.plugin_fault.plugin

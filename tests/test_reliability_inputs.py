@@ -15,16 +15,13 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from harness import registry
 from harness.cli import main
 from harness.data.samples import DataError
-from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl
 from harness.jsonl import read_jsonl
-from harness.registry import selection
 from harness.tracking import default_tracking_uri
 from harness.types import FilterVerdict
-from tests.helpers import free_port, smoke_config
+from tests.helpers import free_port, smoke_config, untracked_engine
 
 
 def run_cli(out, *extra: str):
@@ -91,12 +88,12 @@ class DropClients:
 def run_engine(tmp_path, *extra, **overrides):
     cfg = smoke_config(tmp_path, **{"federation.rounds": 1, "federation.num_clients": 4,
                                     "federation.clients_per_round": 4, "plugins.evals": [], **overrides})
-    engine = RoundEngine(cfg, registry.build_manager(selection(cfg), extra=list(extra)), progress=False)
+    engine = untracked_engine(cfg, *extra)
     return engine, engine.run()
 
 
 def test_client_left_empty_by_the_filter_is_skipped_and_logged(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="harness.engine"):
+    with caplog.at_level(logging.INFO, logger="harness.client"):
         _, summary = run_engine(tmp_path, DropClients([2]))
     assert summary.status == "FINISHED"
     assert summary.final_metrics["clients/skipped_empty"] == 1 and summary.final_metrics["clients/trained"] == 3

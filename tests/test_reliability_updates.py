@@ -8,13 +8,10 @@ import math
 import pytest
 import torch
 
-from harness import registry
-from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl
-from harness.registry import selection
 from harness.types import ClientUpdate
 from harness.update_hygiene import clip_update, screen_updates, update_norm
-from tests.helpers import smoke_config
+from tests.helpers import smoke_config, untracked_engine
 
 GLOBAL = {"a": torch.zeros(2, 2), "b": torch.zeros(3)}
 
@@ -63,7 +60,7 @@ def run_one_round(tmp_path, name: str, agg: str, *extra, **overrides):
         "federation.rounds": 1, "federation.num_clients": 5, "federation.clients_per_round": 5,
         "federation.local_steps": 2, "federation.local_optimizer": "sgd", "federation.lr": 0.5,
         "plugins.agg": agg, "plugins.evals": [], **overrides})
-    engine = RoundEngine(cfg, registry.build_manager(selection(cfg), extra=list(extra)), progress=False)
+    engine = untracked_engine(cfg, *extra)
     summary = engine.run()
     initial = engine.checkpoints.load(engine.checkpoints.root / "round_0000").global_state
     return engine.state.global_state, initial, summary.final_metrics

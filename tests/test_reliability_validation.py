@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from harness import registry
 from harness.checkpoint import CheckpointStore
-from harness.cli import main, resume_overrides
+from harness.cli import main
+from harness.cli.run import resume_overrides
 from harness.config import ConfigError, load_config
 from harness.data.samples import DataError, to_sample
 from harness.engine import HookResultError, RoundEngine
@@ -21,7 +21,7 @@ from harness.tracking import default_tracking_uri
 from harness.types import AggregateResult, AlignResult, EvalResult
 from harness.default_plugins.aggregators.fedavg import FedAvg
 from harness.default_plugins.evals.heldout_nll import HeldOutNLL
-from tests.helpers import aggregate_failing_in_round_2, smoke_config
+from tests.helpers import aggregate_failing_in_round_2, smoke_config, untracked_engine
 
 
 def cli(*args: str):
@@ -126,7 +126,7 @@ class AlignerMetrics:
 def engine_with(tmp_path, *extra, **overrides) -> RoundEngine:
     cfg = smoke_config(tmp_path, **{"federation.rounds": 2, "federation.local_steps": 1, "plugins.eval_limit": 2,
                                     **overrides})
-    return RoundEngine(cfg, registry.build_manager(registry.selection(cfg), extra=list(extra)), progress=False)
+    return untracked_engine(cfg, *extra)
 
 
 def pending_values(engine: RoundEngine) -> list:

@@ -4,16 +4,13 @@ import json
 
 import pytest
 
-from harness import registry
-from harness.registry import selection
 from harness.data.normalize import prompt_digest
 from harness.data.overlap import DataOverlapError, read_digest_file
 from harness.data.shipped import shipped_prompt_sets
-from harness.engine import RoundEngine
 from harness.guard.defaults import SMOLLM2_GUARD
 from harness.types import ChatSample
 from harness.default_plugins.filters.oracle import OracleFilter
-from tests.helpers import run_tracked, smoke_config
+from tests.helpers import run_tracked, smoke_config, untracked_engine
 
 
 def test_oracle_keeps_exactly_the_acceptable_samples():
@@ -34,7 +31,7 @@ def test_an_oracle_run_trains_on_no_red_sample(tmp_path):
 def _engine(tmp_path, **overrides):
     cfg = smoke_config(tmp_path, **{"data.source": "hh-rlhf", "data.num_samples": 200, "plugins.filter": "lg3",
                                     "plugins.evals": ["heldout-nll"], **overrides})
-    engine = RoundEngine(cfg, registry.build_manager(selection(cfg)), progress=False)
+    engine = untracked_engine(cfg)
     engine.setup()
     return engine
 

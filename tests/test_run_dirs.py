@@ -17,7 +17,7 @@ from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl
 from harness.registry import selection
 from harness.tracking import default_tracking_uri, find_run
-from tests.helpers import run_tracked, smoke_config
+from tests.helpers import run_tracked, smoke_config, untracked_engine
 
 
 def quick(tmp_path, **overrides):
@@ -77,7 +77,7 @@ def test_a_locked_run_is_refused_and_released_after_the_run(tmp_path):
     cfg = quick(tmp_path)
     run_dir = tmp_path / "out" / "runs" / "test-run"
     held = RunDirLock(run_dir, fresh=True)  # as a running process holds it
-    engine = RoundEngine(cfg, registry.build_manager(selection(cfg)), progress=False, resume=True)
+    engine = untracked_engine(cfg, resume=True)
     with pytest.raises(RunDirError, match=r"in use by another process"):
         engine.run()
     held.release()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
+from harness.client import ClientResult
 from harness.config import RunConfig, load_config
 from harness.types import AdapterState, ClientUpdate, FitIns
 
@@ -73,17 +74,12 @@ class TrainIns:
 
 
 @dataclass
-class TrainRes:
-    """One ``train`` reply's content: the update (None if the filter kept nothing) and the client's metrics."""
-
-    update: ClientUpdate | None
-    round_metrics: dict[str, float]
-    filter_record: dict
-    cursor: int = 0  # the client's data cursor after this round
+class TrainRes(ClientResult):
+    """One ``train`` reply's content: the node's :class:`~harness.client.ClientResult`."""
 
     def to_content(self) -> RecordDict:
         content = RecordDict({
-            "round_metrics": MetricRecord(dict(self.round_metrics)),
+            "round_metrics": MetricRecord(dict(self.metrics)),
             "client": ConfigRecord({"filter-record": json.dumps(self.filter_record), "cursor": self.cursor}),
         })
         if self.update is not None:

@@ -21,10 +21,9 @@ from pathlib import Path
 from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from harness.adapters import read_only_copy
 from harness.config import RunConfig
 from harness.engine import RoundEngine
-from harness.types import ClientUpdate, FitIns, RunSummary
+from harness.types import ClientUpdate, RunSummary
 from harness.flower.records import TrainIns, TrainRes
 
 log = logging.getLogger(__name__)
@@ -86,10 +85,8 @@ class FlowerRoundEngine(RoundEngine):
         self._client_log = []
         messages = []
         for cid in sampled:
-            view = read_only_copy(self.state.global_state)  # as on the local engine: a write into it fails the run
-            fit_ins = self.hook.configure_fit(server_round=server_round, client_id=cid, global_state=view) or FitIns()
-            self._check_read_only(view, "configure_fit")
-            ins = TrainIns(self.client_config_yaml, server_round, lr, self.state.global_state, fit_ins,
+            ins = TrainIns(self.client_config_yaml, server_round, lr, self.state.global_state,
+                           self._configure_fit(server_round, cid),
                            self.state.cursors.get(cid, 0))
             messages.append(Message(ins.to_content(), dst_node_id=self.nodes[cid], message_type=MessageType.TRAIN))
         replies = {r.metadata.src_node_id: r for r in self.grid.send_and_receive(messages, timeout=self.reply_timeout)}
@@ -102,10 +99,7 @@ class FlowerRoundEngine(RoundEngine):
                 failures.append({"client_id": cid, "failed": reason})
                 continue
             result = TrainRes.from_content(reply.content, cid)
-            self.state.cursors[cid] = result.cursor
-            for key, value in result.round_metrics.items():
-                metrics[key] = metrics.get(key, 0.0) + value
-            self._client_log.append(result.filter_record)
+            self._add_client(cid, result, metrics)
             if result.update is not None:
                 updates.append(result.update)
         if failures:

@@ -8,31 +8,15 @@ the seed or the mix of sources.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 import numpy as np
 
 from harness.data.sources import load_labelled
+from harness.data.spec import DataSpec
 from harness.types import ChatSample
 
 SPLITS = ("train", "test", "all")
 DEMO_POOL = 500
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """One labelled source: ``square``, ``hh-rlhf``, a .json/.jsonl file or a hub id, with an optional path."""
-
-    source: str
-    path: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> DataSpec:
-        """'square=../shared/data/square' -> DataSpec('square', '../shared/data/square')."""
-        source, sep, path = text.partition("=")
-        if not source or (sep and not path):
-            raise ValueError(f"data spec {text!r} is not SOURCE or SOURCE=PATH")
-        return cls(source, path or None)
 
 
 def in_test_split(sample: ChatSample, held_out: float) -> bool:

@@ -33,7 +33,7 @@ STRICT = os.environ.get("HARNESS_BENCH_STRICT") == "1"
 
 
 def build_engine(tmp_path, model: str, monkeypatch) -> RoundEngine:
-    monkeypatch.setattr("harness.engine.load_base", lambda cfg: load_bench_base(cfg, bench_device()))
+    monkeypatch.setattr("harness.workspace.load_base", lambda cfg: load_bench_base(cfg, bench_device()))
     cfg = load_config(PRESET.get(model, "demo"), overrides={
         "model.name": model, "output_dir": str(tmp_path / "out"), "tracking.run_name": "bench",
         "plugins.evals": [], "federation.rounds": 100,
@@ -46,7 +46,7 @@ def test_engine_overhead_and_speedup_over_reference_loop(benchmark, tmp_path, mo
     eng = build_engine(tmp_path, model, monkeypatch)
     fed = eng.cfg.federation
     start = time.perf_counter()
-    clients = [eng._client_data(cid) for cid in range(fed.num_clients)]  # once per client per run
+    clients = [eng.trainer.client_data(cid) for cid in range(fed.num_clients)]  # once per client per run
     tokenize_s = (time.perf_counter() - start) / fed.num_clients
 
     base, tok = load_bench_base(eng.cfg.model, bench_device())  # the reference's own copy of the same model

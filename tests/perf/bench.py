@@ -7,12 +7,13 @@ from pathlib import Path
 from harness import registry
 from harness.config import RunConfig
 from harness.engine import RoundEngine
+from harness.runner import EngineOptions, local_engine
 
 
 def started_engine(cfg: RunConfig, agg: str = "fedavg") -> RoundEngine:
     """An engine set up and started (no filter, no aligner, ``agg``), without the run loop around it."""
     selection = [("filter", "none", {}), ("agg", agg, {}), ("align", "none", {})]
-    eng = RoundEngine(cfg, registry.build_manager(selection), progress=False)
+    eng = local_engine(cfg, registry.build_manager(selection), EngineOptions(progress=False))
     eng.setup()
     eng.run_dir.mkdir(parents=True)
     eng.hook.on_run_start(run=eng.run_info())

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from harness.cli_common import fail
+from harness.cli.common import data_option, fail
+from harness.data.spec import DataSpec
 
 
 @click.group("data")
@@ -16,9 +17,9 @@ def command() -> None:
 
 
 @command.command("split")
-@click.option("--data", "source", required=True, metavar="SOURCE[=PATH]",
-              help="Labelled source: square=DIR (SQuARe response files; the hub has no copy), hh-rlhf[=PATH], "
-                   "a .jsonl/.json file or a hub dataset id.")
+@data_option("source", required=True,
+             help="Labelled source: square=DIR (SQuARe response files; the hub has no copy), hh-rlhf[=PATH], "
+                  "a .jsonl/.json file or a hub dataset id.")
 @click.option("--size", "sizes", multiple=True, metavar="ROLE=N",
               help="Samples per split (clients, guard, cai); default 20000 each, as the paper.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -35,9 +36,9 @@ def split(source, sizes, seed, out) -> None:
         if not eq or role not in ROLES or not n.isdigit():
             fail(f"--size {item}: expected ROLE=N with ROLE one of {', '.join(ROLES)}")
         wanted[role] = int(n)
-    name, _, path = source.partition("=")
+    spec = DataSpec.parse(source)
     try:
-        acceptable, red = load_labelled(name, path or None, 0, seed)
+        acceptable, red = load_labelled(spec.source, spec.path, 0, seed)
         reports = write_splits(split_source(acceptable + red, wanted, seed), Path(out), source, seed)
     except DataError as exc:
         fail(str(exc))

@@ -9,9 +9,10 @@ from pathlib import Path
 import click
 
 from harness import registry as plugin_registry
-from harness.cli_common import fail, parse_options
+from harness.cli.common import data_option, fail, parse_options
 from harness.guard.card import TRAIN_PROMPTS, record_held_out, write_train_prompts
-from harness.guard.labelled import SPLITS, DataSpec, labelled_set
+from harness.data.spec import DataSpec
+from harness.guard.labelled import SPLITS, labelled_set
 from harness.guard.metrics import detection_report
 from harness.guard.settings import FilterTrainSettings
 from harness.models import ModelLoadError
@@ -54,8 +55,10 @@ def format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-data_option = click.option("--data", "data", multiple=True, required=True, metavar="SOURCE[=PATH]",
-                           help="Labelled source: square, hh-rlhf, demo, a .json/.jsonl file; repeat to mix.")
+labelled_data_option = data_option(
+    multiple=True, required=True,
+    help="Labelled source (square, hh-rlhf, demo, a .json/.jsonl file or a hub id), as `harness run --data` takes "
+         "it; repeat to mix.")
 held_out_option = click.option("--held-out", type=float, default=0.2, show_default=True,
                                help="Fraction of prompts (by hash) held out for evaluation.")
 tracking_options = [
@@ -80,7 +83,7 @@ def command() -> None:
 @command.command("train")
 @click.option("--filter", "filter_name", default="lg3", show_default=True, help="Trainable filter plugin.")
 @click.option("--base", help="Base model (lg3: smollm2-135m, a hub id or path; embed-lr: an encoder dir).")
-@data_option
+@labelled_data_option
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where the trained filter goes.")
 @held_out_option
 @click.option("--max-per-class", type=int, help="Cap on safe and on unsafe training samples (balanced).")
@@ -158,7 +161,7 @@ def _held_out_report(filter_name: str, factory, out: str, data: tuple[str, ...],
 @click.option("--filter-model", "models", multiple=True,
               help="Filter model (e.g. smollm2-135m, a trained DIR); repeat for one table row each.")
 @click.option("--filter-opt", multiple=True, metavar="KEY=VALUE", help="Option for the filter plugin.")
-@data_option
+@labelled_data_option
 @held_out_option
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
 @click.option("--max-per-class", type=int, help="Cap on safe and on unsafe evaluation samples (balanced).")

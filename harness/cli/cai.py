@@ -6,7 +6,7 @@ import click
 
 from harness.cai.constitution import DEFAULT_CONSTITUTION, ConstitutionError, constitution_json, load_constitution
 from harness.cai.prompts import SOURCES_HELP
-from harness.cli_common import fail
+from harness.cli.common import fail
 
 
 @click.group("cai")

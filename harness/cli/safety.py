@@ -7,13 +7,14 @@ from pathlib import Path
 
 import click
 
-from harness.cli_common import fail
+from harness.cli.common import fail
 
 
 @click.command("safety-tune")
 @click.option("--base", default="smollm2-135m", show_default=True, help="Hub id, local path or smollm2-135m.")
-@click.option("--data", "data_dir", default="../shared/data", show_default=True, type=click.Path(file_okay=False),
-              help="Benchmark data folder laid out like shared/data (needs hh_rlhf/ and square/).")
+@click.option("--data-dir", "--data", "data_dir", default="../shared/data", show_default=True,
+              type=click.Path(file_okay=False), help="Benchmark data folder laid out like shared/data (needs hh_rlhf/ "
+                                                     "and square/); --data is its older name.")
 @click.option("--within", type=click.Path(dir_okay=False),
               help="Keep only red prompts listed in this train_prompts.sha256 (default: the shipped SmolLM2 guard's, "
                    "so the rest of hh-rlhf stays free for client data); 'all' keeps every one.")

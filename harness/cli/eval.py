@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from harness import registry as plugin_registry
-from harness.cli_common import eval_option_overrides, fail, parse_options, split_names
+from harness.cli.common import eval_option, eval_option_overrides, fail, limit_option, parse_options, split_names
 from harness.config import PRESETS, ConfigError, RunConfig, load_config
 from harness.evals.files import DATA_ENV, EvalDataError
 from harness.evals.judges import JudgeError
@@ -80,15 +80,13 @@ def load_model(cfg: RunConfig, adapter: str | None) -> GlobalModel:
 
 def build_plugins(cfg: RunConfig):
     """The MLflow tracker and a plugin manager with the selected evals (bad names or options exit 2)."""
-    from harness.tracking import MlflowTracker, resolve_tracking_uri
+    from harness.session import tracked_plugins
+    from harness.tracking import resolve_tracking_uri
 
     try:
         for name in cfg.plugins.evals:
             plugin_registry.check_selectable("eval", name)
-        tracker = MlflowTracker(resolve_tracking_uri(cfg.tracking.uri, cfg.output_dir), cfg.tracking.experiment,
-                                cfg.output_dir)
-        selection = [("eval", name, cfg.plugins.eval_options.get(name, {})) for name in cfg.plugins.evals]
-        return tracker, plugin_registry.build_manager(selection, extra=[tracker])
+        return tracked_plugins(cfg, resolve_tracking_uri(cfg.tracking.uri, cfg.output_dir), kinds=("eval",))
     except plugin_registry.PluginError as exc:
         fail(str(exc))
 
@@ -140,8 +138,8 @@ def run_evals(cfg: RunConfig, pm, model: GlobalModel, adapter: str | None) -> di
 @click.command("eval")
 @click.option("--model", required=True, help="Hub id, local path, smollm2-135m or tiny-random.")
 @click.option("--adapter", type=click.Path(file_okay=False), help="Saved LoRA adapter dir; default: the pretrained base.")
-@click.option("--eval", "evals", multiple=True, required=True, help="Eval plugin (advbench, hhh, mtbench, lm-eval:TASK); repeat or comma-separate.")
-@click.option("--eval-limit", type=int, help="At most N items per benchmark (default: the full sets).")
+@eval_option(required=True)
+@limit_option()
 @click.option("--eval-opt", multiple=True, metavar="EVAL.KEY=VALUE", help="Eval plugin option, e.g. advbench.rule=strict.")
 @click.option("--eval-data", type=click.Path(file_okay=False),
               help=f"Benchmark data dir laid out like shared/data (sets ${DATA_ENV}).")

@@ -1,4 +1,5 @@
-"""What every `harness` subcommand shares: the error style, KEY=VALUE options, ``-v`` and the lazy command group.
+"""What every `harness` subcommand shares: the error style, KEY=VALUE options, the flags that mean the same
+everywhere (``--eval``, ``--limit``, ``--data``), ``-v`` and the lazy command group.
 
 Light on purpose: ``harness --help`` imports only this, click, the config schema and plugin discovery.
 """
@@ -8,11 +9,13 @@ from __future__ import annotations
 import logging
 import sys
 from importlib import import_module
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
 
 from harness.config import ConfigError, parse_override
+from harness.data.spec import DataSpec
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -36,6 +39,34 @@ def parse_options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
 def split_names(values: tuple[str, ...]) -> list[str]:
     """``("a,b", "c")`` -> ``["a", "b", "c"]``: a repeatable flag that also takes comma-separated names."""
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
+def data_option(*names: str, help: str, **kwargs) -> Callable:
+    """``--data SOURCE[=PATH]``: a labelled data source, in the same form in every command (checked when parsed,
+    read with :meth:`DataSpec.parse`); ``names``: the parameter name, if not ``data``."""
+
+    def check(ctx: click.Context, param: click.Parameter, value):
+        for text in value if param.multiple else [value] if value is not None else []:
+            try:
+                DataSpec.parse(text)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc)) from exc
+        return value
+
+    return click.option("--data", *names, metavar="SOURCE[=PATH]", callback=check, help=help, **kwargs)
+
+
+def eval_option(help: str = "Eval plugin (e.g. advbench, hhh, mtbench, lm-eval:TASK)", **kwargs) -> Callable:
+    """``--eval NAME``: an eval plugin; repeat or comma-separate for several (read with :func:`split_names`)."""
+    return click.option("--eval", "evals", multiple=True, metavar="NAME",
+                        help=f"{help}; repeat or comma-separate for several.", **kwargs)
+
+
+def limit_option(**kwargs) -> Callable:
+    """``--limit N`` (alias ``--eval-limit``): at most N items per benchmark."""
+    return click.option("--limit", "--eval-limit", "eval_limit", type=int, metavar="N",
+                        help="At most N items per benchmark (default: the full sets); --eval-limit is an alias.",
+                        **kwargs)
 
 
 def eval_option_overrides(pairs: tuple[str, ...], evals: list[str]) -> dict[str, Any]:

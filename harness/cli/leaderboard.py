@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli_common import fail
+from harness.cli.common import fail
 from harness.config import RunConfig
 from harness.leaderboard import BoardError, load_board, write_leaderboard
 from harness.leaderboard.tables import DEFAULT_MLFLOW_UI
