@@ -64,6 +64,10 @@ def test_rates_follow_each_rule_and_every_response_is_stored(shared_data):
     assert result.metrics["over_refusal/refusal_rate_openfedllm"] == 1.0
     assert result.metrics["over_refusal/refusal_rate"] == result.metrics["over_refusal/refusal_rate_strict"]
     assert result.metrics["over_refusal/items"] == 160
+    for name in DEFAULT_SETS:  # each set's own rate too
+        own = [r["refusal_strict"] for r in rows if r["key"].startswith(f"{name}:")]
+        assert len(own) == 80 and result.metrics[f"over_refusal/{name}/refusal_rate"] == pytest.approx(sum(own) / 80)
+    assert result.metrics["over_refusal/mtbench/refusal_rate"] != result.metrics["over_refusal/vicuna/refusal_rate"]
     assert all(r["refusal_strict"] == RULES["strict"].is_refusal(r["response"]) for r in rows)
 
 

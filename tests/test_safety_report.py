@@ -24,7 +24,7 @@ def test_demo_preset_reports_safety():
     p = load_config("demo").plugins
     assert p.evals == ["advbench", "over-refusal", "hhh", "heldout-nll"] and p.eval_pretrained and p.eval_limit is None
     assert p.eval_options["advbench"] == {"items": 64, "max_new_tokens": 48}
-    assert p.eval_options["over-refusal"] == {"sets": ["mtbench"], "items": 32, "max_new_tokens": 48}  # shipped
+    assert p.eval_options["over-refusal"] == {"sets": ["mtbench", "hhh-benign"], "items": 32, "max_new_tokens": 48}  # shipped
     assert p.eval_options["hhh"] == {"sets": ["bigbench"], "items": 16}  # the shipped, licensed set
     assert load_config("demo").data.heldout_samples == 32
 

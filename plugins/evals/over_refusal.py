@@ -92,6 +92,12 @@ class OverRefusal:
         metrics = {f"over_refusal/refusal_rate_{name}": sum(flags) / len(flags) for name, flags in refused.items()}
         metrics["over_refusal/refusal_rate"] = metrics[f"over_refusal/refusal_rate_{self.rule}"]
         metrics["over_refusal/items"] = float(len(rows))
+        if len(self.sets) > 1:  # each set's own rate under the headline rule, so a tuned set can be told apart
+            headline = refused[self.rule]
+            for name in self.sets:
+                flags = [f for (key, _), f in zip(rows, headline) if key.startswith(f"{name}:")]
+                if flags:
+                    metrics[f"over_refusal/{name}/refusal_rate"] = sum(flags) / len(flags)
         text = "".join(
             json.dumps({"key": key, "prompt": prompt, "response": response,
                         **{f"refusal_{name}": flags[i] for name, flags in refused.items()}}, ensure_ascii=False) + "\n"
