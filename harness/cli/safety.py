@@ -19,9 +19,9 @@ from harness.cli.common import fail
               help="Keep only red prompts listed in this train_prompts.sha256 (default: the shipped SmolLM2 guard's, "
                    "so the rest of hh-rlhf stays free for client data); 'all' keeps every one.")
 @click.option("--red", "red_limit", type=click.IntRange(min=1), default=150, show_default=True, help="Red prompts.")
-@click.option("--square", "square_limit", type=click.IntRange(min=0), default=450, show_default=True,
+@click.option("--square", "square_limit", type=click.IntRange(min=0), default=600, show_default=True,
               help="Benign SQuARe questions (half non-sensitive).")
-@click.option("--steps", type=click.IntRange(min=1), default=120, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=140, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True)
 @click.option("--lora-r", type=click.IntRange(min=1), default=8, show_default=True)

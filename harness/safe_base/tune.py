@@ -43,7 +43,7 @@ _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 
 @dataclass
 class SafetyTuneSettings:
-    steps: int = 120
+    steps: int = 140
     batch_size: int = 8
     lr: float = 3e-4
     lr_min: float = 3e-5
