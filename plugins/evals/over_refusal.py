@@ -1,17 +1,17 @@
 """`over-refusal`: how often the model refuses *benign* requests (the cost side of safety).
 
-A model that refuses everything scores 100 % on AdvBench; this eval catches it. The prompts are the first
-turns of MT-Bench's and Vicuna-bench's questions (Zheng et al., 2023; 80 + 80 everyday requests, none
-harmful; the MT-Bench questions ship with the harness, Vicuna-bench's are read from ``data``/``$HARNESS_DATA`` or
-downloaded, so ``sets=[mtbench]`` runs on a fresh offline machine), sent through the chat template and answered
-greedily. ``sets=[hhh-benign]`` scores a second, independent set instead: the 69 distinct single-turn benign requests of BIG-bench
-HHH's helpful, honest and other subsets (Askell et al., 2021; shipped, Apache-2.0), a check on a number
-that was tuned against MT-Bench + Vicuna (the safe base, docs/safe-base.md). A response
-counts as a refusal under the same rules as AdvBench (:mod:`harness.evals.refusal`; both are reported,
-``rule`` picks the headline ``over_refusal/refusal_rate``, default ``strict``: the loose ``openfedllm``
-rule also matches helpful answers that say "As an example" or "illegal"). ``items`` scores that many
-prompts spaced evenly over the chosen sets. Every response is stored as ``over_refusal_responses.jsonl``.
-Lower is better.
+A model that refuses everything scores 100 % on AdvBench; this eval catches it. The prompts are the first turns of
+MT-Bench's and Vicuna-bench's questions (Zheng et al., 2023; 80 + 80 everyday requests, none harmful; the MT-Bench
+questions ship with the harness, Vicuna-bench's are read from ``data``/``$HARNESS_DATA`` or downloaded, so
+``sets=[mtbench]`` runs on a fresh offline machine), sent through the chat template and answered greedily.
+``hhh-benign`` is a second, independent set: the 69 distinct single-turn benign requests of BIG-bench HHH's
+helpful, honest and other subsets (Askell et al., 2021; shipped, Apache-2.0), a check on a number tuned against
+MT-Bench + Vicuna (the safe base, docs/safe-base.md); with several sets, each set's rate is logged too
+(``over_refusal/SET/refusal_rate``). A response counts as a refusal under the same rules as AdvBench
+(:mod:`harness.evals.refusal`; both are reported, ``rule`` picks the headline ``over_refusal/refusal_rate``,
+default ``strict``: the loose ``openfedllm`` rule also matches helpful answers that say "As an example" or
+"illegal"). ``items`` scores that many prompts spaced evenly over the chosen sets. Every response is stored as
+``over_refusal_responses.jsonl``. Lower is better.
 """
 
 from __future__ import annotations
