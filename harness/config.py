@@ -408,3 +408,8 @@ def check_run_name(name: str) -> str:
                           "<output_dir>/runs/, so it must be non-empty, without '/', '\\', leading/trailing "
                           "spaces, and not '.' or '..'")
     return name
+
+
+def run_dir(output_dir: str | Path, name: str) -> Path:
+    """Where run ``name`` keeps its files: ``<output_dir>/runs/<name>`` (absolute)."""
+    return Path(output_dir).resolve() / "runs" / name

@@ -20,7 +20,7 @@ from harness import registry
 from harness.adapters import AdapterStateError, check_compatible, load_into, read_only_copy, snapshot
 from harness.checkpoint import Checkpoint, CheckpointStore, RunDirLock, restore_rng
 from harness.client import ClientResult, ClientTrainer
-from harness.config import RunConfig, check_run_name
+from harness.config import RunConfig, check_run_name, run_dir
 from harness.data.overlap import check_overlap, client_set, declared_sets
 from harness.hook_checks import blame, check_read_only
 from harness.redaction import redact
@@ -64,7 +64,7 @@ class RoundEngine:
             f"{config.plugins.filter}-{config.plugins.agg}-{config.plugins.align}-s{fed.seed}-"
             f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         ))
-        self.run_dir = Path(config.output_dir).resolve() / "runs" / self.run_name
+        self.run_dir = run_dir(config.output_dir, self.run_name)
         self.run_lock: RunDirLock | None = None  # held while run() runs
         self.reuse_run_dir = reuse_run_dir
         self.checkpoints = CheckpointStore(self.run_dir)

@@ -208,8 +208,9 @@ def train_row(cfg: RunConfig, progress: bool) -> str:
     """Run one federated job in this process, exactly as `harness run` does; returns its MLflow run id."""
     from harness.runner import EngineOptions, prepare
 
-    job = prepare(cfg, cfg.tracking.uri, EngineOptions(progress=progress, reuse_run_dir=True))  # a redone row keeps
-    job.start()  # its name and directory
+    # a redone row keeps its name and directory
+    job = prepare(cfg, cfg.tracking.uri, EngineOptions(progress=progress, reuse_run_dir=True))
+    job.start()
     return job.tracker.run_id
 
 
@@ -310,8 +311,8 @@ def suite_options(func):
 
 
 def _settings(preset, seeds, sets, evals, rows, output_dir, tracking_uri, experiment, board_dir, progress):
-    return SuiteSettings(preset, seeds, parse_options(sets, "--set"), tuple(split_names(evals)) or None, tuple(rows), output_dir, tracking_uri,
-                         experiment, board_dir, progress)
+    return SuiteSettings(preset, seeds, parse_options(sets, "--set"), tuple(split_names(evals)) or None, tuple(rows),
+                         output_dir, tracking_uri, experiment, board_dir, progress)
 
 
 def _launch(suite_factory: Callable[[], Suite], settings: SuiteSettings) -> None:

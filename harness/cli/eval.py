@@ -23,7 +23,7 @@ import click
 
 from harness import registry as plugin_registry
 from harness.cli.common import eval_option, eval_option_overrides, fail, limit_option, parse_options, split_names
-from harness.config import PRESETS, ConfigError, RunConfig, load_config
+from harness.config import PRESETS, ConfigError, RunConfig, load_config, run_dir
 from harness.evals.files import DATA_ENV, EvalDataError
 from harness.evals.judges import JudgeError
 from harness.types import RunInfo, RunSummary
@@ -109,9 +109,9 @@ def run_evals(cfg: RunConfig, pm, model: GlobalModel, adapter: str | None) -> di
     """Call every selected eval once (round 0), logged as one MLflow run; returns the metrics."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", cfg.model.name).strip("-")
     run_name = cfg.tracking.run_name or f"eval-{slug}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    run_dir = Path(cfg.output_dir).resolve() / "runs" / run_name
+    out = run_dir(cfg.output_dir, run_name)
     params = cfg.flat_params() | {"eval.adapter": adapter or "none (pretrained base)", "eval.standalone": True}
-    info = RunInfo(run_name, run_dir, cfg, params, heldout=heldout_split(cfg))
+    info = RunInfo(run_name, out, cfg, params, heldout=heldout_split(cfg))
     started = time.perf_counter()
     metrics: dict[str, float] = {}
     try:
@@ -130,8 +130,8 @@ def run_evals(cfg: RunConfig, pm, model: GlobalModel, adapter: str | None) -> di
             fail(str(exc), 1)
         raise
     pm.hook.on_run_end(run=info, summary=RunSummary("FINISHED", 0, metrics, None, time.perf_counter() - started))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "eval_metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval_metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
     return metrics
 
 

@@ -278,11 +278,11 @@ def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool
 
 def lost_run_dir(name: str, output_dir: str) -> Path | None:
     """``output_dir/runs/NAME`` when it holds a run with a checkpoint that its MLflow store lost, else None."""
-    from harness.config import check_run_name
+    from harness.config import check_run_name, run_dir
 
     try:
         check_run_name(name)
     except ConfigError:
         return None
-    run_dir = Path(output_dir).resolve() / "runs" / name
-    return run_dir if (run_dir / "config.yaml").is_file() and has_checkpoint(run_dir) else None
+    path = run_dir(output_dir, name)
+    return path if (path / "config.yaml").is_file() and has_checkpoint(path) else None

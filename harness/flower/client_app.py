@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import pickle
 from collections.abc import Sequence
-from pathlib import Path
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from harness.client import ClientTrainer
+from harness.config import run_dir
 from harness.session import plugins
 from harness.workspace import Workspace
 from harness.flower.records import TrainIns, TrainRes, config_from_yaml
@@ -32,8 +32,8 @@ class ClientNode:
         pm = plugins(cfg, *extra_plugins, kinds=("filter", "agg"))
         workspace = Workspace.build(cfg)
         self.trainer = ClientTrainer(cfg, pm, workspace.model, workspace.client_samples)
-        run_dir = Path(cfg.output_dir).resolve() / "runs" / cfg.tracking.run_name
-        pm.hook.on_run_start(run=workspace.run_info(cfg, cfg.tracking.run_name, run_dir, "flower"))
+        name = cfg.tracking.run_name
+        pm.hook.on_run_start(run=workspace.run_info(cfg, name, run_dir(cfg.output_dir, name), "flower"))
 
     def train(self, client_id: int, ins: TrainIns) -> TrainRes:
         """Train ``client_id`` for one round from the server's adapter, instructions and data cursor."""
