@@ -8,6 +8,9 @@ from pathlib import Path
 import click
 
 from harness.cli.common import fail
+from harness.safe_base.settings import SafetyTuneSettings
+
+SHIPPED = SafetyTuneSettings()
 
 
 @click.command("safety-tune")
@@ -21,13 +24,13 @@ from harness.cli.common import fail
 @click.option("--red", "red_limit", type=click.IntRange(min=1), default=150, show_default=True, help="Red prompts.")
 @click.option("--square", "square_limit", type=click.IntRange(min=0), default=600, show_default=True,
               help="Benign SQuARe questions (half non-sensitive).")
-@click.option("--steps", type=click.IntRange(min=1), default=140, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True)
-@click.option("--lora-r", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--answer-tokens", type=click.IntRange(min=1), default=96, show_default=True,
+@click.option("--steps", type=click.IntRange(min=1), default=SHIPPED.steps, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=SHIPPED.batch_size, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=SHIPPED.lr, show_default=True)
+@click.option("--lora-r", type=click.IntRange(min=1), default=SHIPPED.lora_r, show_default=True)
+@click.option("--answer-tokens", type=click.IntRange(min=1), default=SHIPPED.answer_tokens, show_default=True,
               help="New tokens of the base model's own benign answers.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=SHIPPED.seed, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where the adapter and its card go.")
 def command(base, data_dir, within, red_limit, square_limit, steps, batch_size, lr, lora_r, answer_tokens, seed, out):
     """Safety-tune BASE with the harness's LoRA loop (recipe: harness/safe_base/recipe.py, docs/safe-base.md)."""
@@ -36,7 +39,7 @@ def command(base, data_dir, within, red_limit, square_limit, steps, batch_size, 
     from harness.guard.defaults import SMOLLM2_GUARD
     from harness.models import ModelLoadError
     from harness.safe_base.recipe import build_mix
-    from harness.safe_base.tune import SafetyTuneSettings, safety_tune
+    from harness.safe_base.tune import safety_tune
 
     try:
         allowed = None if within == "all" else read_digest_file(within or SMOLLM2_GUARD / "train_prompts.sha256")

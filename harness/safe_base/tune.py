@@ -17,7 +17,7 @@ import logging
 import random
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -30,6 +30,7 @@ from harness.evals.refusal import RULES
 from harness.model_handle import GlobalModel
 from harness.models import attach_lora, cache_dir, load_base
 from harness.safe_base.recipe import SafetyMix
+from harness.safe_base.settings import SafetyTuneSettings
 from harness.training import cosine_lr, local_train, tokenize_samples
 from harness.types import ChatSample
 
@@ -39,21 +40,6 @@ CARD = "safe_base.json"
 HUB_IDS = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 """The public id of a built-in base, recorded in the adapter's ``adapter_config.json`` (plain peft loads it)."""
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
-
-
-@dataclass
-class SafetyTuneSettings:
-    steps: int = 140
-    batch_size: int = 8
-    lr: float = 3e-4
-    lr_min: float = 3e-5
-    lora_r: int = 8
-    target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-    max_length: int = 256
-    answer_tokens: int = 96
-    seed: int = 0
-    dtype: str = "float32"  # the same adapter (and cached answers) on every CPU, bf16-capable or not
 
 
 def full_sentences(text: str) -> str:

@@ -1,0 +1,23 @@
+"""The shipped safety-tuning recipe's training settings (docs/safe-base.md), light so `harness safety-tune` can
+show them as its defaults without importing torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SafetyTuneSettings:
+    """LoRA SFT settings of one safety-tuning; the defaults are the shipped adapter's (recipe v6)."""
+
+    steps: int = 140
+    batch_size: int = 8
+    lr: float = 3e-4
+    lr_min: float = 3e-5
+    lora_r: int = 8
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    max_length: int = 256
+    answer_tokens: int = 96
+    seed: int = 0
+    dtype: str = "float32"  # the same adapter (and cached answers) on every CPU, bf16-capable or not
