@@ -218,6 +218,17 @@ class CheckpointStore:
         for old in self._complete()[self.keep:]:
             shutil.rmtree(old)
 
+    def set_aside(self) -> Path | None:
+        """Move an earlier attempt's checkpoints out of a fresh run's way (to ``checkpoints.superseded-N``, kept
+        as evidence) so that its rounds neither mix with nor get pruned for them; returns where they went."""
+        if not self.root.exists():
+            return None
+        n = 1
+        while (target := self.root.with_name(f"{self.root.name}.superseded-{n}")).exists():
+            n += 1
+        self.root.rename(target)
+        return target
+
     def complete(self) -> list[Path]:
         """Finished checkpoint directories, newest first."""
         self.flush()

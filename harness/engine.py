@@ -341,6 +341,8 @@ class RoundEngine:
         self.setup()
         # after setup, so bad data creates nothing; a fresh run refuses an existing directory
         self.run_lock = RunDirLock(self.run_dir, fresh=not self.resume, reuse=self.reuse_run_dir)
+        if not self.resume and (earlier := self.checkpoints.set_aside()) is not None:
+            log.warning("run directory %s held an earlier attempt's checkpoints; moved them to %s", self.run_dir, earlier)
         checkpoint = self.restore_checkpoint() if self.resume else None
         if checkpoint is None:
             (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())

@@ -125,3 +125,19 @@ def test_a_run_logged_before_gradient_clipping_is_not_reused_for_the_clipping_de
     cfg.federation.max_grad_norm = None
     cfg.model.dtype = "float32"
     assert finished_run(client, cfg) == run_id
+
+
+@pytest.mark.slow
+def test_a_redone_row_sets_the_earlier_attempts_checkpoints_aside(tiny_suite, tmp_path):
+    # an attempt with more checkpoints than a run keeps: the redo's own checkpoints must not be pruned for them
+    three_rounds = settings(tmp_path, seeds=1, overrides={"federation.rounds": 3, "plugins.eval_limit": 4})
+    first = run_suite(tiny_suite, three_rounds)
+    run_dir = tmp_path / "out" / "runs" / "tiny-smoke-fl-s0"
+    earlier = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert len(earlier) == 2  # the newest two of rounds 0..3
+    MlflowClient(default_tracking_uri(tmp_path / "out")).set_terminated(first.runs[0].run_id, status="FAILED")
+
+    again = run_suite(tiny_suite, three_rounds)
+    assert again.new_runs == 1
+    assert sorted(p.name for p in (run_dir / "checkpoints.superseded-1").iterdir()) == earlier
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == earlier  # the redo's own, complete
