@@ -1,7 +1,8 @@
 """Suites: the paper's tables as lists of runs (rows × seeds), resumable, ending in a leaderboard.
 
 A run is reused, not re-run, when the suite's experiment holds a FINISHED run with the same name
-(suite, preset, row, seed) and the same resolved config; a failed or changed run is run again.
+(suite, preset, row, seed) and the same resolved config. A run that was stopped (left RUNNING, e.g. killed
+with the suite) continues from its newest checkpoint in the same MLflow run; a failed or changed run is run again.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from harness import registry as plugin_registry
@@ -188,28 +190,48 @@ def _comparable(params: dict[str, Any]) -> dict[str, str]:
     return {k: _param_value(v) for k, v in params.items() if not k.startswith(IGNORED_PARAMS)}
 
 
-def finished_run(client: MlflowClient, cfg: RunConfig) -> str | None:
-    """The id of a FINISHED run in the config's experiment with its run name and the same config."""
+def matching_run(client: MlflowClient, cfg: RunConfig, status: str) -> Run | None:
+    """The newest run of ``status`` in the config's experiment with its run name and the same config."""
     exp = client.get_experiment_by_name(cfg.tracking.experiment)
     if exp is None:
         return None
-    query = f"attributes.status = 'FINISHED' and attributes.run_name = '{cfg.tracking.run_name}'"
+    query = f"attributes.status = '{status}' and attributes.run_name = '{cfg.tracking.run_name}'"
     wanted = _comparable(cfg.flat_params())
     # A setting added to the config after a run was logged is absent from that run's params: the run
     # behaved as the setting's default does (or as BEFORE_SETTING says), so it matches a config with that value.
     defaults = _comparable({**RunConfig().flat_params(), **BEFORE_SETTING})
     for run in client.search_runs([exp.experiment_id], filter_string=query, order_by=["attributes.start_time DESC"]):
         if all(run.data.params.get(k, defaults.get(k)) == v for k, v in wanted.items()):
-            return run.info.run_id
+            return run
     return None
 
 
-def train_row(cfg: RunConfig, progress: bool) -> str:
-    """Run one federated job in this process, exactly as `harness run` does; returns its MLflow run id."""
+def finished_run(client: MlflowClient, cfg: RunConfig) -> str | None:
+    """The id of a FINISHED run in the config's experiment with its run name and the same config."""
+    run = matching_run(client, cfg, "FINISHED")
+    return run.info.run_id if run else None
+
+
+def stopped_run(client: MlflowClient, cfg: RunConfig) -> str | None:
+    """The id of the newest run like :func:`finished_run`'s left RUNNING on the local engine (its process was
+    stopped) with a checkpoint to continue from; a run still running elsewhere is refused by its run lock."""
+    from harness.checkpoint import CheckpointStore
+
+    run = matching_run(client, cfg, "RUNNING")
+    if run is None or run.data.tags.get("harness.engine", "local") != "local":
+        return None
+    directory = run.data.tags.get("harness.run_dir")
+    return run.info.run_id if directory and CheckpointStore(Path(directory)).complete() else None
+
+
+def train_row(cfg: RunConfig, progress: bool, resume_id: str | None = None) -> str:
+    """Run one federated job in this process, exactly as `harness run` does (or continue the stopped MLflow run
+    ``resume_id`` from its newest checkpoint, as `harness run --resume` does); returns its MLflow run id."""
     from harness.runner import EngineOptions, prepare
 
     # a redone row keeps its name and directory
-    job = prepare(cfg, cfg.tracking.uri, EngineOptions(progress=progress, reuse_run_dir=True))
+    options = EngineOptions(progress=progress, resume=resume_id is not None, reuse_run_dir=True)
+    job = prepare(cfg, cfg.tracking.uri, options, run_id=resume_id)
     job.start()
     return job.tracker.run_id
 
@@ -239,6 +261,25 @@ def launch(row: SuiteRow, cfg: RunConfig, settings: SuiteSettings, client: Mlflo
     if run_id is None:
         raise SuiteError("`harness eval` finished, but no FINISHED run with this name and config was logged")
     return run_id
+
+
+def continue_stopped(row: SuiteRow, cfg: RunConfig, settings: SuiteSettings, client: MlflowClient, where: str,
+                     echo: Callable[[str], None]) -> str | None:
+    """Continue the row's stopped run from its newest checkpoint; None when there is none or it cannot go on
+    (then the row is run again, and the stopped run's checkpoints are set aside)."""
+    from harness.checkpoint import CheckpointError, RunDirError
+
+    stopped = None if row.pretrained else stopped_run(client, cfg)
+    if stopped is None:
+        return None
+    echo(f"{where}: continuing stopped run {stopped} from its newest checkpoint")
+    try:
+        return train_row(cfg, settings.progress, resume_id=stopped)
+    except RunDirError as exc:  # in use by another process: running it again here would fail the same way
+        raise SuiteError(str(exc)) from exc
+    except CheckpointError as exc:
+        echo(f"{where}: cannot continue run {stopped} ({exc}); running it again")
+        return None
 
 
 def preset_evals(preset: str) -> tuple[str, ...]:
@@ -273,9 +314,11 @@ def run_suite(suite: Suite, settings: SuiteSettings, echo: Callable[[str], None]
             echo(f"{where}: reusing finished run {run_id}")
             done.append(SuiteRun(row.name, seed, run_id, True))
             continue
-        echo(f"{where}: running")
         try:
-            run_id = launch(row, cfg, settings, client)
+            run_id = continue_stopped(row, cfg, settings, client, where, echo)
+            if run_id is None:
+                echo(f"{where}: running")
+                run_id = launch(row, cfg, settings, client)
         except (plugin_registry.PluginError, SuiteError) as exc:
             raise SuiteError(f"{where}: {exc}") from exc
         done.append(SuiteRun(row.name, seed, run_id, False))

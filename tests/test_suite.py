@@ -1,5 +1,9 @@
 """Suites: real tiny-random runs through the engine, resumption (finished runs reused), clear errors."""
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
@@ -141,3 +145,44 @@ def test_a_redone_row_sets_the_earlier_attempts_checkpoints_aside(tiny_suite, tm
     assert again.new_runs == 1
     assert sorted(p.name for p in (run_dir / "checkpoints.superseded-1").iterdir()) == earlier
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == earlier  # the redo's own, complete
+
+
+# The suite of `tiny_suite` in a process that SIGKILLs itself in round 2 (argv: board file, output dir).
+KILLED_SUITE = textwrap.dedent("""
+    import os, signal, sys
+    from harness.default_plugins.aggregators.fedavg import FedAvg
+    from harness.hookspecs import hookimpl
+    from harness.suite import Suite, SuiteRow, SuiteSettings, run_suite
+
+    aggregate = FedAvg.aggregate
+
+    @hookimpl
+    def killing(self, server_round, global_state, updates, num_clients_total):
+        if server_round == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return aggregate(self, server_round, global_state, updates, num_clients_total)
+
+    FedAvg.aggregate = killing
+    suite = Suite("tiny", "", sys.argv[1], (SuiteRow("fl", "none", "fedavg", "none"),), ("heldout-nll",))
+    run_suite(suite, SuiteSettings(preset="smoke", seeds=1, output_dir=sys.argv[2],
+                                   overrides={"federation.rounds": 3, "plugins.eval_limit": 4}))
+""")
+
+
+@pytest.mark.slow
+def test_a_row_stopped_mid_run_continues_from_its_checkpoint_in_the_same_mlflow_run(tiny_suite, tmp_path):
+    three_rounds = dict(seeds=1, overrides={"federation.rounds": 3, "plugins.eval_limit": 4})
+    reference = run_suite(tiny_suite, settings(tmp_path / "reference", **three_rounds))
+    killed = subprocess.run([sys.executable, "-c", KILLED_SUITE, tiny_suite.board, str(tmp_path / "out")],
+                            capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    client, (stopped,) = all_runs(tmp_path)
+    assert stopped.info.status == "RUNNING"
+
+    lines = []
+    again = run_suite(tiny_suite, settings(tmp_path, **three_rounds), echo=lines.append)
+    assert [r.run_id for r in again.runs] == [stopped.info.run_id] and "continuing stopped run" in lines[0]
+    client, (run,) = all_runs(tmp_path)
+    assert run.info.status == "FINISHED" and run.data.tags["harness.resumed_at_round"] == "2"
+    adapter = "runs/tiny-smoke-fl-s0/final_adapter/adapter_model.safetensors"
+    assert (tmp_path / "out" / adapter).read_bytes() == (tmp_path / "reference" / "out" / adapter).read_bytes()
