@@ -215,13 +215,13 @@ def finished_run(client: MlflowClient, cfg: RunConfig) -> str | None:
 def stopped_run(client: MlflowClient, cfg: RunConfig) -> str | None:
     """The id of the newest run like :func:`finished_run`'s left RUNNING on the local engine (its process was
     stopped) with a checkpoint to continue from; a run still running elsewhere is refused by its run lock."""
-    from harness.checkpoint import CheckpointStore
+    from harness.cli.job import has_checkpoint
 
     run = matching_run(client, cfg, "RUNNING")
     if run is None or run.data.tags.get("harness.engine", "local") != "local":
         return None
     directory = run.data.tags.get("harness.run_dir")
-    return run.info.run_id if directory and CheckpointStore(Path(directory)).complete() else None
+    return run.info.run_id if directory and has_checkpoint(Path(directory)) else None
 
 
 def train_row(cfg: RunConfig, progress: bool, resume_id: str | None = None) -> str:

@@ -172,7 +172,7 @@ KILLED_SUITE = textwrap.dedent("""
 @pytest.mark.slow
 def test_a_row_stopped_mid_run_continues_from_its_checkpoint_in_the_same_mlflow_run(tiny_suite, tmp_path):
     three_rounds = dict(seeds=1, overrides={"federation.rounds": 3, "plugins.eval_limit": 4})
-    reference = run_suite(tiny_suite, settings(tmp_path / "reference", **three_rounds))
+    run_suite(tiny_suite, settings(tmp_path / "reference", **three_rounds))  # the uninterrupted run
     killed = subprocess.run([sys.executable, "-c", KILLED_SUITE, tiny_suite.board, str(tmp_path / "out")],
                             capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr[-2000:]
