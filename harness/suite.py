@@ -364,7 +364,8 @@ def _launch(suite_factory: Callable[[], Suite], settings: SuiteSettings) -> None
     except SuiteError as exc:
         fail(str(exc))
     click.echo(f"{len(report.runs)} runs ({report.new_runs} new), {len(report.board.rows)} board rows")
-    click.echo(f"board: {report.board.markdown}\n       {report.board.csv}\n       {report.board.html}")
+    click.echo("board: " + "\n       ".join(str(p) for p in (report.board.markdown, report.board.csv, report.board.html,
+                                                              *report.board.plots)))
 
 
 @click.group("suite")

@@ -108,11 +108,27 @@ def test_html_is_self_contained_with_plots(built):
     assert "heldout/nll by round: no finished run logged heldout/nll" in html
 
 
-def test_cli_writes_the_three_files(store, tmp_path):
+def test_plots_are_svg_files_the_markdown_shows(built):
+    names = sorted(p.name for p in built.plots)
+    assert names == ["advbench-vs-hhh.svg", "time-round-seconds-by-round.svg", "train-loss-by-round.svg"]
+    md = built.markdown.read_text()
+    for path in built.plots:
+        assert path.read_text().lstrip().startswith("<?xml") and f"](plots/{path.name})" in md
+    assert "heldout-nll" not in md  # nothing drawn, no broken image
+
+
+def test_rewriting_a_board_removes_plots_it_no_longer_draws(store, tmp_path):
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "old-metric-by-round.svg").write_text("<svg/>")
+    written = write_leaderboard(load_board("default"), store, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(p.name for p in written.plots)
+
+
+def test_cli_writes_the_files_and_plots(store, tmp_path):
     result = CliRunner().invoke(main, ["leaderboard", "--tracking-uri", store, "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "3 rows (one per setting) from 7 finished runs (1 older re-runs of a seed replaced" in result.output
-    assert {p.name for p in tmp_path.iterdir()} == {"leaderboard.md", "leaderboard.csv", "leaderboard.html"}
+    assert {p.name for p in tmp_path.iterdir()} == {"leaderboard.md", "leaderboard.csv", "leaderboard.html", "plots"}
 
 
 def test_cli_names_a_missing_experiment_and_a_bad_filter(store, tmp_path):

@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "Evaluate a model (optionally with a LoRA adapter) on eval plugins and log it as an MLflow run."),
     "filter": ("harness.cli.filter:command", "Train and evaluate safety filters (pre_local_train plugins)."),
     "leaderboard": ("harness.cli.leaderboard:command",
-                    "Read finished runs from MLflow and write leaderboard.md, leaderboard.csv and leaderboard.html."),
+                    "Read finished runs from MLflow and write leaderboard.md, leaderboard.csv, leaderboard.html and plots/*.svg."),
     "plugins": ("harness.cli.plugins:command", "List every installed plugin: kind, name, version and source package."),
     "run": ("harness.cli.run:command", "Run one federated fine-tuning job and log it to MLflow."),
     "safety-tune": ("harness.cli.safety:command",

@@ -26,7 +26,7 @@ from harness.tracking import env_experiment, resolve_tracking_uri
 @click.option("--mlflow-ui", default=DEFAULT_MLFLOW_UI, show_default=True, help="Base URL of the run links.")
 @click.option("--screenshot", is_flag=True, help="Also render leaderboard.png in headless Chromium.")
 def command(board, tracking_uri, experiments, extra_filter, out_dir, mlflow_ui, screenshot) -> None:
-    """Read finished runs from MLflow and write leaderboard.md, leaderboard.csv and leaderboard.html."""
+    """Read finished runs from MLflow and write leaderboard.md, leaderboard.csv, leaderboard.html and plots/*.svg."""
     try:
         env = env_experiment()
         spec = load_board(board).narrowed(tuple(experiments) or ((env,) if env else ()), extra_filter)
@@ -36,7 +36,7 @@ def command(board, tracking_uri, experiments, extra_filter, out_dir, mlflow_ui, 
     used = sum(len(r.runs) for r in written.rows)
     click.echo(f"{len(written.rows)} rows (one per setting) from {written.runs} finished runs"
                + (f" ({written.runs - used} older re-runs of a seed replaced by newer ones)" if written.runs > used else ""))
-    for path in (written.markdown, written.csv, written.html):
+    for path in (written.markdown, written.csv, written.html, *written.plots):
         click.echo(str(path))
     if screenshot:
         from harness.leaderboard.browser import BrowserError, HeadlessPage

@@ -1,5 +1,5 @@
 """Leaderboards: board definitions (YAML) -> finished MLflow runs -> one row per setting, mean over seeds with a
-95 % interval, paired tests against baselines, provenance -> md, csv, html.
+95 % interval, paired tests against baselines, provenance -> md, csv, html, and the plots as SVG files.
 
     board = load_board("paper-table1")
     written = write_leaderboard(board, "sqlite:///harness-runs/mlflow.db", "out/")
@@ -22,12 +22,13 @@ from harness.leaderboard.tables import DEFAULT_MLFLOW_UI, to_csv, to_markdown
 
 @dataclass(frozen=True)
 class Leaderboard:
-    """What was written: the rows and the three files."""
+    """What was written: the rows, the three files and the plots (SVG files the markdown shows)."""
 
     rows: list[MethodRow]
     markdown: Path
     csv: Path
     html: Path
+    plots: list[Path]
 
     @property
     def runs(self) -> int:
@@ -36,17 +37,22 @@ class Leaderboard:
 
 
 def write_leaderboard(board: Board, tracking_uri: str, out_dir: str | Path, ui: str = DEFAULT_MLFLOW_UI) -> Leaderboard:
-    """Read the board's finished runs from ``tracking_uri`` and write leaderboard.{md,csv,html} into ``out_dir``."""
-    from harness.leaderboard.plots import board_plots  # matplotlib (the `extras`): only when a board is written
+    """Read the board's finished runs from ``tracking_uri`` and write leaderboard.{md,csv,html} and plots/*.svg
+    into ``out_dir``."""
+    from harness.leaderboard.plots import board_plots, write_plot_files  # matplotlib: only when a board is written
 
     client = MlflowClient(tracking_uri)
     rows = build_rows(fetch_runs(client, board), board, ItemStore(client).items)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = Leaderboard(rows, out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard.html")
-    files.markdown.write_text(to_markdown(board, rows, ui))
+    plots = board_plots(rows, board)
+    drawn = write_plot_files(plots, out / "plots")
+    files = Leaderboard(rows, out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard.html",
+                        [path for _, path in drawn])
+    shown = [(title, path.relative_to(out).as_posix()) for title, path in drawn]
+    files.markdown.write_text(to_markdown(board, rows, ui, shown))
     files.csv.write_text(to_csv(board, rows))
-    files.html.write_text(to_html(board, rows, board_plots(rows, board), ui))
+    files.html.write_text(to_html(board, rows, plots, ui))
     return files
 
 

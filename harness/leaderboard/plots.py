@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import re
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 
@@ -88,3 +90,18 @@ def board_plots(rows: list[MethodRow], board: Board) -> list[Plot]:
     if board.scatter is not None:
         plots.append(scatter_plot(rows, board))
     return plots
+
+
+def write_plot_files(plots: list[Plot], folder: Path) -> list[tuple[str, Path]]:
+    """Write each drawn plot to ``folder/<title>.svg`` (older SVGs there are removed); returns (title, path) pairs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.svg"):
+        stale.unlink()
+    written = []
+    for plot in plots:
+        if plot.svg is None:
+            continue
+        path = folder / (re.sub(r"[^a-z0-9]+", "-", plot.title.lower()).strip("-") + ".svg")
+        path.write_text(plot.svg)
+        written.append((plot.title, path))
+    return written

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 
 from harness.leaderboard.aggregate import CODE_TAGS, PLUGIN_TAG, Cell, MethodRow, varying_fields
 from harness.leaderboard.board import Board, Column
@@ -102,7 +103,9 @@ EXPLAIN = ("Each cell is the mean over seeds and, in brackets, its 95 % interval
            "An empty cell means no finished run logged that metric.")
 
 
-def to_markdown(board: Board, rows: list[MethodRow], ui: str = DEFAULT_MLFLOW_UI) -> str:
+def to_markdown(board: Board, rows: list[MethodRow], ui: str = DEFAULT_MLFLOW_UI,
+                plots: Sequence[tuple[str, str]] = ()) -> str:
+    """The board as markdown; ``plots`` are (title, relative path) pairs of image files shown after the table."""
     header = ["Method", "Setting", "Seeds"] + [c.header for c in board.columns]
     lines = [f"# {board.title or board.name}", ""]
     if board.notes:
@@ -118,6 +121,10 @@ def to_markdown(board: Board, rows: list[MethodRow], ui: str = DEFAULT_MLFLOW_UI
         body.append(["(no finished runs)"] + [""] * (len(header) - 1))
     lines += _md_table(header, body, 3)
     lines += ["", *footnotes(board, rows)]
+    if plots:
+        lines += ["", "## Plots"]
+        for title, path in plots:
+            lines += ["", f"![{title}]({path})"]
     for baseline in board.baselines:
         lines += ["", f"## Against baseline {baseline.name}", ""]
         cols = compared_columns(board, rows, baseline.name)
