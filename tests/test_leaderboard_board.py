@@ -36,6 +36,7 @@ def test_checked_in_boards_parse():
         ({"columns": [{"name": "x", "metric": "a", "better": "up"}]}, "better must be"),
         ({"columns": [{"name": "x", "metric": "a", "format": "%d"}]}, "not a Python number format"),
         ({"columns": [{"name": "x", "metric": "a", "colour": "red"}]}, "unknown key 'colour'"),
+        ({"columns": [{"name": "x", "minus": ["a"]}]}, "minus needs a metric and at least one to subtract"),
         ({"sort": {"column": "nope"}}, "no column named 'nope'"),
         ({"method": ["harness.filter"]}, "'tags.NAME' or 'params.NAME'"),
         ({"experiments": "e"}, "experiments must be list"),
@@ -76,17 +77,23 @@ def test_column_value_reduces_rounds_then_combines_metrics():
         {"name": "hmean", "hmean": ["p", "r"], "reduce": "mean"},
         {"name": "sum", "sum": ["up", "down"], "reduce": "mean"},
         {"name": "absent", "metric": "nope"},
+        {"name": "minus", "minus": ["round", "eval"], "reduce": "sum"},
     ]), "t")
     run = record(
         latest={"m": 3.0, "p": 0.5, "r": 1.0, "up": 10.0, "down": 30.0},
         history={"m": [(2, 3.0), (1, 1.0)], "p": [(1, 0.4), (2, 0.6)], "r": [(1, 1.0), (2, 1.0)],
-                 "up": [(1, 10.0), (2, 20.0)], "down": [(1, 30.0), (2, 30.0)]},
+                 "up": [(1, 10.0), (2, 20.0)], "down": [(1, 30.0), (2, 30.0)],
+                 "round": [(1, 10.0), (2, 30.0)], "eval": [(2, 25.0)]},
     )
     values = {c.name: column_value(run, c) for c in board.columns}
     assert values["last"] == 3.0 and values["mean"] == 2.0 and values["max"] == 3.0
     assert values["hmean"] == pytest.approx(2 * 0.5 * 1.0 / 1.5)  # hmean(mean p = 0.5, mean r = 1.0)
     assert values["sum"] == 45.0  # mean up 15 + mean down 30
     assert values["absent"] is None
+    assert values["minus"] == 15.0  # rounds 10 + 30 less the last round's 25 s of evals
+    minus = board.column("minus")
+    assert column_value(record(history={"round": [(1, 10.0), (2, 30.0)]}), minus) == 40.0  # no evals: nothing less
+    assert column_value(record(history={"eval": [(2, 25.0)]}), minus) is None
     assert column_value(record(latest={"p": 0.0, "r": 1.0}), parse_board(board_dict(
         columns=[{"name": "h", "hmean": ["p", "r"]}]), "t").columns[0]) == 0.0
 

@@ -86,7 +86,8 @@ def test_failed_running_and_other_experiment_runs_are_left_out(built):
 def test_markdown_and_csv(built):
     md = built.markdown.read_text()
     header = next(line for line in md.splitlines() if line.startswith("| Method"))
-    assert header.startswith("| Method | Setting | Seeds | AdvBench ↑ | HHH ↑ | HHH-438 ↑ | MT-Bench ↑ | Held-out NLL ↓ |")
+    assert header.startswith("| Method | Setting | Seeds | AdvBench ↑ | HHH ↑ | Train loss ↓ | Filter Hmean ↑ |")
+    assert "* Not shown: HHH-438, MT-Bench, Held-out NLL, CAI time (s) (no finished run logged them)." in md
     plain_line = next(line for line in md.splitlines() if line.startswith("| none / fedavg / none"))
     # no per-item artifacts here: a t interval over the 3 seeds, 0.6 ± t(0.975, 2) · 0.1 / sqrt(3)
     assert "0.600 [0.352, 0.848]" in plain_line and "/#/experiments/" in plain_line and "+1 older" in plain_line
@@ -99,6 +100,7 @@ def test_markdown_and_csv(built):
     assert [r["method"] for r in rows][0] == "lg3 / fedavg / none"
     assert float(rows[0]["AdvBench mean"]) == pytest.approx(0.85) and rows[0]["AdvBench n"] == "2"
     assert rows[2]["AdvBench mean"] == "" and rows[2]["AdvBench std"] == ""
+    assert rows[0]["MT-Bench mean"] == ""  # the CSV keeps the columns no run logged
 
 
 def test_html_is_self_contained_with_plots(built):
@@ -106,6 +108,7 @@ def test_html_is_self_contained_with_plots(built):
     assert "<script src" not in html and "stylesheet" not in html and "http://127.0.0.1:5000/#/experiments/" in html
     assert html.count("data:image/svg+xml;base64,") == 3  # loss and round time by round, the scatter
     assert "heldout/nll by round: no finished run logged heldout/nll" in html
+    assert "MT-Bench" not in html.split("</thead>")[0] and "Not shown: HHH-438, MT-Bench" in html
 
 
 def test_plots_are_svg_files_the_markdown_shows(built):

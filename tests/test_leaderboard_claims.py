@@ -19,7 +19,7 @@ def log_run(client, exp, filt, align, refusals, benign=None, pretrained=False):
     run_id = client.create_run(exp, start_time=NOW, tags={**tags, "harness.seed": "0"}).info.run_id
     params = {"model.name": "m", "preset": "repro", "data.source": "hh-rlhf"}
     if pretrained:
-        params["eval.adapter"] = "none (pretrained base)"
+        params |= {"eval.adapter": "none (pretrained base)", "eval.standalone": "True"}  # as `harness eval` logs
     client.log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items()])
     rows = [{"goal": f"g{i}", "response": "r", "refusal_strict": bool(v), "refusal_openfedllm": bool(v)}
             for i, v in enumerate(refusals)]
@@ -33,7 +33,8 @@ def log_run(client, exp, filt, align, refusals, benign=None, pretrained=False):
     client.set_terminated(run_id)
 
 
-def test_claims_table_reads_paired_items(tmp_path):
+def build_board(tmp_path):
+    """A paper-table1 board of four fedavg runs: pretrained, FL, FL + filter, FL + CAI."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     exp = client.create_experiment("paper-table1", artifact_location=(tmp_path / "art").as_uri())
@@ -42,7 +43,12 @@ def test_claims_table_reads_paired_items(tmp_path):
     log_run(client, exp, "lg3", "none", [1] * 12 + [0] * 28, benign=[1] * 2 + [0] * 18)  # +2 goals: not significant
     log_run(client, exp, "none", "cai50", [1] * 40, benign=[1] * 20)  # safe, but refuses every benign prompt
     board = load_board("paper-table1")
-    rows = write_leaderboard(board, uri, tmp_path / "board").rows
+    return board, write_leaderboard(board, uri, tmp_path / "board")
+
+
+def test_claims_table_reads_paired_items(tmp_path):
+    board, written = build_board(tmp_path)
+    rows = written.rows
     text = claims_markdown(board, rows, "AdvBench", ["Over-refusal"])
     lines = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert "-0.750" in lines["FL on red data lowers safety"] and lines["FL on red data lowers safety"].endswith("**yes** |")
@@ -51,6 +57,14 @@ def test_claims_table_reads_paired_items(tmp_path):
     assert lines["filter + CAI beats the filter alone"].endswith("no data |")
     cost = next(line for line in text.splitlines() if line.startswith("| none / fedavg / cai50"))
     assert "+1.000" in cost and "mcnemar" in cost  # CAI's price: every benign prompt refused
+
+
+def test_the_pretrained_rows_eval_marker_is_no_setting(tmp_path):
+    md = build_board(tmp_path)[1].markdown.read_text()
+    assert "eval.standalone" not in md  # `harness eval` marks its run; eval.adapter in the Method already tells
+    assert "* Setting: all rows share one setting apart from the method." in md
+    pretrained = next(line for line in md.splitlines() if line.startswith("| none (pretrained base) |"))
+    assert pretrained.split(" | ")[1].strip() == ""  # an empty Setting cell
 
 
 def test_verdicts():

@@ -22,8 +22,9 @@ from harness.leaderboard.stats import (
 )
 
 MISSING_FIELD = "default"  # how a method key the run does not have is shown
-# Params that say where a run is stored or what it derived, not what it measured: never part of a row's setting.
-IGNORED_PARAMS = ("federation.seed", "output_dir", "tracking.", "run.")
+# Params that say where a run is stored, what it derived or how it was started (eval.standalone: by `harness eval`,
+# which eval.adapter already tells), not what it measured: never part of a row's setting.
+IGNORED_PARAMS = ("federation.seed", "output_dir", "tracking.", "run.", "eval.standalone")
 # Method tags and the config params they mirror (shown once, in the Method column, not again as a setting).
 TAG_PARAMS = {"tags.harness.filter": "plugins.filter", "tags.harness.agg": "plugins.agg",
               "tags.harness.align": "plugins.align", "tags.harness.model": "model.name",
@@ -112,8 +113,10 @@ def _reduce(run: RunRecord, metric: str, how: str) -> float | None:
 
 
 def column_value(run: RunRecord, column: Column) -> float | None:
-    """The run's value for a column, None if the run lacks any metric the column needs."""
+    """The run's value for a column, None if the run lacks any metric the column needs (for ``minus``: the first)."""
     values = [_reduce(run, m, column.reduce) for m in column.metrics]
+    if column.combine == "minus":  # a subtrahend the run never logged (no evals ran) is 0
+        return None if values[0] is None else values[0] - math.fsum(v for v in values[1:] if v is not None)
     if any(v is None for v in values):
         return None
     if column.combine == "hmean":

@@ -13,6 +13,7 @@ from harness.leaderboard.tables import (
     EXPLAIN,
     TEST_NAMES,
     compared_columns,
+    filled_columns,
     footnotes,
     format_cell,
     format_test,
@@ -160,6 +161,7 @@ def _plot_html(plot: Plot) -> str:
 
 
 def to_html(board: Board, rows: list[MethodRow], plots: list[Plot], ui: str = DEFAULT_MLFLOW_UI) -> str:
+    board, empty = filled_columns(board, rows)
     title = escape(board.title or board.name)
     body = "\n".join(_row_html(r, board, ui) for r in rows)
     notes = f'<p class="notes">{escape(board.notes.strip())}</p>' if board.notes else ""
@@ -178,7 +180,7 @@ seed links open the run in the MLflow UI at {escape(ui)}.</p>
 <tbody>
 {body}
 </tbody></table></div>
-<ul class="foot">{"".join(f"<li>{escape(n.removeprefix('* '))}</li>" for n in footnotes(board, rows))}</ul>
+<ul class="foot">{"".join(f"<li>{escape(n.removeprefix('* '))}</li>" for n in footnotes(board, rows, empty))}</ul>
 {_paired_html(board, rows)}
 <h2>Provenance</h2>
 {_provenance_html(rows)}

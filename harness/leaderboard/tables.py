@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from collections.abc import Sequence
 
@@ -88,6 +89,13 @@ def provenance(rows: list[MethodRow]) -> dict[str, list[str]]:
     return found
 
 
+def filled_columns(board: Board, rows: list[MethodRow]) -> tuple[Board, list[str]]:
+    """The board without the columns no row has a value in (all of them while it has no rows), and their names:
+    the markdown and HTML leave those out, the CSV keeps every column."""
+    empty = [c.name for c in board.columns if rows and all(r.cells[c.name].mean is None for r in rows)]
+    return dataclasses.replace(board, columns=tuple(c for c in board.columns if c.name not in empty)), empty
+
+
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -100,12 +108,13 @@ def _md_table(header: list[str], lines: list[list[str]], numeric_from: int) -> l
 
 EXPLAIN = ("Each cell is the mean over seeds and, in brackets, its 95 % interval (how to read it: "
            "docs/leaderboards.md). A row is one setting: runs equal in everything but the seed. "
-           "An empty cell means no finished run logged that metric.")
+           "An empty cell means no finished run of that row logged the metric.")
 
 
 def to_markdown(board: Board, rows: list[MethodRow], ui: str = DEFAULT_MLFLOW_UI,
                 plots: Sequence[tuple[str, str]] = ()) -> str:
     """The board as markdown; ``plots`` are (title, relative path) pairs of image files shown after the table."""
+    board, empty = filled_columns(board, rows)
     header = ["Method", "Setting", "Seeds"] + [c.header for c in board.columns]
     lines = [f"# {board.title or board.name}", ""]
     if board.notes:
@@ -120,7 +129,7 @@ def to_markdown(board: Board, rows: list[MethodRow], ui: str = DEFAULT_MLFLOW_UI
     if not rows:
         body.append(["(no finished runs)"] + [""] * (len(header) - 1))
     lines += _md_table(header, body, 3)
-    lines += ["", *footnotes(board, rows)]
+    lines += ["", *footnotes(board, rows, empty)]
     if plots:
         lines += ["", "## Plots"]
         for title, path in plots:
@@ -146,8 +155,9 @@ def to_markdown(board: Board, rows: list[MethodRow], ui: str = DEFAULT_MLFLOW_UI
     return "\n".join(lines) + "\n"
 
 
-def footnotes(board: Board, rows: list[MethodRow]) -> list[str]:
-    """What the Setting and Seeds columns and the intervals mean on this board."""
+def footnotes(board: Board, rows: list[MethodRow], empty: Sequence[str] = ()) -> list[str]:
+    """What the Setting and Seeds columns and the intervals mean on this board, and which ``empty`` columns of
+    its definition no run logged."""
     varying = varying_fields(rows, board)
     notes = [f"* Setting: the rows differ in {', '.join(varying)}; all other settings are equal."
              if varying else "* Setting: all rows share one setting apart from the method."]
@@ -156,6 +166,8 @@ def footnotes(board: Board, rows: list[MethodRow]) -> list[str]:
     flagged = [f"{r.label} ({', '.join(r.mixed_code)})" for r in rows if r.mixed_code]
     if flagged:
         notes.append("* ⚠ code: runs of these rows ran different code versions: " + "; ".join(flagged) + ".")
+    if empty:
+        notes.append(f"* Not shown: {', '.join(empty)} (no finished run logged them).")
     return notes + [f"* Interval, {text}." for text in interval_methods(board, rows)]
 
 
