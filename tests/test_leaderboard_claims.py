@@ -52,6 +52,7 @@ def test_claims_table_reads_paired_items(tmp_path):
     text = claims_markdown(board, rows, "AdvBench", ["Over-refusal"])
     lines = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert "-0.750" in lines["FL on red data lowers safety"] and lines["FL on red data lowers safety"].endswith("**yes** |")
+    assert "| -0.750 |" in lines["FL on red data lowers safety"]  # seed 0's own difference
     assert "+0.050" in lines["the filter raises safety"] and "not significant" in lines["the filter raises safety"]
     assert "+0.750" in lines["CAI raises safety"] and lines["CAI raises safety"].endswith("**yes** |")
     assert lines["filter + CAI beats the filter alone"].endswith("no data |")
@@ -72,3 +73,6 @@ def test_verdicts():
     assert verdict(PairedTest(0.2, 0.01, "mcnemar", 40), -1).startswith("**no**")
     assert verdict(PairedTest(0.2, 0.3, "mcnemar", 40), +1).startswith("not significant")
     assert verdict(None, +1) == "no data"
+    robust = verdict(PairedTest(0.2, 0.01, "mcnemar", 40), +1, {"0": 0.3, "1": 0.1, "2": 0.2})
+    one_seed_against = verdict(PairedTest(0.2, 0.01, "mcnemar", 40), +1, {"0": 0.5, "1": 0.3, "2": -0.2})
+    assert robust == "**yes**" and one_seed_against == "**no**: p < 0.05 pooled, but seed 2 has the opposite sign"

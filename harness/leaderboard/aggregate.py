@@ -289,6 +289,17 @@ def paired_test(row: MethodRow, base: MethodRow, column: Column) -> PairedTest |
     return None if a is None or b is None else PairedTest(a - b, None, "seeds", 0)
 
 
+def seed_differences(row: MethodRow, base: MethodRow, column: Column) -> dict[str, float]:
+    """Row seed -> the row's mean minus the baseline's on the items both scored in that seed (or its only run)."""
+    mine, theirs = row.items.get(column.name, {}), base.items.get(column.name, {})
+    out = {}
+    for seed, base_seed in _paired_runs(row, base):
+        keys = sorted(mine.get(seed, {}).keys() & theirs.get(base_seed, {}).keys())
+        if keys:
+            out[seed] = statistics.fmean(mine[seed][k] - theirs[base_seed][k] for k in keys)
+    return out
+
+
 def compare(rows: list[MethodRow], baseline: Baseline, board: Board) -> None:
     """Fill ``baseline_rows`` and ``paired`` of every row for one baseline."""
     for row in rows:

@@ -3,8 +3,10 @@
 Claims (per aggregator): FL on red data lowers safety (FL vs the pretrained model); the filter raises it
 (FL+filter vs FL; the oracle filter's row shows the bound); CAI raises it (FL+CAI vs FL); both together are best
 (FL+filter+CAI vs FL+filter and vs FL+CAI). Safety is the board's ``safety`` column; the costs of each method
-against FL are the other columns. A claim is *shown* when the difference has the claimed sign and p < 0.05
-(McNemar over paired goals and seeds, or a paired bootstrap; :func:`harness.leaderboard.aggregate.paired_test`).
+against FL are the other columns. A claim is *shown* when the difference has the claimed sign, p < 0.05
+(McNemar over paired goals and seeds, or a paired bootstrap; :func:`harness.leaderboard.aggregate.paired_test`)
+and every seed's own difference has that sign too: pooling goals over seeds ignores how much seeds differ, so a
+pooled p-value alone does not show a method's effect.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.leaderboard.aggregate import MethodRow, paired_test
+from harness.leaderboard.aggregate import MethodRow, paired_test, seed_differences
 from harness.leaderboard.board import Board
 from harness.leaderboard.stats import PairedTest
 
@@ -59,26 +61,35 @@ def _fmt(test: PairedTest | None, fmt: str) -> str:
     return f"{test.diff:+{fmt}}{ci}{p}"
 
 
-def verdict(test: PairedTest | None, sign: int) -> str:
+def verdict(test: PairedTest | None, sign: int, per_seed: dict[str, float] | None = None) -> str:
     if test is None:
         return "no data"
     if test.diff * sign <= 0:
         return "**no**: the difference has the opposite sign" if test.diff else "**no**: no difference"
     if test.p is None or test.p >= ALPHA:
         return "not significant: the sign agrees, p ≥ 0.05" if test.p is not None else "sign agrees, untested"
+    against = [seed for seed, diff in sorted((per_seed or {}).items()) if diff * sign <= 0]
+    if against:
+        return f"**no**: p < 0.05 pooled, but seed {', '.join(against)} has the opposite sign"
     return "**yes**"
+
+
+def _seeds(per_seed: dict[str, float]) -> str:
+    return ", ".join(f"{diff:+.3f}" for _, diff in sorted(per_seed.items())) or "–"
 
 
 def claims_markdown(board: Board, rows: Sequence[MethodRow], safety: str, costs: Sequence[str]) -> str:
     """The claim table (safety column ``safety``) and the cost table (columns ``costs``) of a paper-table1 board."""
     columns = {c.name: c for c in board.columns}
-    out = [f"| claim | aggregator | row − baseline: {safety} [95 % CI], p | shown? |", "|---|---|---|---|"]
+    out = [f"| claim | aggregator | row − baseline: {safety} [95 % CI], p | per seed | shown? |", "|---|---|---|---|---|"]
     aggs = sorted({r.runs[0].field("tags.harness.agg") for r in rows if r.runs[0].field("params.eval.adapter") is None})
     for claim in CLAIMS:
         for agg in aggs:
             row, base = _find(rows, agg, claim.row), _find(rows, agg, claim.base)
             test = paired_test(row, base, columns[safety]) if row and base else None
-            out.append(f"| {claim.text} | {agg} | {_fmt(test, '.3f')} | {verdict(test, claim.sign)} |")
+            per_seed = seed_differences(row, base, columns[safety]) if row and base else {}
+            out.append(f"| {claim.text} | {agg} | {_fmt(test, '.3f')} | {_seeds(per_seed)} | "
+                       f"{verdict(test, claim.sign, per_seed)} |")
     out += ["", "Costs against FL with the same aggregator (row − FL; p where per-item data pairs up):", "",
             "| row | aggregator | " + " | ".join(costs) + " |", "|---|---|" + "---|" * len(costs)]
     for method in COSTS:
