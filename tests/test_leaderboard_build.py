@@ -125,6 +125,9 @@ def test_rewriting_a_board_removes_plots_it_no_longer_draws(store, tmp_path):
     (tmp_path / "plots" / "old-metric-by-round.svg").write_text("<svg/>")
     written = write_leaderboard(load_board("default"), store, tmp_path)
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(p.name for p in written.plots)
+    before = {p: p.read_text() for p in written.plots}
+    write_leaderboard(load_board("default"), store, tmp_path)
+    assert {p: p.read_text() for p in written.plots} == before  # the same runs give byte-identical files
 
 
 def test_cli_writes_the_files_and_plots(store, tmp_path):

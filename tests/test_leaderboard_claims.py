@@ -13,10 +13,10 @@ from harness.leaderboard.stats import PairedTest
 NOW = int(time.time() * 1000)
 
 
-def log_run(client, exp, filt, align, refusals, benign=None, pretrained=False):
+def log_run(client, exp, filt, align, refusals, benign=None, pretrained=False, seed=0):
     """A finished run of the fedavg column: tags, pinned params, AdvBench (strict) and over-refusal items."""
     tags = {} if pretrained else {"harness.filter": filt, "harness.agg": "fedavg", "harness.align": align}
-    run_id = client.create_run(exp, start_time=NOW, tags={**tags, "harness.seed": "0"}).info.run_id
+    run_id = client.create_run(exp, start_time=NOW, tags={**tags, "harness.seed": str(seed)}).info.run_id
     params = {"model.name": "m", "preset": "repro", "data.source": "hh-rlhf"}
     if pretrained:
         params |= {"eval.adapter": "none (pretrained base)", "eval.standalone": "True"}  # as `harness eval` logs
@@ -58,6 +58,19 @@ def test_claims_table_reads_paired_items(tmp_path):
     assert lines["filter + CAI beats the filter alone"].endswith("no data |")
     cost = next(line for line in text.splitlines() if line.startswith("| none / fedavg / cai50"))
     assert "+1.000" in cost and "mcnemar" in cost  # CAI's price: every benign prompt refused
+
+
+def test_the_pretrained_model_pairs_with_every_seed_of_a_row(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("paper-table1", artifact_location=(tmp_path / "art").as_uri())
+    log_run(client, exp, None, None, [1] * 40, pretrained=True)  # one evaluation, tagged seed 0 like `harness eval`
+    log_run(client, exp, "none", "none", [1] * 10 + [0] * 30, seed=0)
+    log_run(client, exp, "none", "none", [1] * 30 + [0] * 10, seed=1)
+    board = load_board("paper-table1")
+    rows = write_leaderboard(board, uri, tmp_path / "board").rows
+    line = next(x for x in claims_markdown(board, rows, "AdvBench", []).splitlines() if "lowers safety" in x)
+    assert "80 pairs" in line and "| -0.750, -0.250 |" in line and line.endswith("**yes** |")
 
 
 def test_the_pretrained_rows_eval_marker_is_no_setting(tmp_path):

@@ -261,8 +261,9 @@ def baseline_for(row: MethodRow, rows: list[MethodRow], baseline: Baseline) -> M
 
 
 def _paired_runs(row: MethodRow, base: MethodRow) -> list[tuple[str, str]]:
-    """(row seed, baseline seed) pairs: the same seed, or the baseline's only run for every seed."""
-    if len(base.seeds) == 1 and base.seeds[0] not in row.seeds:
+    """(row seed, baseline seed) pairs: the same seed, or the baseline's only run (such as the pretrained model,
+    evaluated once whatever its seed tag) for every seed."""
+    if len(base.seeds) == 1:
         return [(s, base.seeds[0]) for s in row.seeds]
     return [(s, s) for s in row.seeds if s in base.seeds]
 
