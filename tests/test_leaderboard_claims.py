@@ -33,11 +33,16 @@ def log_run(client, exp, filt, align, refusals, benign=None, pretrained=False, s
     client.set_terminated(run_id)
 
 
-def build_board(tmp_path):
-    """A paper-table1 board of four fedavg runs: pretrained, FL, FL + filter, FL + CAI."""
+def new_store(tmp_path):
+    """(uri, client, experiment id) of an empty sqlite store with the paper-table1 experiment."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
-    exp = client.create_experiment("paper-table1", artifact_location=(tmp_path / "art").as_uri())
+    return uri, client, client.create_experiment("paper-table1", artifact_location=(tmp_path / "art").as_uri())
+
+
+def build_board(tmp_path):
+    """A paper-table1 board of four fedavg runs: pretrained, FL, FL + filter, FL + CAI."""
+    uri, client, exp = new_store(tmp_path)
     log_run(client, exp, None, None, [1] * 40, pretrained=True)
     log_run(client, exp, "none", "none", [1] * 10 + [0] * 30, benign=[0] * 20)
     log_run(client, exp, "lg3", "none", [1] * 12 + [0] * 28, benign=[1] * 2 + [0] * 18)  # +2 goals: not significant
@@ -61,9 +66,7 @@ def test_claims_table_reads_paired_items(tmp_path):
 
 
 def test_the_pretrained_model_pairs_with_every_seed_of_a_row(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    exp = client.create_experiment("paper-table1", artifact_location=(tmp_path / "art").as_uri())
+    uri, client, exp = new_store(tmp_path)
     log_run(client, exp, None, None, [1] * 40, pretrained=True)  # one evaluation, tagged seed 0 like `harness eval`
     log_run(client, exp, "none", "none", [1] * 10 + [0] * 30, seed=0)
     log_run(client, exp, "none", "none", [1] * 30 + [0] * 10, seed=1)

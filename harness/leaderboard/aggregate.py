@@ -268,16 +268,25 @@ def _paired_runs(row: MethodRow, base: MethodRow) -> list[tuple[str, str]]:
     return [(s, s) for s in row.seeds if s in base.seeds]
 
 
+def _seed_pairs(row: MethodRow, base: MethodRow, column: Column) -> dict[str, dict[str, tuple[float, float]]]:
+    """Row seed -> item -> (row score, baseline score) on the items both scored (:func:`_paired_runs`)."""
+    mine, theirs = row.items.get(column.name, {}), base.items.get(column.name, {})
+    out = {}
+    for seed, base_seed in _paired_runs(row, base):
+        keys = mine.get(seed, {}).keys() & theirs.get(base_seed, {}).keys()
+        if keys:
+            out[seed] = {k: (mine[seed][k], theirs[base_seed][k]) for k in keys}
+    return out
+
+
 def paired_test(row: MethodRow, base: MethodRow, column: Column) -> PairedTest | None:
     """Row minus baseline on the same items: McNemar for 0/1 items (pairs pooled over seeds), a paired bootstrap
     over items for scores (each item's difference averaged over seeds), the seed means' difference without a
     test where there are no per-item scores."""
-    mine, theirs = row.items.get(column.name, {}), base.items.get(column.name, {})
     pairs: dict[str, list[tuple[float, float]]] = {}
-    for seed, base_seed in _paired_runs(row, base):
-        if seed in mine and base_seed in theirs:
-            for key in mine[seed].keys() & theirs[base_seed].keys():
-                pairs.setdefault(key, []).append((mine[seed][key], theirs[base_seed][key]))
+    for items in _seed_pairs(row, base, column).values():
+        for key, pair in items.items():
+            pairs.setdefault(key, []).append(pair)
     if pairs:
         flat = [p for key in sorted(pairs) for p in pairs[key]]
         if _binary(v for p in flat for v in p):
@@ -292,13 +301,8 @@ def paired_test(row: MethodRow, base: MethodRow, column: Column) -> PairedTest |
 
 def seed_differences(row: MethodRow, base: MethodRow, column: Column) -> dict[str, float]:
     """Row seed -> the row's mean minus the baseline's on the items both scored in that seed (or its only run)."""
-    mine, theirs = row.items.get(column.name, {}), base.items.get(column.name, {})
-    out = {}
-    for seed, base_seed in _paired_runs(row, base):
-        keys = sorted(mine.get(seed, {}).keys() & theirs.get(base_seed, {}).keys())
-        if keys:
-            out[seed] = statistics.fmean(mine[seed][k] - theirs[base_seed][k] for k in keys)
-    return out
+    return {seed: statistics.fmean(a - b for a, b in items.values())
+            for seed, items in _seed_pairs(row, base, column).items()}
 
 
 def compare(rows: list[MethodRow], baseline: Baseline, board: Board) -> None:
