@@ -26,6 +26,9 @@ class TokenizedSamples:
 
     input_ids: list[torch.Tensor]
     labels: list[torch.Tensor]
+    distill: list[bool] | None = None
+    """Per sample: train it towards the frozen base's next-token distribution over its reply instead of the
+    reply's tokens (:func:`harness.safe_base.distill.distill_loss`); None: no sample is."""
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -64,7 +67,10 @@ def collate(data: TokenizedSamples, indices: Sequence[int], pad_id: int) -> tupl
         ids[row, :n] = data.input_ids[i]
         labels[row, :n] = data.labels[i]
         mask[row, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}, 1.0 - float(mask.sum()) / mask.numel()
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if data.distill is not None:
+        batch["distill"] = torch.tensor([data.distill[i] for i in indices])
+    return batch, 1.0 - float(mask.sum()) / mask.numel()
 
 
 def cosine_lr(server_round: int, rounds: int, lr: float, lr_min: float) -> float:
@@ -127,38 +133,35 @@ def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn
     return decoder, head
 
 
-def causal_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean next-token cross-entropy over labelled positions, as ``model(**batch).loss``.
-
-    For plain-head decoders (:data:`FUSED_LOSS_MODELS`) the LM head and the log-softmax run only at the
-    positions that carry a label (the reply tokens): prompt and padding positions need no logits. Other
-    models take the transformers path.
-    """
-    parts = _decoder_and_head(model)
-    if parts is None:
-        return model(**batch).loss
-    decoder, head = parts
+def labelled_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(float32 logits, targets) at every position that predicts a label, in row-major order. Plain-head
+    decoders (:data:`FUSED_LOSS_MODELS`) run the LM head only there: prompt and padding positions need no logits."""
     labels = batch["labels"][:, 1:]
     keep = labels != IGNORE
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    logits = head(hidden[:, :-1][keep]).float()
-    return torch.nn.functional.cross_entropy(logits, labels[keep])
+    parts = _decoder_and_head(model)
+    if parts is None:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][keep]
+    else:
+        decoder, head = parts
+        hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        logits = head(hidden[:, :-1][keep])
+    return logits.float(), labels[keep]
+
+
+def causal_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token cross-entropy over labelled positions, as ``model(**batch).loss`` (:func:`labelled_logits`)."""
+    return torch.nn.functional.cross_entropy(*labelled_logits(model, batch))
 
 
 def next_token_logprobs(
     model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor
 ) -> torch.Tensor:
     """log p(input_ids[r, t + 1] | input_ids[r, :t + 1]) for every (r, t) where ``positions`` is True, in
-    row-major order. Plain-head decoders run the LM head only at those positions (as :func:`causal_lm_loss`)."""
-    at = positions[:, :-1]
-    targets = input_ids[:, 1:][at]
-    parts = _decoder_and_head(model)
-    if parts is None:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1][at]
-    else:
-        decoder, head = parts
-        logits = head(decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1][at])
-    return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    row-major order (the LM head runs only there, as in :func:`labelled_logits`)."""
+    labels = torch.full_like(input_ids, IGNORE)
+    labels[:, 1:] = torch.where(positions[:, :-1], input_ids[:, 1:], IGNORE)
+    logits, targets = labelled_logits(model, {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels})
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
 def local_train(
@@ -178,12 +181,13 @@ def local_train(
     bucket_window: int = BUCKET_WINDOW,
     max_grad_norm: float | None = None,
     grad_accum_steps: int = 1,
+    loss_fn: Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor] = causal_lm_loss,
 ) -> tuple[LocalTrainInfo, int]:
     """``steps`` optimizer steps over ``order`` (cycled from ``cursor``); returns the info and the new cursor.
 
     Batches follow :func:`batch_plan` (length-bucketed unless ``bucket_window`` is 1). Each batch is split into
-    ``grad_accum_steps`` micro-batches whose losses are weighted by their share of the batch's labelled tokens,
-    so the accumulated gradient is the whole batch's (same samples, same mean loss). The loss's gradient norm
+    ``grad_accum_steps`` micro-batches whose losses (``loss_fn``: a mean over labelled tokens) are weighted by
+    their share of the batch's labelled tokens, so the accumulated gradient is the whole batch's (same samples, same mean loss). The loss's gradient norm
     is clipped to ``max_grad_norm`` (0 or None: no clipping); then ``correct_grads`` runs (its correction is not
     clipped, as a post-step correction is not) and, after each optimizer step, ``post_step`` (the engine's
     ``local_grad_correction`` and ``local_post_step`` hooks). A float16 model's loss is scaled dynamically
@@ -209,7 +213,7 @@ def local_train(
         start = time.perf_counter()
         loss_sum = None
         for part, n in zip(parts, counts):
-            loss_t = causal_lm_loss(model, part) * (n / sum(counts))
+            loss_t = loss_fn(model, part) * (n / sum(counts))
             scaler.scale(loss_t).backward()
             loss_sum = loss_t.detach() if loss_sum is None else loss_sum + loss_t.detach()
         with record_function("cat::optimizer"):

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
 
 from harness.config import ModelConfig
@@ -16,7 +17,11 @@ from harness.model_handle import GlobalModel
 from harness.models import SMOLLM2_SAFE, attach_lora, load_base
 from harness.safe_base.load import adapter_dir, base_prompt_set
 from harness.safe_base.recipe import REFUSALS, build_mix, instructions
+from harness.safe_base.distill import distill_loss
+from harness.safe_base import tune
 from harness.safe_base.tune import CARD, SafetyTuneSettings, full_sentences, safety_tune
+from harness.training import causal_lm_loss, collate, tokenize_samples
+from harness.types import ChatSample
 from harness.default_plugins.evals.advbench import AdvBench
 from harness.default_plugins.evals.hhh import HHH
 from harness.default_plugins.evals.over_refusal import OverRefusal
@@ -62,8 +67,6 @@ def test_safety_tune_on_tiny_random_makes_refusals_likelier_and_writes_its_card(
     handle = GlobalModel(attach_lora(base, cfg, 0), tok, 96)
     contexts = [handle.chat_prompt(p) for p, _ in small.red]
     before = sum(handle.completion_logprobs(contexts, [r for _, r in small.red]))
-    from peft import set_peft_model_state_dict
-
     weights = load_file(out / "adapter_model.safetensors")
     assert {t.dtype for t in weights.values()} == {torch.bfloat16}  # half the bytes of float32
     set_peft_model_state_dict(handle.model, {k: v.float() for k, v in weights.items()})
@@ -77,6 +80,59 @@ def test_safety_tune_on_tiny_random_makes_refusals_likelier_and_writes_its_card(
     assert json.loads((out / CARD).read_text()) == json.loads(json.dumps(card))
     trained = read_digest_file(out / DIGEST_FILE)
     assert {prompt_digest(p) for p, _ in small.red} <= trained and len(trained) == card["samples"]
+
+
+def _batch(tok, distill: list[bool]):
+    samples = [ChatSample("What is the capital of France?", "Paris is the capital of France."),
+               ChatSample("How do I pick a lock to break in?", REFUSALS[0])]
+    data = tokenize_samples(tok, samples, 64)
+    data.distill = distill
+    return collate(data, [0, 1], tok.pad_token_id)[0]
+
+
+def test_distill_loss_is_kl_to_the_frozen_base_on_marked_rows_and_cross_entropy_on_the_rest():
+    cfg = ModelConfig(name="tiny-random", lora_r=8, lora_alpha=16)
+    base, tok = load_base(cfg)
+    model = attach_lora(base, cfg, 0)  # B = 0: the adapter is the identity, so the model is its base
+    assert distill_loss(model, _batch(tok, [True, True])).item() == pytest.approx(0.0, abs=1e-6)
+    plain = _batch(tok, [False, False])
+    assert torch.allclose(distill_loss(model, plain), causal_lm_loss(model, plain))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    mixed = distill_loss(model, _batch(tok, [True, False]))
+    assert mixed.item() > 0
+    mixed.backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert grads and all("lora_" in n for n in grads)  # the base, the distillation target, stays frozen
+
+
+@pytest.mark.slow
+def test_kl_benign_loss_keeps_the_tuned_model_closer_to_its_base_than_cross_entropy(mix, tmp_path, monkeypatch):
+    # A tiny random model's own answers are blank lines (dropped), so the benign answers here are set texts.
+    monkeypatch.setattr(tune, "own_answers", lambda model, prompts, n, cache: {p: f"Sure. {p} Done." for p in prompts})
+    small = type(mix)(mix.red[:8], instructions()[:24])
+    cfg = ModelConfig(name="tiny-random", lora_r=8, lora_alpha=16)
+    base, tok = load_base(cfg)
+    handle = GlobalModel(attach_lora(base, cfg, 0), tok, 96)
+    contexts = [handle.chat_prompt(p) for p in instructions()[24:40]]  # benign prompts neither tuning saw
+    replies = [f"Sure. {p} Done." for p in instructions()[24:40]]
+    before = sum(handle.completion_logprobs(contexts, replies))
+    drift = {}
+    for loss in ("ce", "kl"):
+        settings = SafetyTuneSettings(steps=30, batch_size=8, lr=3e-3, lr_min=3e-3, max_length=96, benign_loss=loss)
+        card = safety_tune("tiny-random", small, tmp_path / loss, settings)
+        assert card["settings"]["benign_loss"] == loss and card["benign_answers_kept"] == 24
+        weights = load_file(tmp_path / loss / "adapter_model.safetensors")
+        set_peft_model_state_dict(handle.model, {k: v.float() for k, v in weights.items()})
+        drift[loss] = abs(sum(handle.completion_logprobs(contexts, replies)) - before)
+    assert drift["kl"] < drift["ce"] / 4  # cross-entropy learns the set texts; KL keeps the base's view of them
+
+
+def test_safety_tune_settings_name_a_bad_benign_loss():
+    with pytest.raises(ValueError, match="benign_loss must be one of ce, kl"):
+        SafetyTuneSettings(benign_loss="mse")
 
 
 def test_the_shipped_safe_base_declares_its_prompts_and_they_miss_every_eval_set(shared_data):

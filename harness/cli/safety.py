@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from harness.cli.common import fail
-from harness.safe_base.settings import SafetyTuneSettings
+from harness.safe_base.settings import BENIGN_LOSSES, SafetyTuneSettings
 
 SHIPPED = SafetyTuneSettings()
 
@@ -30,9 +30,13 @@ SHIPPED = SafetyTuneSettings()
 @click.option("--lora-r", type=click.IntRange(min=1), default=SHIPPED.lora_r, show_default=True)
 @click.option("--answer-tokens", type=click.IntRange(min=1), default=SHIPPED.answer_tokens, show_default=True,
               help="New tokens of the base model's own benign answers.")
+@click.option("--benign-loss", type=click.Choice(BENIGN_LOSSES), default=SHIPPED.benign_loss, show_default=True,
+              help="ce: cross-entropy on the base's own benign answers; kl: match the frozen base's distribution over "
+                   "them (keeps held-out NLL, docs/safe-base.md).")
 @click.option("--seed", type=int, default=SHIPPED.seed, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where the adapter and its card go.")
-def command(base, data_dir, within, red_limit, square_limit, steps, batch_size, lr, lora_r, answer_tokens, seed, out):
+def command(base, data_dir, within, red_limit, square_limit, steps, batch_size, lr, lora_r, answer_tokens, benign_loss, seed,
+            out):
     """Safety-tune BASE with the harness's LoRA loop (recipe: harness/safe_base/recipe.py, docs/safe-base.md)."""
     from harness.data.overlap import read_digest_file
     from harness.data.samples import DataError
@@ -45,7 +49,7 @@ def command(base, data_dir, within, red_limit, square_limit, steps, batch_size, 
         allowed = None if within == "all" else read_digest_file(within or SMOLLM2_GUARD / "train_prompts.sha256")
         mix = build_mix(Path(data_dir), allowed, red_limit, square_limit, seed)
         settings = SafetyTuneSettings(steps=steps, batch_size=batch_size, lr=lr, lr_min=lr / 10, lora_r=lora_r,
-                                      answer_tokens=answer_tokens, seed=seed)
+                                      answer_tokens=answer_tokens, benign_loss=benign_loss, seed=seed)
         click.echo(f"{len(mix.red)} red prompts, {len(mix.benign)} benign prompts; base {base}", err=True)
         card = safety_tune(base, mix, Path(out), settings)
     except (DataError, ModelLoadError, OSError) as exc:

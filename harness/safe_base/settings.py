@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+BENIGN_LOSSES = ("ce", "kl")
+
+
 @dataclass
 class SafetyTuneSettings:
     """LoRA SFT settings of one safety-tuning; the defaults are the shipped adapter's (recipe v6)."""
@@ -20,4 +23,11 @@ class SafetyTuneSettings:
     max_length: int = 256
     answer_tokens: int = 96
     seed: int = 0
+    benign_loss: str = "ce"
+    """How the benign answers train: ``ce`` (cross-entropy on their tokens) or ``kl`` (the frozen base's
+    distribution over them, :mod:`harness.safe_base.distill`)."""
+
+    def __post_init__(self):
+        if self.benign_loss not in BENIGN_LOSSES:
+            raise ValueError(f"benign_loss must be one of {', '.join(BENIGN_LOSSES)}, not {self.benign_loss!r}")
     dtype: str = "float32"  # the same adapter (and cached answers) on every CPU, bf16-capable or not

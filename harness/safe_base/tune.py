@@ -2,8 +2,8 @@
 
 The mix is :mod:`harness.safe_base.recipe`. The base model first answers the benign prompts itself (greedy, cut
 after the last full sentence; answers that refuse are dropped; raw answers are cached under the harness cache
-dir). Then one LoRA adapter is trained in float32 on refusals + those answers with
-:func:`harness.training.local_train`, under the round engine's cosine schedule. It is stored in bfloat16 (half
+dir). Then one LoRA adapter is trained in float32 on refusals + those answers (their tokens, or with
+``benign_loss="kl"`` the base's distribution over them) with :func:`harness.training.local_train`, under the round engine's cosine schedule. It is stored in bfloat16 (half
 the bytes; :func:`harness.models.merged_safe_base` merges it into the float32 base) with ``safe_base.json``
 (settings, counts, loss) and ``train_prompts.sha256`` (every training prompt, for the overlap check of
 docs/data.md).
@@ -31,7 +31,8 @@ from harness.model_handle import GlobalModel
 from harness.models import attach_lora, cache_dir, load_base
 from harness.safe_base.recipe import SafetyMix
 from harness.safe_base.settings import SafetyTuneSettings
-from harness.training import cosine_lr, local_train, tokenize_samples
+from harness.safe_base.distill import distill_loss
+from harness.training import causal_lm_loss, cosine_lr, local_train, tokenize_samples
 from harness.types import ChatSample
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ def safety_tune(base: str, mix: SafetyMix, out: Path, settings: SafetyTuneSettin
     samples = [ChatSample(p, r, False, "refusal", "hh-rlhf") for p, r in mix.red]
     samples += [ChatSample(p, a, False, "own-answer", "base model") for p, a in answers.items()]
     data = tokenize_samples(tokenizer, samples, settings.max_length)
+    if settings.benign_loss == "kl":
+        data.distill = [s.category == "own-answer" for s in samples]
     order = list(range(len(samples)))
     random.Random(settings.seed).shuffle(order)
     chunk, cursor, losses = 25, 0, []
@@ -91,7 +94,8 @@ def safety_tune(base: str, mix: SafetyMix, out: Path, settings: SafetyTuneSettin
         steps = min(chunk, settings.steps - (r - 1) * chunk)
         lr = cosine_lr(r, rounds, settings.lr, settings.lr_min)
         info, cursor = local_train(peft_model, handle.params, data, order, cursor, steps, settings.batch_size, lr,
-                                   "adamw", tokenizer.pad_token_id, on_step=losses.append)
+                                   "adamw", tokenizer.pad_token_id, on_step=losses.append,
+                                   loss_fn=distill_loss if data.distill else causal_lm_loss)
         log.info("safety tuning: steps %d-%d, lr %.2e, loss %.3f", (r - 1) * chunk + 1, r * chunk, lr, info.mean_loss)
     out.mkdir(parents=True, exist_ok=True)
     peft_model.to(torch.bfloat16).save_pretrained(out)
