@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -14,7 +13,7 @@ from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_t
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from harness.config import ModelConfig
-from harness.safe_base.load import SAFE_BASES, adapter_dir
+from harness.safe_base.load import SAFE_BASES, adapter_dir, adapter_digest
 
 log = logging.getLogger(__name__)
 
@@ -214,10 +213,10 @@ def safe_or_given(name: str) -> str:
 
 def merged_safe_base(name: str) -> Path:
     """A float32 checkpoint of base + adapter under the cache dir, built on first use (keyed by the adapter's bytes)."""
-    adapter = adapter_dir(name) / "adapter_model.safetensors"
-    if not adapter.is_file():
-        raise ModelLoadError(f"{name}: its adapter {adapter} is missing from the installation")
-    key = hashlib.sha256(adapter.read_bytes()).hexdigest()[:12]
+    key = adapter_digest(name)
+    if key is None:
+        raise ModelLoadError(f"{name}: its adapter {adapter_dir(name) / 'adapter_model.safetensors'} is missing "
+                             "from the installation")
     target = cache_dir() / f"{name}-{key}"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target

@@ -1,7 +1,7 @@
 """Suites: the paper's tables as lists of runs (rows × seeds), resumable, ending in a leaderboard.
 
 A run is reused, not re-run, when the suite's experiment holds a FINISHED run with the same name
-(suite, preset, row, seed) and the same resolved config. A run that was stopped (left RUNNING, e.g. killed
+(suite, preset, row, seed), the same resolved config and, on a shipped safe base, the same adapter bytes. A run that was stopped (left RUNNING, e.g. killed
 with the suite) continues from its newest checkpoint in the same MLflow run; a failed or changed run is run again.
 """
 
@@ -25,7 +25,8 @@ from harness.config import PRESETS, ConfigError, RunConfig, load_config
 from harness.leaderboard import Leaderboard, load_board, write_leaderboard
 from harness.leaderboard.board import BoardError
 from harness.leaderboard.claims import claims_markdown
-from harness.tracking import _param_value, env_experiment, resolve_tracking_uri
+from harness.safe_base.load import adapter_digest
+from harness.tracking import MODEL_DIGEST_TAG, _param_value, env_experiment, resolve_tracking_uri
 
 IGNORED_PARAMS = ("output_dir", "tracking.")  # where a run is stored does not change what it measures
 
@@ -200,7 +201,10 @@ def matching_run(client: MlflowClient, cfg: RunConfig, status: str) -> Run | Non
     # A setting added to the config after a run was logged is absent from that run's params: the run
     # behaved as the setting's default does (or as BEFORE_SETTING says), so it matches a config with that value.
     defaults = _comparable({**RunConfig().flat_params(), **BEFORE_SETTING})
+    digest = adapter_digest(cfg.model.name)  # a re-tuned safe base keeps its name: its runs are not these
     for run in client.search_runs([exp.experiment_id], filter_string=query, order_by=["attributes.start_time DESC"]):
+        if run.data.tags.get(MODEL_DIGEST_TAG) != digest:
+            continue
         if all(run.data.params.get(k, defaults.get(k)) == v for k, v in wanted.items()):
             return run
     return None

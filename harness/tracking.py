@@ -222,9 +222,13 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+MODEL_DIGEST_TAG = "harness.model_digest"
+"""Tag naming a shipped safe base's adapter by its bytes (:func:`harness.safe_base.load.adapter_digest`)."""
+
+
 def provenance_tags(cfg, selected: list[tuple[str, str]] | None = None) -> dict[str, str]:
-    """What code ran: harness version and git commit (dirty flag), python and library versions, device and dtype,
-    and per selected plugin ``harness.plugin.KIND.NAME`` = 'distribution version'."""
+    """What ran: harness version and git commit (dirty flag), python and library versions, device and dtype, a
+    shipped safe base's adapter digest, and per selected plugin ``harness.plugin.KIND.NAME`` = 'distribution version'."""
     import harness
 
     commit, dirty = git_state()
@@ -240,6 +244,11 @@ def provenance_tags(cfg, selected: list[tuple[str, str]] | None = None) -> dict[
         device, dtype = cfg.model.device, cfg.model.dtype
     tags["harness.device"] = str(device)
     tags["harness.dtype"] = dtype  # what `auto` resolved to on this machine
+    from harness.safe_base.load import adapter_digest
+
+    digest = adapter_digest(cfg.model.name)
+    if digest is not None:
+        tags[MODEL_DIGEST_TAG] = digest
     if selected is None:
         p = cfg.plugins
         selected = [("filter", p.filter), ("agg", p.agg), ("align", p.align)] + [("eval", e) for e in p.evals]

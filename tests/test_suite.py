@@ -10,7 +10,9 @@ from mlflow.tracking import MlflowClient
 
 from harness.cli import main
 from harness.suite import Suite, SuiteError, SuiteRow, SuiteSettings, finished_run, row_config, run_suite
-from harness.tracking import _param_value, default_tracking_uri
+from harness.models import SMOLLM2_SAFE
+from harness.safe_base.load import adapter_digest
+from harness.tracking import MODEL_DIGEST_TAG, _param_value, default_tracking_uri, provenance_tags
 
 BOARD = """
 name: tiny
@@ -102,11 +104,13 @@ def test_table1_filter_rows_use_the_given_guard(tmp_path):
     assert all(row.filter_options == {} for row in paper_table1().rows)
 
 
-def logged_without(tmp_path, *missing: str):
-    """A FINISHED tiny run logged as if the config keys ``missing`` had not existed yet; its config and client."""
+def logged_without(tmp_path, *missing: str, model: str | None = None):
+    """A FINISHED tiny run (of ``model`` where given) logged as if the config keys ``missing`` had not existed yet;
+    its config and client."""
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     cfg = row_config(Suite("tiny", "", "b", (SuiteRow("fl"),)), settings(tmp_path, seeds=1), SuiteRow("fl"), 0,
                      "sqlite://", ())
+    cfg.model.name = model or cfg.model.name
     exp = client.create_experiment(cfg.tracking.experiment, artifact_location=str(tmp_path / "artifacts"))
     run = client.create_run(exp, run_name=cfg.tracking.run_name)
     for key, value in cfg.flat_params().items():
@@ -128,6 +132,17 @@ def test_a_run_logged_before_gradient_clipping_is_not_reused_for_the_clipping_de
     assert cfg.federation.max_grad_norm == 1.0 and finished_run(client, cfg) is None
     cfg.federation.max_grad_norm = None
     cfg.model.dtype = "float32"
+    assert finished_run(client, cfg) == run_id
+
+
+def test_a_safe_base_run_is_reused_only_for_the_adapter_it_ran_with(tmp_path):
+    cfg, client, run_id = logged_without(tmp_path, model=SMOLLM2_SAFE)
+    assert finished_run(client, cfg) is None  # no digest tag: which adapter it ran is unknown
+    shipped = adapter_digest(SMOLLM2_SAFE)
+    assert shipped and provenance_tags(cfg)[MODEL_DIGEST_TAG] == shipped
+    client.set_tag(run_id, MODEL_DIGEST_TAG, "0" * 12)  # a run of an earlier safety tuning under the same name
+    assert finished_run(client, cfg) is None
+    client.set_tag(run_id, MODEL_DIGEST_TAG, shipped)
     assert finished_run(client, cfg) == run_id
 
 

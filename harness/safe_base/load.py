@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 SAFE_BASES = {"smollm2-135m-safe": "smollm2-135m"}  # harness.models.SMOLLM2_SAFE -> SMOLLM2
@@ -15,6 +16,15 @@ SAFE_BASES = {"smollm2-135m-safe": "smollm2-135m"}  # harness.models.SMOLLM2_SAF
 
 def adapter_dir(name: str) -> Path:
     return Path(__file__).parent / name
+
+
+def adapter_digest(name: str) -> str | None:
+    """The first 12 hex digits of the sha256 of a shipped safe base's adapter weights (which safety tuning the
+    name stands for: a re-tuned adapter ships under the same name); None for other models or a missing adapter."""
+    adapter = adapter_dir(name) / "adapter_model.safetensors"
+    if name not in SAFE_BASES or not adapter.is_file():
+        return None
+    return hashlib.sha256(adapter.read_bytes()).hexdigest()[:12]
 
 
 def base_prompt_set(name: str):
