@@ -1,8 +1,9 @@
 """Suites: the paper's tables as lists of runs (rows × seeds), resumable, ending in a leaderboard.
 
 A run is reused, not re-run, when the suite's experiment holds a FINISHED run with the same name
-(suite, preset, row, seed), the same resolved config and, on a shipped safe base, the same adapter bytes. A run that was stopped (left RUNNING, e.g. killed
-with the suite) continues from its newest checkpoint in the same MLflow run; a failed or changed run is run again.
+(suite, preset, row, seed), the same resolved config and, on a shipped safe base, the same adapter bytes. A run
+that was stopped (left RUNNING, e.g. killed with the suite) continues from its newest checkpoint in the same MLflow
+run; a failed or changed run is run again.
 """
 
 from __future__ import annotations

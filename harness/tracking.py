@@ -228,7 +228,8 @@ MODEL_DIGEST_TAG = "harness.model_digest"
 
 def provenance_tags(cfg, selected: list[tuple[str, str]] | None = None) -> dict[str, str]:
     """What ran: harness version and git commit (dirty flag), python and library versions, device and dtype, a
-    shipped safe base's adapter digest, and per selected plugin ``harness.plugin.KIND.NAME`` = 'distribution version'."""
+    shipped safe base's adapter digest, and per selected plugin ``harness.plugin.KIND.NAME`` = 'distribution
+    version'."""
     import harness
 
     commit, dirty = git_state()

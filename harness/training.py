@@ -160,7 +160,8 @@ def next_token_logprobs(
     row-major order (the LM head runs only there, as in :func:`labelled_logits`)."""
     labels = torch.full_like(input_ids, IGNORE)
     labels[:, 1:] = torch.where(positions[:, :-1], input_ids[:, 1:], IGNORE)
-    logits, targets = labelled_logits(model, {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels})
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    logits, targets = labelled_logits(model, batch)
     return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
@@ -187,8 +188,8 @@ def local_train(
 
     Batches follow :func:`batch_plan` (length-bucketed unless ``bucket_window`` is 1). Each batch is split into
     ``grad_accum_steps`` micro-batches whose losses (``loss_fn``: a mean over labelled tokens) are weighted by
-    their share of the batch's labelled tokens, so the accumulated gradient is the whole batch's (same samples, same mean loss). The loss's gradient norm
-    is clipped to ``max_grad_norm`` (0 or None: no clipping); then ``correct_grads`` runs (its correction is not
+    their share of the batch's labelled tokens, so the accumulated gradient is the whole batch's (same samples,
+    same mean loss). The loss's gradient norm is clipped to ``max_grad_norm`` (0 or None: no clipping); then ``correct_grads`` runs (its correction is not
     clipped, as a post-step correction is not) and, after each optimizer step, ``post_step`` (the engine's
     ``local_grad_correction`` and ``local_post_step`` hooks). A float16 model's loss is scaled dynamically
     (``torch.amp.GradScaler``); a step it skips for overflow still runs ``post_step``. The model trains in

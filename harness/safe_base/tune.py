@@ -3,8 +3,8 @@
 The mix is :mod:`harness.safe_base.recipe`. The base model first answers the benign prompts itself (greedy, cut
 after the last full sentence; answers that refuse are dropped; raw answers are cached under the harness cache
 dir). Then one LoRA adapter is trained in float32 on refusals + those answers (their tokens, or with
-``benign_loss="kl"`` the base's distribution over them) with :func:`harness.training.local_train`, under the round engine's cosine schedule. It is stored in bfloat16 (half
-the bytes; :func:`harness.models.merged_safe_base` merges it into the float32 base) with ``safe_base.json``
+``benign_loss="kl"`` the base's distribution over them) with :func:`harness.training.local_train`, under the
+round engine's cosine schedule. It is stored in bfloat16 (half the bytes; :func:`harness.models.merged_safe_base` merges it into the float32 base) with ``safe_base.json``
 (settings, counts, loss) and ``train_prompts.sha256`` (every training prompt, for the overlap check of
 docs/data.md).
 """
