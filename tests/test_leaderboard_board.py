@@ -94,6 +94,8 @@ def test_column_value_reduces_rounds_then_combines_metrics():
     minus = board.column("minus")
     assert column_value(record(history={"round": [(1, 10.0), (2, 30.0)]}), minus) == 40.0  # no evals: nothing less
     assert column_value(record(history={"eval": [(2, 25.0)]}), minus) is None
+    pretrained_evals_first = {"round": [(1, 10.0), (2, 30.0)], "eval": [(0, 25.0), (2, 25.0)]}  # step 0: no round
+    assert column_value(record(history=pretrained_evals_first), minus) == 15.0
     assert column_value(record(latest={"p": 0.0, "r": 1.0}), parse_board(board_dict(
         columns=[{"name": "h", "hmean": ["p", "r"]}]), "t").columns[0]) == 0.0
 

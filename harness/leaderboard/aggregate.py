@@ -112,11 +112,25 @@ def _reduce(run: RunRecord, metric: str, how: str) -> float | None:
     return {"mean": statistics.fmean, "min": min, "max": max, "sum": math.fsum}[how](values)
 
 
+def _minus(run: RunRecord, column: Column) -> float | None:
+    """Per round of the first metric, it less the others at that round (0 where one was not logged: no evals
+    ran), reduced over those rounds. A subtrahend logged outside the first's rounds (evals of the pretrained
+    model at step 0, before round 1) is not part of any round and is not subtracted."""
+    first, *rest = column.metrics
+    if first not in run.history:
+        return None
+    others = [dict(run.history.get(m, [])) for m in rest]
+    per_round = [value - math.fsum(o.get(step, 0.0) for o in others) for step, value in sorted(run.history[first])]
+    if column.reduce == "last":
+        return per_round[-1]
+    return {"mean": statistics.fmean, "min": min, "max": max, "sum": math.fsum}[column.reduce](per_round)
+
+
 def column_value(run: RunRecord, column: Column) -> float | None:
     """The run's value for a column, None if the run lacks any metric the column needs (for ``minus``: the first)."""
+    if column.combine == "minus":
+        return _minus(run, column)
     values = [_reduce(run, m, column.reduce) for m in column.metrics]
-    if column.combine == "minus":  # a subtrahend the run never logged (no evals ran) is 0
-        return None if values[0] is None else values[0] - math.fsum(v for v in values[1:] if v is not None)
     if any(v is None for v in values):
         return None
     if column.combine == "hmean":

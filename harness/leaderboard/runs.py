@@ -36,7 +36,7 @@ def history_metrics(board: Board) -> set[str]:
     """Metrics whose per-round values the board needs (round plots, columns not reduced to 'last', item data)."""
     needed = set(board.round_plots)
     for col in board.columns:
-        if col.reduce != "last":
+        if col.reduce != "last" or col.combine == "minus":  # minus pairs its metrics round by round
             needed.update(col.metrics)
         elif col.combine == "metric" and has_items(col.metrics[0]):
             needed.add(col.metrics[0])  # its last round names the artifact with the per-item scores
