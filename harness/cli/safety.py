@@ -32,7 +32,7 @@ SHIPPED = SafetyTuneSettings()
               help="New tokens of the base model's own benign answers.")
 @click.option("--benign-loss", type=click.Choice(BENIGN_LOSSES), default=SHIPPED.benign_loss, show_default=True,
               help="ce: cross-entropy on the base's own benign answers; kl: match the frozen base's distribution over "
-                   "them (keeps held-out NLL, docs/safe-base.md).")
+                   "them (a smaller held-out NLL rise, docs/safe-base.md).")
 @click.option("--seed", type=int, default=SHIPPED.seed, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where the adapter and its card go.")
 def command(base, data_dir, within, red_limit, square_limit, steps, batch_size, lr, lora_r, answer_tokens, benign_loss, seed,
