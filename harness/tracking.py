@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from harness.hookspecs import hookimpl
 from harness.redaction import redact
+from harness.safe_base.load import adapter_digest
 from harness.types import RunInfo, RunSummary
 
 PARAM_LIMIT = 6000  # MLflow's maximum param value length
@@ -245,8 +246,6 @@ def provenance_tags(cfg, selected: list[tuple[str, str]] | None = None) -> dict[
         device, dtype = cfg.model.device, cfg.model.dtype
     tags["harness.device"] = str(device)
     tags["harness.dtype"] = dtype  # what `auto` resolved to on this machine
-    from harness.safe_base.load import adapter_digest
-
     digest = adapter_digest(cfg.model.name)
     if digest is not None:
         tags[MODEL_DIGEST_TAG] = digest

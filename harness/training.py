@@ -189,12 +189,12 @@ def local_train(
     Batches follow :func:`batch_plan` (length-bucketed unless ``bucket_window`` is 1). Each batch is split into
     ``grad_accum_steps`` micro-batches whose losses (``loss_fn``: a mean over labelled tokens) are weighted by
     their share of the batch's labelled tokens, so the accumulated gradient is the whole batch's (same samples,
-    same mean loss). The loss's gradient norm is clipped to ``max_grad_norm`` (0 or None: no clipping); then ``correct_grads`` runs (its correction is not
-    clipped, as a post-step correction is not) and, after each optimizer step, ``post_step`` (the engine's
-    ``local_grad_correction`` and ``local_post_step`` hooks). A float16 model's loss is scaled dynamically
-    (``torch.amp.GradScaler``); a step it skips for overflow still runs ``post_step``. The model trains in
-    training mode and is left in the mode it came in (a caller training many clients in a row sets training
-    mode once around them: switching walks every module).
+    same mean loss). The loss's gradient norm is clipped to ``max_grad_norm`` (0 or None: no clipping); then
+    ``correct_grads`` runs (its correction is not clipped, as a post-step correction is not) and, after each
+    optimizer step, ``post_step`` (the engine's ``local_grad_correction`` and ``local_post_step`` hooks). A float16
+    model's loss is scaled dynamically (``torch.amp.GradScaler``); a step it skips for overflow still runs
+    ``post_step``. The model trains in training mode and is left in the mode it came in (a caller training many
+    clients in a row sets training mode once around them: switching walks every module).
     """
     opt = make_optimizer(optimizer, list(params.values()), lr)
     was_training = model.training

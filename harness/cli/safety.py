@@ -35,8 +35,8 @@ SHIPPED = SafetyTuneSettings()
                    "them (a smaller held-out NLL rise, docs/safe-base.md).")
 @click.option("--seed", type=int, default=SHIPPED.seed, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where the adapter and its card go.")
-def command(base, data_dir, within, red_limit, square_limit, steps, batch_size, lr, lora_r, answer_tokens, benign_loss, seed,
-            out):
+def command(base, data_dir, within, red_limit, square_limit, steps, batch_size, lr, lora_r, answer_tokens, benign_loss,
+            seed, out):
     """Safety-tune BASE with the harness's LoRA loop (recipe: harness/safe_base/recipe.py, docs/safe-base.md)."""
     from harness.data.overlap import read_digest_file
     from harness.data.samples import DataError

@@ -103,13 +103,16 @@ def cell_stats(values: list[float], items: list[Items] | None = None) -> Cell:
     return Cell(cell.mean, cell.std, cell.n, interval)
 
 
+OVER_ROUNDS = {"last": lambda values: values[-1], "mean": statistics.fmean, "min": min, "max": max, "sum": math.fsum}
+"""A column's ``reduce``: how a run's per-round values (in round order) become one value."""
+
+
 def _reduce(run: RunRecord, metric: str, how: str) -> float | None:
     if how == "last":
         return run.latest.get(metric)
     if metric not in run.history:
         return None
-    values = [v for _, v in sorted(run.history[metric])]
-    return {"mean": statistics.fmean, "min": min, "max": max, "sum": math.fsum}[how](values)
+    return OVER_ROUNDS[how]([v for _, v in sorted(run.history[metric])])
 
 
 def _minus(run: RunRecord, column: Column) -> float | None:
@@ -121,9 +124,7 @@ def _minus(run: RunRecord, column: Column) -> float | None:
         return None
     others = [dict(run.history.get(m, [])) for m in rest]
     per_round = [value - math.fsum(o.get(step, 0.0) for o in others) for step, value in sorted(run.history[first])]
-    if column.reduce == "last":
-        return per_round[-1]
-    return {"mean": statistics.fmean, "min": min, "max": max, "sum": math.fsum}[column.reduce](per_round)
+    return OVER_ROUNDS[column.reduce](per_round)
 
 
 def column_value(run: RunRecord, column: Column) -> float | None:

@@ -27,7 +27,8 @@ class SafetyTuneSettings:
     """How the benign answers train: ``ce`` (cross-entropy on their tokens) or ``kl`` (the frozen base's
     distribution over them, :mod:`harness.safe_base.distill`)."""
 
+    dtype: str = "float32"  # the same adapter (and cached answers) on every CPU, bf16-capable or not
+
     def __post_init__(self):
         if self.benign_loss not in BENIGN_LOSSES:
             raise ValueError(f"benign_loss must be one of {', '.join(BENIGN_LOSSES)}, not {self.benign_loss!r}")
-    dtype: str = "float32"  # the same adapter (and cached answers) on every CPU, bf16-capable or not

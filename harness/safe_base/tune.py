@@ -4,9 +4,9 @@ The mix is :mod:`harness.safe_base.recipe`. The base model first answers the ben
 after the last full sentence; answers that refuse are dropped; raw answers are cached under the harness cache
 dir). Then one LoRA adapter is trained in float32 on refusals + those answers (their tokens, or with
 ``benign_loss="kl"`` the base's distribution over them) with :func:`harness.training.local_train`, under the
-round engine's cosine schedule. It is stored in bfloat16 (half the bytes; :func:`harness.models.merged_safe_base` merges it into the float32 base) with ``safe_base.json``
-(settings, counts, loss) and ``train_prompts.sha256`` (every training prompt, for the overlap check of
-docs/data.md).
+round engine's cosine schedule. It is stored in bfloat16 (half the bytes; :func:`harness.models.merged_safe_base`
+merges it into the float32 base) with ``safe_base.json`` (settings, counts, loss) and ``train_prompts.sha256``
+(every training prompt, for the overlap check of docs/data.md).
 """
 
 from __future__ import annotations
@@ -83,8 +83,9 @@ def safety_tune(base: str, mix: SafetyMix, out: Path, settings: SafetyTuneSettin
     samples = [ChatSample(p, r, False, "refusal", "hh-rlhf") for p, r in mix.red]
     samples += [ChatSample(p, a, False, "own-answer", "base model") for p, a in answers.items()]
     data = tokenize_samples(tokenizer, samples, settings.max_length)
+    loss_fn = causal_lm_loss
     if settings.benign_loss == "kl":
-        data.distill = [s.category == "own-answer" for s in samples]
+        data.distill, loss_fn = [s.category == "own-answer" for s in samples], distill_loss
     order = list(range(len(samples)))
     random.Random(settings.seed).shuffle(order)
     chunk, cursor, losses = 25, 0, []
@@ -95,7 +96,7 @@ def safety_tune(base: str, mix: SafetyMix, out: Path, settings: SafetyTuneSettin
         lr = cosine_lr(r, rounds, settings.lr, settings.lr_min)
         info, cursor = local_train(peft_model, handle.params, data, order, cursor, steps, settings.batch_size, lr,
                                    "adamw", tokenizer.pad_token_id, on_step=losses.append,
-                                   loss_fn=distill_loss if data.distill else causal_lm_loss)
+                                   loss_fn=loss_fn)
         log.info("safety tuning: steps %d-%d, lr %.2e, loss %.3f", (r - 1) * chunk + 1, r * chunk, lr, info.mean_loss)
     out.mkdir(parents=True, exist_ok=True)
     peft_model.to(torch.bfloat16).save_pretrained(out)
