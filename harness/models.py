@@ -199,11 +199,23 @@ def load_base(cfg: ModelConfig) -> tuple[torch.nn.Module, PreTrainedTokenizerFas
         except OSError as exc:
             raise ModelLoadError(f"cannot load model {location!r}: {exc}") from exc
     prepare_tokenizer(tokenizer)
+    contiguous_head_input(model)
     model.config.use_cache = False
     if quantization is None:
         model.to(device)
     model.eval()
     return model, tokenizer
+
+
+def contiguous_head_input(model: torch.nn.Module) -> None:
+    """Hand the LM head a contiguous copy of its input. ``logits_to_keep`` (generation's prefill, HHH's letters,
+    guard scores) slices the last positions off the hidden states; on a CPU, torch runs a Linear on such a
+    non-contiguous 3-D slice as a batched matmul that copies the whole head once per row, 100-300x slower
+    in bfloat16 for a 49k-token vocabulary (pytorch/pytorch#151934). The copy is a few rows of hidden states."""
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.register_forward_pre_hook(lambda _module, args: tuple(
+            a.contiguous() if isinstance(a, torch.Tensor) else a for a in args))
 
 
 def safe_or_given(name: str) -> str:

@@ -42,6 +42,21 @@ def test_auto_dtype_is_bf16_where_the_hardware_computes_it(monkeypatch):
         assert resolve_dtype("auto", torch.device("cuda")) == expected
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_lm_head_gets_a_contiguous_input_when_only_the_last_logits_are_kept(dtype):
+    """``logits_to_keep`` slices the hidden states; on a CPU a non-contiguous slice runs the head as a batched
+    matmul that copies the head's weight once per row (pytorch/pytorch#151934), so load_base hands it a copy."""
+    model, _ = load_base(ModelConfig(name="tiny-random", dtype=dtype))
+    seen: list[bool] = []
+    model.get_output_embeddings().register_forward_hook(lambda _m, args, _out: seen.append(args[0].is_contiguous()))
+    ids = torch.randint(0, 100, (3, 7))
+    with torch.no_grad():
+        kept = model(input_ids=ids, logits_to_keep=2).logits
+        full = model(input_ids=ids).logits[:, -2:]
+    assert seen == [True, True]
+    torch.testing.assert_close(kept, full)
+
+
 @pytest.mark.parametrize("setting", [{"dtype": "bfloat16"}, {"dtype": "float16"}, {"gradient_checkpointing": True},
                                      pytest.param({"quantization": "4bit"}, marks=pytest.mark.skipif(
                                          not HAS_BNB_GPU, reason="4-bit loading needs bitsandbytes and a CUDA GPU"))])
