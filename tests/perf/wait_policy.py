@@ -23,6 +23,8 @@ def workloads() -> dict[str, float]:
     from harness.adapters import trainable_params
     from harness.config import ModelConfig
     from harness.data.demo import demo_samples
+    from harness.default_plugins.evals.advbench import ADVBENCH_FILE
+    from harness.default_plugins.evals.hhh import LETTERS
     from harness.evals.choice import answer_logprobs
     from harness.evals.files import data_file
     from harness.evals.loaders import load_advbench
@@ -33,14 +35,14 @@ def workloads() -> dict[str, float]:
     cfg = ModelConfig(name="smollm2-135m-safe", max_length=256, dtype="auto")
     base, tok = load_base(cfg)
     model = GlobalModel(attach_lora(base, cfg, 0), tok, cfg.max_length)
-    prompts = [model.chat_prompt(g) for g in load_advbench(data_file("advbench/harmful_behaviors.csv", None))[:64]]
+    prompts = [model.chat_prompt(g) for g in load_advbench(data_file(ADVBENCH_FILE, None))[:64]]
     model.generate(prompts[:8], max_new_tokens=8, batch_size=8)  # warm-up
     seconds = {}
     start = time.perf_counter()
     model.generate(prompts, max_new_tokens=48, batch_size=32)
     seconds["advbench 64 x 48 tokens"] = time.perf_counter() - start
     start = time.perf_counter()
-    answer_logprobs(model, [p * 4 for p in prompts[:32]], (" (A)", " (B)"), batch_size=8)
+    answer_logprobs(model, [p * 4 for p in prompts[:32]], LETTERS, batch_size=8)
     seconds["hhh 32 prompts"] = time.perf_counter() - start
     benign, harmful = demo_samples(24, 8)
     data = tokenize_samples(tok, benign + harmful, cfg.max_length)
