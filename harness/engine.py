@@ -121,7 +121,9 @@ class RoundEngine:
         checkpoint = self.checkpoints.load_latest()
         check_compatible(checkpoint.global_state, self.state.global_state, "checkpoint")
         self.state.next_round = checkpoint.next_round
-        self.state.global_state = checkpoint.global_state
+        # in the live adapter's name order (safetensors reads names back sorted): plugins that lay states out
+        # by position, like SCAFFOLD's flat vectors, then see a fresh and a resumed run alike
+        self.state.global_state = {name: checkpoint.global_state[name] for name in self.state.global_state}
         self.state.sampler.bit_generator.state = checkpoint.sampler_state
         self.state.cursors = dict(checkpoint.cursors)
         load_into(self.params, self.state.global_state)

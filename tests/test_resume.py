@@ -15,11 +15,13 @@ from mlflow.tracking import MlflowClient
 
 from harness.cli import main
 from harness.tracking import default_tracking_uri, find_run
+from harness.hookspecs import hookimpl
 from tests.helpers import FailInRound, run_tracked, smoke_config
 
 RUN = "resume-test"
+# LoRA on q_proj and o_proj: the adapter's model order (q before o) is not the sorted order a checkpoint reads back
 SETTINGS = {"federation.rounds": 3, "federation.local_optimizer": "sgd", "plugins.evals": [],
-            "tracking.run_name": RUN}
+            "model.target_modules": ["q_proj", "o_proj"], "tracking.run_name": RUN}
 HARNESS = str(Path(sys.executable).parent / "harness")
 
 # Runs the engine exactly as `harness run` does, plus a plugin that SIGKILLs the process in round 2,
@@ -104,6 +106,29 @@ def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     assert summary.status == "FINISHED" and summary.rounds_completed == 3
     assert final_adapter(out) == final_adapter(reference)
     assert (out / "runs" / RUN / "checkpoints" / "corrupt-round_0002").is_dir()
+
+
+class NameOrder:
+    """Records the order of the global adapter's names that ``configure_fit`` gets, per round."""
+
+    def __init__(self):
+        self.seen: dict[int, list[str]] = {}
+
+    @hookimpl
+    def configure_fit(self, server_round, client_id, global_state):
+        self.seen.setdefault(server_round, list(global_state))
+
+
+def test_a_resumed_run_hands_plugins_the_adapter_in_its_live_name_order(tmp_path):
+    fresh = NameOrder()
+    run_in_process(tmp_path / "fresh", "fedavg", fresh)
+    live = fresh.seen[1]
+    assert live != sorted(live)  # the case a checkpoint read back in sorted order would get wrong
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_in_process(tmp_path / "out", "fedavg", FailInRound(2))
+    resumed = NameOrder()
+    run_in_process(tmp_path / "out", "fedavg", resumed, resume=True)
+    assert resumed.seen == {2: live, 3: live}
 
 
 def cli(*args: str):

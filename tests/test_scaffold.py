@@ -150,3 +150,24 @@ def test_checkpoint_and_restore_return_to_the_saved_state(tmp_path):
     agg.restore_state(directory=tmp_path / "ckpt")
     assert torch.equal(agg.c, saved_c)
     assert {p.name: p.read_bytes() for p in agg.store.files()} == saved
+
+
+def test_states_that_list_their_names_in_different_orders_line_up(tmp_path):
+    """A checkpoint read back lists names sorted, the live adapter in model order: the same result either way."""
+    x = {"b": torch.tensor([1.0, 2.0]), "a": torch.tensor([[3.0], [4.0], [5.0]])}
+    y = {"a": torch.tensor([[2.0], [4.0], [7.0]]), "b": torch.tensor([0.0, 2.5])}
+    info = LocalTrainInfo(steps=2, learning_rate=0.5, mean_loss=0, num_tokens=0, step_seconds=0, padding_fraction=0)
+    results = []
+    for k, global_state in enumerate((x, dict(reversed(x.items())))):
+        agg = Scaffold(state_dir=str(tmp_path / str(k)), correction="post-step")
+        fit = agg.configure_fit(server_round=1, client_id=0, global_state=global_state)
+        extra = agg.client_fit_end(client_id=0, server_round=1, local_state=y, global_state=global_state, fit_ins=fit,
+                                   train_info=info)
+        out = agg.aggregate(server_round=1, global_state=global_state, updates=[ClientUpdate(0, 1, y, extra)],
+                            num_clients_total=2)
+        assert list(out.state) == list(global_state)
+        assert all(torch.equal(out.state[n], y[n]) for n in y)
+        results.append((extra["delta_c"], agg.c))
+    # (x - y) / (K lr) in sorted name order: a = (1, 0, -2), b = (1, -0.5)
+    assert torch.equal(results[0][0], torch.tensor([1.0, 0.0, -2.0, 1.0, -0.5]))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])

@@ -3,8 +3,8 @@
 Only the sampled clients' c_i are read (through safetensors' memory-mapped reader) during a round, so
 memory does not grow with the client count. A client that never trained has c_i = 0 and no file. Files
 are replaced, never modified in place (write a temporary file, then rename), so a checkpoint can hold
-hard links to them instead of copies. A flat vector (names and shapes come from the adapter) keeps
-the per-client file I/O and arithmetic to a few large operations.
+hard links to them instead of copies. A flat vector (names and shapes come from the adapter, laid out in
+sorted name order) keeps the per-client file I/O and arithmetic to a few large operations.
 """
 
 from __future__ import annotations
@@ -22,14 +22,16 @@ KEY = "c_i"
 
 
 def flatten(state: AdapterState) -> torch.Tensor:
-    """All tensors of ``state``, in its name order, as one float32 vector."""
-    return torch.cat([t.detach().reshape(-1).float() for t in state.values()])
+    """All tensors of ``state`` as one float32 vector, in sorted name order: the layout does not depend on the
+    order a dict lists its names in (a checkpoint read back lists them sorted, the live adapter in model order)."""
+    return torch.cat([state[n].detach().reshape(-1).float() for n in sorted(state)])
 
 
 def unflatten(vector: torch.Tensor, like: AdapterState) -> AdapterState:
-    """The inverse of :func:`flatten`: views of ``vector`` shaped like ``like``'s tensors."""
-    parts = torch.split(vector, [t.numel() for t in like.values()])
-    return {n: part.view(t.shape) for (n, t), part in zip(like.items(), parts)}
+    """The inverse of :func:`flatten`: views of ``vector`` shaped like ``like``'s tensors, in ``like``'s order."""
+    names = sorted(like)
+    parts = dict(zip(names, torch.split(vector, [like[n].numel() for n in names])))
+    return {n: parts[n].view(t.shape) for n, t in like.items()}
 
 
 class ControlVariateStore:
