@@ -246,6 +246,9 @@ def provenance_tags(cfg, selected: list[tuple[str, str]] | None = None) -> dict[
         device, dtype = cfg.model.device, cfg.model.dtype
     tags["harness.device"] = str(device)
     tags["harness.dtype"] = dtype  # what `auto` resolved to on this machine
+    import torch
+
+    tags["harness.torch_threads"] = str(torch.get_num_threads())  # float summation order depends on it
     digest = adapter_digest(cfg.model.name)
     if digest is not None:
         tags[MODEL_DIGEST_TAG] = digest

@@ -4,6 +4,8 @@ distribution of each selected plugin, as MLflow tags; the board lists them and f
 import platform
 from importlib.metadata import version
 
+import torch
+
 from mlflow.tracking import MlflowClient
 
 from harness import __version__
@@ -25,6 +27,7 @@ def test_a_smoke_run_logs_provenance_tags(tmp_path):
     for lib in ("torch", "transformers", "peft", "trl"):
         assert tags[f"harness.{lib}"] == version(lib)
     assert tags["harness.device"] in ("cpu", "cuda") and tags["harness.dtype"] == "float32"
+    assert tags["harness.torch_threads"] == str(torch.get_num_threads())
     for kind, name in (("filter", cfg.plugins.filter), ("agg", cfg.plugins.agg), ("align", cfg.plugins.align),
                        ("eval", "heldout-nll")):
         assert tags[f"harness.plugin.{kind}.{name}"] == f"fedllm-harness {version('fedllm-harness')}"
