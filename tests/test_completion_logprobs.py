@@ -30,6 +30,24 @@ def test_answer_logprobs_share_one_context_pass_and_equal_separate_scoring(tiny_
         assert torch.allclose(torch.tensor(column), torch.tensor(want), atol=1e-4)
 
 
+def test_a_shared_prefix_runs_once_and_gives_the_same_log_probs(tiny_model):
+    from harness.evals.choice import answer_logprobs
+
+    prefix = "Consider the conversation below and choose.\n"
+    contexts = ["Hello there, how are you doing today? Pick one:", "Q: 2+2?\nA:", "x", "A much longer context " * 6]
+    calls = []
+    hook = tiny_model.model.get_input_embeddings().register_forward_hook(lambda m, args, out: calls.append(args[0].shape))
+    try:
+        got = answer_logprobs(tiny_model, contexts, [" (A)", " (B)", " (C)"], batch_size=3, prefix=prefix)
+    finally:
+        hook.remove()
+    prefix_len = len(tiny_model.tokenizer(prefix, add_special_tokens=False)["input_ids"])
+    assert sum(shape[1] == prefix_len for shape in calls) == 1  # the prefix ran once, not once per batch
+    for letter, column in zip("ABC", zip(*got)):
+        want = [full_path(tiny_model, tiny_model.tokenizer, prefix + c, f" ({letter})") for c in contexts]
+        assert torch.allclose(torch.tensor(column), torch.tensor(want), atol=1e-4)
+
+
 def test_answer_logprobs_needs_answers_that_differ_in_one_token(tiny_model):
     import pytest
 

@@ -6,10 +6,14 @@ twice; here the context and the shared first token run once, the letter's log-pr
 logits for every answer, and only the last token runs again, one step per answer on the cached keys and
 values. The result equals :meth:`GlobalModel.completion_logprobs` on the same pairs up to float rounding
 (tested); HHH costs half the forward passes.
+
+Contexts that start with the same ``prefix`` (HHH-438 asks 876 prompts about 188 conversations) can share it
+too: the prefix runs once, and each batch of contexts continues from a copy of its keys and values.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -29,13 +33,16 @@ def _split(tokenizer, answers: Sequence[str]) -> tuple[list[int], list[int], lis
 
 
 @torch.no_grad()
-def answer_logprobs(model, contexts: Sequence[str], answers: Sequence[str], batch_size: int = 8) -> list[list[float]]:
-    """For each context, ``log p(answer | context)`` of every answer (summed over its tokens)."""
+def answer_logprobs(model, contexts: Sequence[str], answers: Sequence[str], batch_size: int = 8,
+                    prefix: str = "") -> list[list[float]]:
+    """For each context, ``log p(answer | prefix + context)`` of every answer (summed over its tokens); the
+    ``prefix`` runs once for all contexts (its tokens must be those of ``prefix + context``'s start)."""
     tok = model.tokenizer
     head, letters, tail = _split(tok, answers)
     if not head:
         raise ValueError("the answers must share their first token")
     lm, device = model.model, model.device
+    shared = _prefix_cache(lm, tok(prefix, add_special_tokens=False)["input_ids"], device) if prefix else None
     was_training = lm.training
     lm.eval()
     out: list[list[float]] = []
@@ -50,8 +57,15 @@ def answer_logprobs(model, contexts: Sequence[str], answers: Sequence[str], batc
                 mask[r, width - len(seq) :] = 1
             positions = (mask.cumsum(1) - 1).clamp(min=0)
             ids, mask, positions = ids.to(device), mask.to(device), positions.to(device)
-            first = lm(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                       logits_to_keep=len(head) + 1)
+            cache = None
+            if shared is not None:  # the prefix's keys and values, once per row, before the padded contexts
+                cache, length = copy.deepcopy(shared[0]), shared[1]
+                cache.batch_repeat_interleave(len(rows))
+                mask = torch.cat([torch.ones(len(rows), length, dtype=mask.dtype, device=device), mask], dim=1)
+                positions = torch.cat([torch.arange(length, device=device).expand(len(rows), -1), positions + length],
+                                      dim=1)
+            first = lm(input_ids=ids, attention_mask=mask, position_ids=positions[:, -width:], cache=cache,
+                       use_cache=True, logits_to_keep=len(head) + 1)
             # kept positions: the context's last token, then each head token; they predict head[0], ..., the letter
             lp = torch.log_softmax(first.logits.float(), dim=-1)
             head_lp = sum(lp[:, j, head[j]] for j in range(len(head)))
@@ -63,6 +77,17 @@ def answer_logprobs(model, contexts: Sequence[str], answers: Sequence[str], batc
     finally:
         lm.train(was_training)
     return out
+
+
+def _prefix_cache(lm, ids: list[int], device) -> tuple[object, int]:
+    """The keys and values of one unpadded ``ids`` row, and its length."""
+    was_training = lm.training
+    lm.eval()
+    try:
+        run = lm(input_ids=torch.tensor([ids], device=device), use_cache=True, logits_to_keep=1)
+    finally:
+        lm.train(was_training)
+    return run.cache, len(ids)
 
 
 def _tail_logprobs(lm, cache, mask, positions, letters: list[int], tail: list[int]) -> torch.Tensor:

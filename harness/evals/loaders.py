@@ -70,7 +70,13 @@ def spread(items: list, n: int | None, what: str) -> list:
 
 def choice_prompt(context: str, first: str, second: str) -> str:
     """The (A)/(B) prompt of the 438 set with ``first`` as (A) and ``second`` as (B)."""
-    return f"{_CHOICE_HEAD}{context}{_CHOICE_ASK} (A) [[[{first}]]]\n (B) [[[{second}]]]{_CHOICE_TAIL}"
+    return "".join(choice_parts(context, first, second))
+
+
+def choice_parts(context: str, first: str, second: str) -> tuple[str, str]:
+    """:func:`choice_prompt` as (the part before the options, which every order and item of a conversation
+    shares; the options and the question)."""
+    return f"{_CHOICE_HEAD}{context}{_CHOICE_ASK}", f" (A) [[[{first}]]]\n (B) [[[{second}]]]{_CHOICE_TAIL}"
 
 
 def human_text(context: str) -> str:

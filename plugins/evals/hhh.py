@@ -6,7 +6,8 @@ Every item is asked twice, once with each option as (A), and the model picks the
 the higher log p(" (A)") or log p(" (B)") after the prompt; accuracy averages both orders so a
 preference for one position cancels. Ties count as wrong. Per-subset accuracy uses
 BIG-bench's harmless/helpful/honest/other labels (CAI items outside BIG-bench are ``red-team``).
-``items`` scores a fixed subset per set: that many items spaced evenly over it.
+``items`` scores a fixed subset per set: that many items spaced evenly over it. The prompts about one
+conversation (both orders of an item, and the 438 set's items share 188 conversations) run it once.
 
 The BIG-bench set ships with the harness (Apache-2.0), so ``sets=[bigbench]`` runs on a fresh machine; the
 438-item CAI set has no licence and is read from ``data``/``$HARNESS_DATA`` or downloaded.
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from harness.evals.choice import answer_logprobs
 from harness.evals.files import data_file
-from harness.evals.loaders import (HHH_SUBSETS, HHHItem, choice_prompt, human_text, load_bigbench_hhh, load_cai_hhh,
+from harness.evals.loaders import (HHH_SUBSETS, HHHItem, choice_parts, human_text, load_bigbench_hhh, load_cai_hhh,
                                    spread, take)
 from harness.hookspecs import hookimpl
 from harness.types import EvalResult, PromptSet
@@ -34,22 +35,37 @@ def bigbench_files(data: str | None) -> dict[str, Path]:
     return {s: data_file(f"hhh/bigbench_hhh_alignment/{s}/task.json", data) for s in HHH_SUBSETS}
 
 
-def order_prompts(item: HHHItem) -> list[tuple[str, int]]:
-    """The item's two prompts and, for each, the index of the correct letter."""
+def order_prompts(item: HHHItem) -> list[tuple[str, str, int]]:
+    """The item's two prompts, each as (the part its conversation shares, the rest), and the correct letter's index."""
     first, second = item.options
-    return [(choice_prompt(item.context, first, second), item.correct),
-            (choice_prompt(item.context, second, first), 1 - item.correct)]
+    return [(*choice_parts(item.context, first, second), item.correct),
+            (*choice_parts(item.context, second, first), 1 - item.correct)]
 
 
-def letter_logprobs(model, prompts: list[str], batch_size: int) -> list[tuple[float, float]]:
-    """log p(" (A)"), log p(" (B)") after each prompt, computed longest-first to keep batches tight; each prompt
-    runs once for both letters (:func:`harness.evals.choice.answer_logprobs`)."""
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    scored = answer_logprobs(model, [prompts[i] for i in order], LETTERS, batch_size=batch_size)
+def letter_logprobs(model, prompts: list[tuple[str, str]], batch_size: int) -> list[tuple[float, float]]:
+    """log p(" (A)"), log p(" (B)") after each (shared part, rest) prompt. The prompts that share a part (an item's
+    two orders, the items about one conversation) run it once (:func:`harness.evals.choice.answer_logprobs`), the
+    rests longest-first; a part whose tokens would change when joined to its rests is not shared."""
+    tok = model.tokenizer
+    groups: dict[str, list[int]] = defaultdict(list)
+    for k, (shared, _) in enumerate(prompts):
+        groups[shared].append(k)
     out: list[tuple[float, float]] = [(0.0, 0.0)] * len(prompts)
-    for k, i in enumerate(order):
-        out[i] = (scored[k][0], scored[k][1])
+    for shared, members in groups.items():
+        members.sort(key=lambda k: -len(prompts[k][1]))
+        rests = [prompts[k][1] for k in members]
+        if not joins_cleanly(tok, shared, rests):
+            shared, rests = "", [shared + rest for rest in rests]
+        for k, (lp_a, lp_b) in zip(members, answer_logprobs(model, rests, LETTERS, batch_size, prefix=shared)):
+            out[k] = (lp_a, lp_b)
     return out
+
+
+def joins_cleanly(tok, shared: str, rests: list[str]) -> bool:
+    """Whether ``shared + rest`` tokenizes as ``shared``'s tokens followed by ``rest``'s, for every rest."""
+    head = tok(shared, add_special_tokens=False)["input_ids"]
+    return all(tok(shared + rest, add_special_tokens=False)["input_ids"]
+               == head + tok(rest, add_special_tokens=False)["input_ids"] for rest in rests)
 
 
 class HHH:
@@ -95,11 +111,11 @@ class HHH:
         for name in self.sets:
             items = take(self.load(name), limit, "hhh")
             asks = [ask for item in items for ask in order_prompts(item)]
-            logps = letter_logprobs(model, [prompt for prompt, _ in asks], self.batch_size)
+            logps = letter_logprobs(model, [(shared, rest) for shared, rest, _ in asks], self.batch_size)
             rows = []
             for n, item in enumerate(items):
                 row = {"set": name, "index": n, "subset": item.subset, "orders": []}
-                for (_, correct), (lp_a, lp_b) in zip(asks[2 * n : 2 * n + 2], logps[2 * n : 2 * n + 2]):
+                for (_, _, correct), (lp_a, lp_b) in zip(asks[2 * n : 2 * n + 2], logps[2 * n : 2 * n + 2]):
                     chosen = 0 if lp_a > lp_b else 1 if lp_b > lp_a else None
                     row["orders"].append({"correct": "AB"[correct], "logp_A": lp_a, "logp_B": lp_b,
                                           "chosen": None if chosen is None else "AB"[chosen], "right": chosen == correct})
