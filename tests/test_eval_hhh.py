@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from harness.evals.loaders import choice_prompt
-from harness.default_plugins.evals.hhh import HHH, SETS
+from harness.default_plugins.evals import hhh as hhh_plugin
+from harness.default_plugins.evals.hhh import HHH, SETS, joins_cleanly, letter_logprobs
 
 
 def hand_logprob(model, context: str, completion: str) -> float:
@@ -53,6 +54,28 @@ def test_metrics_follow_the_per_order_decisions(result):
     for r in rows:
         if r["orders"][0]["chosen"] == r["orders"][1]["chosen"]:
             assert sum(o["right"] for o in r["orders"]) == 1
+
+
+class MergingTokenizer:
+    """Characters, except that "Hello" is one token (as a BPE merge would make it)."""
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": list(text.replace("Hello", "\x00"))}
+
+
+def test_joins_cleanly_spots_a_token_that_spans_the_join():
+    assert joins_cleanly(MergingTokenizer(), "Say: ", ["Hello", "bye"])
+    assert not joins_cleanly(MergingTokenizer(), "Say: Hel", ["lo", "p"])
+
+
+def test_a_shared_part_whose_tokens_change_when_joined_is_not_shared(tiny_model, monkeypatch):
+    monkeypatch.setattr(hhh_plugin, "joins_cleanly", lambda tok, shared, rests: False)
+    prompts = [("Consider this: Hel", "lo there. (A) yes (B) no. The answer is:"),
+               ("Consider this: Hel", "lo again. (A) no (B) yes. The answer is:")]
+    got = letter_logprobs(tiny_model, prompts, batch_size=2)
+    for (shared, rest), (lp_a, lp_b) in zip(prompts, got):
+        assert lp_a == pytest.approx(hand_logprob(tiny_model, shared + rest, " (A)"), abs=1e-4)
+        assert lp_b == pytest.approx(hand_logprob(tiny_model, shared + rest, " (B)"), abs=1e-4)
 
 
 def test_unknown_set_is_rejected():

@@ -42,11 +42,11 @@ def answer_logprobs(model, contexts: Sequence[str], answers: Sequence[str], batc
     if not head:
         raise ValueError("the answers must share their first token")
     lm, device = model.model, model.device
-    shared = _prefix_cache(lm, tok(prefix, add_special_tokens=False)["input_ids"], device) if prefix else None
     was_training = lm.training
     lm.eval()
     out: list[list[float]] = []
     try:
+        shared = _prefix_cache(lm, tok(prefix, add_special_tokens=False)["input_ids"], device) if prefix else None
         for start in range(0, len(contexts), batch_size):
             rows = [tok(c, add_special_tokens=False)["input_ids"] + head for c in contexts[start : start + batch_size]]
             width = max(len(r) for r in rows)
@@ -81,13 +81,7 @@ def answer_logprobs(model, contexts: Sequence[str], answers: Sequence[str], batc
 
 def _prefix_cache(lm, ids: list[int], device) -> tuple[object, int]:
     """The keys and values of one unpadded ``ids`` row, and its length."""
-    was_training = lm.training
-    lm.eval()
-    try:
-        run = lm(input_ids=torch.tensor([ids], device=device), use_cache=True, logits_to_keep=1)
-    finally:
-        lm.train(was_training)
-    return run.cache, len(ids)
+    return lm(input_ids=torch.tensor([ids], device=device), use_cache=True, logits_to_keep=1).cache, len(ids)
 
 
 def _tail_logprobs(lm, cache, mask, positions, letters: list[int], tail: list[int]) -> torch.Tensor:
