@@ -29,7 +29,8 @@ def load(name: str):
     if name in MODELS:
         return load_base(ModelConfig(name=name, max_length=512, dtype="auto"))
     base, tok = load_base(ModelConfig(name=MODELS[0], max_length=512, dtype="float32"))
-    return PeftModel.from_pretrained(base, name).merge_and_unload().to(torch.bfloat16), tok
+    merged = PeftModel.from_pretrained(base, name).merge_and_unload().to(torch.bfloat16)
+    return merged.requires_grad_(True), tok  # unfrozen, as load_base returns a model
 
 
 def per_token_nll(name: str, items) -> np.ndarray:
