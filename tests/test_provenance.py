@@ -5,7 +5,6 @@ import platform
 from importlib.metadata import version
 
 import torch
-
 from mlflow.tracking import MlflowClient
 
 from harness import __version__

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from harness.cli import main
-from harness.tracking import default_tracking_uri, find_run
 from harness.hookspecs import hookimpl
+from harness.tracking import default_tracking_uri, find_run
 from tests.helpers import FailInRound, run_tracked, smoke_config
 
 RUN = "resume-test"
