@@ -185,6 +185,11 @@ def load_factory(kind: str, name: str) -> Any:
     return _load(kind, name, ep)
 
 
+def names_option(kind: str, name: str, option: str) -> bool:
+    """Whether plugin ``name`` of ``kind`` names ``option`` among its constructor's keywords."""
+    return option in inspect.signature(load_factory(kind, name)).parameters
+
+
 def instantiate(kind: str, name: str, options: dict[str, Any] | None = None) -> Any:
     """Load plugin ``name`` of ``kind`` and build it with ``options`` (its constructor's keywords)."""
     ep = _entry_point(kind, name)

@@ -29,7 +29,9 @@ from harness.leaderboard.claims import claims_markdown
 from harness.safe_base.load import adapter_digest
 from harness.tracking import MODEL_DIGEST_TAG, _param_value, env_experiment, resolve_tracking_uri
 
-IGNORED_PARAMS = ("output_dir", "tracking.")  # where a run is stored does not change what it measures
+SHARED_SCORES = "shared_scores"  # the threshold filters' option: a directory of scores shared by the suite's runs
+# where a run is stored, or where its filter found scores another run had computed, does not change what it measures
+IGNORED_PARAMS = ("output_dir", "tracking.", f"plugins.filter_options.{SHARED_SCORES}")
 
 
 class SuiteError(RuntimeError):
@@ -170,9 +172,12 @@ def eval_command_installed() -> bool:
 
 def row_config(suite: Suite, settings: SuiteSettings, row: SuiteRow, seed: int, uri: str, evals) -> RunConfig:
     overrides = dict(settings.overrides)
+    filter_options = dict(row.filter_options)
+    if row.filter != "none" and plugin_registry.names_option("filter", row.filter, SHARED_SCORES):
+        filter_options.setdefault(SHARED_SCORES, str(Path(settings.output_dir) / "filter-scores"))
     overrides.update({
         "plugins.filter": row.filter, "plugins.agg": row.agg, "plugins.align": row.align,
-        "plugins.filter_options": dict(row.filter_options), "plugins.evals": list(evals),
+        "plugins.filter_options": filter_options, "plugins.evals": list(evals),
         "federation.seed": seed, "output_dir": settings.output_dir, "tracking.uri": uri,
         "tracking.experiment": experiment_name(suite, settings),
         "tracking.run_name": run_name(suite, settings, row, seed),

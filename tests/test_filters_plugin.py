@@ -54,6 +54,22 @@ def test_the_score_cache_survives_a_checkpoint_and_is_discarded_for_another_guar
     assert len(other.cache) == 0  # scores of another configuration are not reused
 
 
+def test_runs_sharing_a_scores_directory_score_each_sample_once(samples, tmp_path):
+    shared = str(tmp_path / "shared")
+    first = LlamaGuardFilter(model="tiny-random", max_length=4096, batch_size=4, shared_scores=shared)
+    verdict = first.pre_local_train(client_id=0, samples=samples, server_round=1)
+    first.checkpoint_state(directory=tmp_path / "first")
+    second = LlamaGuardFilter(model="tiny-random", max_length=4096, batch_size=4, shared_scores=shared)
+    second.cache.score_fn = lambda batch: pytest.fail("a sample another run scored was scored again")
+    assert second.pre_local_train(client_id=0, samples=samples, server_round=1) == verdict
+    assert second._scorer is None  # everything was scored already: the guard never loaded
+    other = LlamaGuardFilter(model="tiny-random", max_length=2048, batch_size=4, shared_scores=shared)
+    calls = []
+    other.cache.score_fn = lambda batch: calls.append(len(batch)) or [0.5] * len(batch)
+    other.pre_local_train(client_id=0, samples=samples, server_round=1)
+    assert sum(calls) == len(samples)  # another configuration's scores are not reused
+
+
 def test_an_unchanged_score_cache_is_linked_into_the_next_checkpoint_not_rewritten(samples, tmp_path):
     plugin = LlamaGuardFilter(model="tiny-random", max_length=4096, batch_size=4, force=True)
     config = SimpleNamespace(model=SimpleNamespace(name="tiny-random"))

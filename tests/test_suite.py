@@ -1,5 +1,6 @@
 """Suites: real tiny-random runs through the engine, resumption (finished runs reused), clear errors."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -100,16 +101,39 @@ def test_table1_filter_rows_use_the_given_guard(tmp_path):
     assert sorted(filtered) == ["fl+filter+cai-fedavg", "fl+filter+cai-scaffold", "fl+filter-fedavg", "fl+filter-scaffold"]
     assert all(rows[name].filter_options == {"model": "guards/g"} for name in filtered)
     cfg = row_config(paper_table1("guards/g"), settings(tmp_path, seeds=1), rows["fl+filter-scaffold"], 0, "sqlite://", ())
-    assert cfg.plugins.filter_options == {"model": "guards/g"} and cfg.plugins.agg == "scaffold"
+    shared = str(tmp_path / "out" / "filter-scores")  # the suite's filter rows share their scores
+    assert cfg.plugins.filter_options == {"model": "guards/g", "shared_scores": shared} and cfg.plugins.agg == "scaffold"
     assert all(row.filter_options == {} for row in paper_table1().rows)
 
 
-def logged_without(tmp_path, *missing: str, model: str | None = None):
-    """A FINISHED tiny run (of ``model`` where given) logged as if the config keys ``missing`` had not existed yet;
-    its config and client."""
+@pytest.mark.slow
+def test_a_seeds_filter_rows_score_each_sample_once_with_the_same_verdicts(tmp_path, monkeypatch):
+    from harness.guard.scoring import GuardScorer
+
+    scored = []
+    score = GuardScorer.score
+    monkeypatch.setattr(GuardScorer, "score", lambda self, samples: scored.append(len(samples)) or score(self, samples))
+    board = tmp_path / "tiny.yaml"
+    board.write_text(BOARD)
+    rows = (SuiteRow("filter-fedavg", "lg3", "fedavg"), SuiteRow("filter-scaffold", "lg3", "scaffold"))
+    suite = Suite("tiny", "two filter rows", str(board), rows, ("heldout-nll",))
+    options = dict(seeds=1, overrides={"federation.rounds": 2, "plugins.eval_limit": 4, "data.heldout_samples": 24})
+    run_suite(suite, settings(tmp_path, rows=("filter-fedavg",), **options))
+    first = sum(scored)
+    assert first > 0
+    report = run_suite(suite, settings(tmp_path, **options))
+    assert sum(scored) == first  # the SCAFFOLD row found every score the FedAvg row had computed
+    artifacts = tmp_path / "out" / "mlartifacts"
+    verdicts = [[json.loads(f.read_text()) for f in sorted((artifacts / run.run_id).rglob("round_*/clients.json"))]
+                for run in report.runs]
+    assert verdicts[0] == verdicts[1] and len(verdicts[0]) == 2
+
+
+def logged_without(tmp_path, *missing: str, model: str | None = None, row: SuiteRow = SuiteRow("fl")):
+    """A FINISHED tiny run of ``row`` (and ``model`` where given) logged as if the config keys ``missing`` had not
+    existed yet; its config and client."""
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    cfg = row_config(Suite("tiny", "", "b", (SuiteRow("fl"),)), settings(tmp_path, seeds=1), SuiteRow("fl"), 0,
-                     "sqlite://", ())
+    cfg = row_config(Suite("tiny", "", "b", (row,)), settings(tmp_path, seeds=1), row, 0, "sqlite://", ())
     cfg.model.name = model or cfg.model.name
     exp = client.create_experiment(cfg.tracking.experiment, artifact_location=str(tmp_path / "artifacts"))
     run = client.create_run(exp, run_name=cfg.tracking.run_name)
@@ -125,6 +149,11 @@ def test_a_run_logged_before_a_setting_existed_is_reused_only_while_the_setting_
     assert finished_run(client, cfg) == run_id
     cfg.model.device = "cpu"
     assert finished_run(client, cfg) is None
+
+
+def test_a_filter_run_logged_before_suites_shared_filter_scores_is_reused(tmp_path):
+    cfg, client, run_id = logged_without(tmp_path, "plugins.filter_options.shared_scores", row=SuiteRow("f", "lg3"))
+    assert cfg.plugins.filter_options["shared_scores"] and finished_run(client, cfg) == run_id
 
 
 def test_a_run_logged_before_gradient_clipping_is_not_reused_for_the_clipping_default(tmp_path):

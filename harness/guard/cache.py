@@ -23,6 +23,18 @@ class ScoreCache:
     def __len__(self) -> int:
         return len(self._scores)
 
+    def as_dict(self) -> dict[str, float]:
+        """Every score so far, by sample digest."""
+        return dict(self._scores)
+
+    def adopt(self, scores: dict[str, float]) -> int:
+        """Take the ``scores`` of samples not scored yet (another run's, by digest); returns how many."""
+        new = {k: v for k, v in scores.items() if k not in self._scores}
+        self._scores.update(new)
+        if new:
+            self._written = None
+        return len(new)
+
     def clear(self) -> None:
         self._scores.clear()
         self._written = None

@@ -3,6 +3,8 @@
 ``threshold`` is a number in [0, 1] or ``auto``: calibrated on the run's labelled server-held validation split
 (:mod:`harness.guard.calibration`) when the first client is filtered, kept in ``filter-<name>/calibration.json``
 (run directory and checkpoints, so ``--resume`` keeps it); 0.5 outside a run or without enough validation samples.
+``shared_scores`` (a directory, optional): scores shared with other runs of the same scorer
+(:mod:`harness.guard.shared_scores`; the suites set it).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from harness.guard.cache import ScoreCache, check_threshold, threshold_verdict
 from harness.guard.calibration import Calibration, calibrate_threshold
 from harness.guard.card import TRAIN_PROMPTS
 from harness.guard.samples import check_samples
+from harness.guard.shared_scores import SharedScores, files_digest, machine_signature
 from harness.hookspecs import hookimpl
 from harness.types import ChatSample, PromptSet
 
@@ -33,13 +36,15 @@ class ThresholdFilter:
     name: str
     model: str  # the filter's model directory (or hub id)
 
-    def __init__(self, threshold: float | str):
+    def __init__(self, threshold: float | str, shared_scores: str | None = None):
         self.auto = threshold == AUTO
         self.threshold = DEFAULT_THRESHOLD if self.auto else check_threshold(threshold)
         self.calibration: Calibration | None = None
         self.cache = ScoreCache(self._score)
         self._live_scores: Path | None = None  # the run's current scores file, linked into checkpoints
         self._validation: list[ChatSample] | None = None  # labelled validation samples, until calibrated
+        self.shared_dir = Path(shared_scores).expanduser() if shared_scores else None
+        self._shared: SharedScores | None = None  # opened when the first client is filtered
 
     def _score(self, samples: list[ChatSample]) -> list[float]:
         raise NotImplementedError
@@ -49,12 +54,21 @@ class ThresholdFilter:
         """What the scores depend on (a restored cache from another scorer is discarded)."""
         raise NotImplementedError
 
+    @property
+    def shared_identity(self) -> str:
+        """``identity`` plus what names cannot tell apart: the scorer's files and the machine's arithmetic."""
+        return f"{self.identity} files={files_digest(self.model)} {machine_signature()}"
+
     def _cache_file(self, directory: Path) -> Path:
         return directory / f"filter-{self.name}" / SCORES_FILE
 
     @hookimpl
     def pre_local_train(self, client_id, samples, server_round):
         check_samples(samples, f"client {client_id}")
+        if self.shared_dir is not None and self._shared is None:
+            self._shared = SharedScores(self.shared_dir, self.shared_identity)
+            reused = self.cache.adopt(self._shared.load())
+            log.info("%s: %d scores from %s", self.name, reused, self._shared.path)
         if self._validation is not None:
             self._calibrate(self._validation)
         return threshold_verdict(self.cache.scores(samples), self.threshold)
@@ -92,6 +106,8 @@ class ThresholdFilter:
     @hookimpl
     def checkpoint_state(self, directory: Path) -> None:
         self.cache.save(self._cache_file(directory), self.identity, live=self._live_scores)
+        if self._shared is not None:
+            self._shared.add(self.cache.as_dict())
         if self.auto and self._validation is None:  # calibrated: the checkpoint keeps the threshold
             self._write_calibration(self._cache_file(directory).parent)
 

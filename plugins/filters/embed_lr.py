@@ -3,7 +3,8 @@
 The ELECTRA-style light baseline: fast on CPU. ``model`` is a directory written by
 ``harness filter train --filter embed-lr --out DIR`` (default: the shipped head,
 ``plugins/filters/guards/embed-lr-minilm``); options ``threshold`` (``auto``: calibrated on
-the run's validation split, see :mod:`harness.guard.calibration`; or a number), ``batch_size`` (32).
+the run's validation split, see :mod:`harness.guard.calibration`; or a number), ``batch_size`` (32),
+``shared_scores`` (a directory of scores shared with other runs, :mod:`harness.guard.shared_scores`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ class EmbedLRFilter(ThresholdFilter):
     name = "embed-lr"
     card_file = HEAD_FILE  # where `harness filter train` records the held-out metrics
 
-    def __init__(self, model: str | None = None, threshold: float | str = AUTO, batch_size: int = 32):
+    def __init__(self, model: str | None = None, threshold: float | str = AUTO, batch_size: int = 32,
+                 shared_scores: str | None = None):
         model = model or EMBED_LR_HEAD
-        super().__init__(threshold)
+        super().__init__(threshold, shared_scores)
         self.model, self.head, self.batch_size = str(model), LogisticHead.load(model), batch_size
         self._encoder: SentenceEncoder | None = None
 

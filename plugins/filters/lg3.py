@@ -11,6 +11,8 @@ Options (``--filter-opt KEY=VALUE``; ``--filter-model DIR`` sets ``model``):
   :mod:`harness.guard.calibration`, 0.5 without one; or a number); ``batch_size`` (8); ``max_length`` in tokens (1024); ``score`` 'pair'
   (P over safe/unsafe) or 'vocab' (full softmax).
 * ``force`` (false): run with a guard the refusal rule rejects.
+* ``shared_scores`` (a directory): reuse and add to the scores other runs of the same guard left there
+  (:mod:`harness.guard.shared_scores`; the suites set it, so their filter rows score each sample once).
 
 Refusal rule (:func:`harness.guard.card.assess_guard`, checked when the run starts, before any weights
 load): a guard whose card's held-out recall of unsafe samples is below 0.1, or a bare base model (no
@@ -48,14 +50,14 @@ class LlamaGuardFilter(ThresholdFilter):
     card_file = GUARD_CARD  # where `harness filter train` records the held-out metrics
 
     def __init__(self, model: str | None = None, threshold: float | str = AUTO, batch_size: int = 8,
-                 max_length: int = 1024, score: str = "pair", force: bool = False):
+                 max_length: int = 1024, score: str = "pair", force: bool = False, shared_scores: str | None = None):
         if score not in SCORE_MODES:
             raise ValueError(f"score must be one of {', '.join(SCORE_MODES)}, got {score!r}")
         if batch_size < 1 or max_length < 64:
             raise ValueError("batch_size must be >= 1 and max_length >= 64")
         if not isinstance(force, bool):
             raise ValueError(f"force must be true or false, got {force!r}")
-        super().__init__(threshold)
+        super().__init__(threshold, shared_scores)
         self.requested = str(model) if model else None  # None: the run's default guard
         self.model = self.requested or str(SMOLLM2_GUARD)
         self.batch_size, self.max_length, self.score_mode, self.force = batch_size, max_length, score, force
