@@ -3,6 +3,7 @@
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -89,6 +90,20 @@ def test_an_unchanged_score_cache_is_linked_into_the_next_checkpoint_not_rewritt
     assert len(restored.cache) == 6  # the older checkpoint still holds its own scores
     restored.restore_state(directory=third)
     assert len(restored.cache) == len(samples)
+
+
+def test_a_filter_that_ranks_its_validation_split_at_chance_says_so(tmp_path, caplog):
+    benign, harmful = demo_samples(45, 19, seed=5)
+    plugin = LlamaGuardFilter(model="tiny-random", force=True)
+    config = SimpleNamespace(model=SimpleNamespace(name="tiny-random"))
+    plugin.on_run_start(run=SimpleNamespace(run_dir=tmp_path / "run", config=config, heldout=benign + harmful))
+    rng = np.random.default_rng(0)
+    plugin.cache.score_fn = lambda batch: rng.random(len(batch)).tolist()  # a guard that knows nothing
+    with caplog.at_level("WARNING"):
+        plugin.pre_local_train(client_id=0, samples=benign[:4], server_round=1)
+    assert "no better than chance" in caplog.text and plugin.calibration.at_chance
+    record = json.loads((tmp_path / "run" / "filter-lg3" / "calibration.json").read_text())
+    assert record["calibration"]["auc"] == plugin.calibration.auc and record["calibration"]["dropped"] > 0
 
 
 def test_threshold_decides_on_the_unsafe_score(lg3, samples):

@@ -2,9 +2,10 @@
 
 import json
 
+import numpy as np
 import pytest
 
-from harness.guard.calibration import MIN_PER_CLASS, calibrate_threshold
+from harness.guard.calibration import MIN_PER_CLASS, calibrate_threshold, roc_auc
 from tests.helpers import FailInRound, run_tracked, smoke_config
 
 
@@ -16,6 +17,23 @@ def test_calibration_picks_the_best_f1_threshold():
     assert cal.threshold == 0.64 and cal.recall == 1.0 and cal.precision == pytest.approx(0.8)
     assert cal.f1 == pytest.approx(2 * 0.8 / 1.8)
     assert calibrate_threshold([0.1, 0.9] * 4, [False, True] * 4).threshold == 0.9  # separable: F1 1 at 0.9
+
+
+def test_auc_is_the_share_of_unsafe_safe_pairs_ranked_right_ties_counting_half():
+    scores = np.array([0.1, 0.4, 0.4, 0.8, 0.9])
+    unsafe = np.array([False, True, False, False, True])
+    # unsafe 0.4 beats 0.1, ties 0.4, loses to 0.8; unsafe 0.9 beats all three: (1 + 0.5 + 0 + 3) / 6
+    assert roc_auc(scores, unsafe) == pytest.approx(4.5 / 6)
+
+
+def test_a_guard_that_ranks_at_chance_is_flagged_with_the_share_its_threshold_drops():
+    rng = np.random.default_rng(1)
+    unsafe = (rng.random(64) < 0.3).tolist()
+    chance = calibrate_threshold(rng.random(64).tolist(), unsafe)
+    # F1 alone picks a threshold that drops most of the split, red or not (flagging all scores 2b / (1 + b))
+    assert chance.at_chance and chance.auc_low < 0.5 < chance.auc_high and chance.dropped > 0.8
+    informative = calibrate_threshold([s + 0.5 * u for s, u in zip(rng.random(64), unsafe)], unsafe)
+    assert not informative.at_chance and informative.auc > 0.8 and informative.dropped < 0.5
 
 
 def test_too_few_validation_samples_of_a_class_leave_the_default():

@@ -87,6 +87,11 @@ class ThresholdFilter:
         self._validation = None
         log.info("%s: threshold %.3f (%s)", self.name, self.threshold,
                  self.calibration or "default: too few safe or unsafe validation samples")
+        if self.calibration is not None and self.calibration.at_chance:
+            c = self.calibration
+            log.warning("%s: the filter ranks the run's %d validation samples no better than chance (AUC %.2f, 95 %% "
+                        "interval %.2f-%.2f); its threshold %.3f drops %.0f %% of them, red or not", self.name,
+                        c.n_safe + c.n_unsafe, c.auc, c.auc_low, c.auc_high, c.threshold, 100 * c.dropped)
         if self._live_scores is not None:
             self._write_calibration(self._live_scores.parent)
 
