@@ -174,7 +174,9 @@ def row_config(suite: Suite, settings: SuiteSettings, row: SuiteRow, seed: int, 
     overrides = dict(settings.overrides)
     filter_options = dict(row.filter_options)
     if row.filter != "none" and plugin_registry.names_option("filter", row.filter, SHARED_SCORES):
-        filter_options.setdefault(SHARED_SCORES, str(Path(settings.output_dir) / "filter-scores"))
+        # per seed: a seed's rows score the same samples in the same batches, so a reused score is the one the run
+        # would compute; a score from another seed's batches can differ in its last bits and move the threshold
+        filter_options.setdefault(SHARED_SCORES, str(Path(settings.output_dir) / "filter-scores" / f"seed-{seed}"))
     overrides.update({
         "plugins.filter": row.filter, "plugins.agg": row.agg, "plugins.align": row.align,
         "plugins.filter_options": filter_options, "plugins.evals": list(evals),

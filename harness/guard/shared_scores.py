@@ -7,6 +7,11 @@ its own when it checkpoints. A file holds the scores of one scorer, named by a d
 includes a digest of the scorer's files, the torch version and the dtype it runs in: a re-trained guard or another
 machine's arithmetic never reuses them. Writes replace the file whole (no torn file); two runs writing at once
 can lose each other's newest scores, which only costs scoring them again.
+
+A score depends in its last bits on the batch it was computed in (padding, bfloat16), and a guard that ranks near
+chance can change its calibrated threshold over one such bit (measured on the repro preset: 0.438 or 0.223 for the
+same 64 validation samples, docs/filters.md). So share a directory only between runs that score the same samples
+in the same batches; a suite gives each seed its own.
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 ``python -m tests.perf.benign_nll [ADAPTER_DIR ...]`` prints the mean per-token NLL of those 163 replies (after the
 request in the chat template) under the untuned SmolLM2-135M-Instruct, the shipped safe base and each
-``harness safety-tune`` output given (merged into the float32 base, then bfloat16, as the safe base is), and each
-one's paired difference from the untuned model with a bootstrap 95 % interval. docs/safe-base.md ("Benign text")
-has the numbers. The set ships with the harness.
+``harness safety-tune`` output given (merged into the float32 base, then bfloat16, as the safe base is). For each
+model after the first it also prints the paired difference from the untuned model with a bootstrap 95 % interval,
+the difference by reply position (tokens 1-3, 4-10, 11+), and the difference split by whether the model refuses the
+request itself (greedy, 48 new tokens, strict rule). docs/safe-base.md ("Benign text") has the numbers. The set
+ships with the harness.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from peft import PeftModel
 from harness.config import ModelConfig
 from harness.default_plugins.evals.hhh import bigbench_files
 from harness.evals.loaders import human_text, load_bigbench_hhh
+from harness.evals.refusal import get_rule
 from harness.model_handle import GlobalModel
 from harness.models import load_base
 
 MODELS = ("smollm2-135m", "smollm2-135m-safe")
+POSITIONS = ((0, 3), (3, 10), (10, None))
 
 
 def load(name: str):
@@ -33,28 +37,55 @@ def load(name: str):
     return merged.requires_grad_(True), tok  # unfrozen, as load_base returns a model
 
 
-def per_token_nll(name: str, items) -> np.ndarray:
-    base, tok = load(name)
-    model = GlobalModel(base, tok, 512)
-    contexts = [model.chat_prompt(human_text(item.context)) for item in items]
-    replies = [item.options[item.correct].strip() + tok.eos_token for item in items]
-    logps = model.completion_logprobs(contexts, replies, batch_size=8)
-    lengths = [len(tok(reply, add_special_tokens=False)["input_ids"]) for reply in replies]
-    return -np.array(logps) / np.array(lengths)
+@torch.no_grad()
+def token_nll(model: GlobalModel, items) -> list[np.ndarray]:
+    """Each reply's per-token NLL after its request, one unpadded forward per reply."""
+    tok, lm = model.tokenizer, model.model.eval()
+    out = []
+    for item in items:
+        context = tok(model.chat_prompt(human_text(item.context)), add_special_tokens=False)["input_ids"]
+        reply = tok(item.options[item.correct].strip() + tok.eos_token, add_special_tokens=False)["input_ids"]
+        logits = lm(input_ids=torch.tensor([context + reply], device=model.device)).logits[0, len(context) - 1 : -1]
+        logp = torch.log_softmax(logits.float(), dim=-1)[torch.arange(len(reply)), torch.tensor(reply)]
+        out.append(-logp.cpu().numpy())
+    return out
+
+
+def refusals(model: GlobalModel, items) -> np.ndarray:
+    answers = model.generate([model.chat_prompt(human_text(i.context)) for i in items], max_new_tokens=48,
+                             batch_size=32)
+    return np.array([get_rule("strict").is_refusal(a) for a in answers])
+
+
+def interval(diff: np.ndarray) -> str:
+    rng = np.random.default_rng(0)
+    low, high = np.percentile([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(10_000)], [2.5, 97.5])
+    return f"{diff.mean():+.3f} (95 % interval {low:+.3f} to {high:+.3f})"
+
+
+def position_mean(nll: list[np.ndarray], start: int, stop: int | None) -> float:
+    return float(np.concatenate([row[start:stop] for row in nll]).mean())
 
 
 def main() -> None:
     items = [i for i in load_bigbench_hhh(bigbench_files(None)) if i.subset in ("helpful", "honest", "other")]
-    nll = {name: per_token_nll(name, items) for name in (*MODELS, *sys.argv[1:])}
-    for name, values in nll.items():
-        print(f"{name}: {len(values)} replies, mean per-token NLL {values.mean():.3f}")
+    nll, refused = {}, {}
+    for name in (*MODELS, *sys.argv[1:]):
+        model = GlobalModel(*load(name), 512)
+        nll[name], refused[name] = token_nll(model, items), refusals(model, items)
+    untuned = np.array([row.mean() for row in nll[MODELS[0]]])
+    for name, rows in nll.items():
+        print(f"{name}: {len(rows)} replies, mean per-token NLL {np.mean([r.mean() for r in rows]):.3f}, "
+              f"refuses {refused[name].sum()} of the requests")
     for name in list(nll)[1:]:
-        diff = nll[name] - nll[MODELS[0]]
-        rng = np.random.default_rng(0)
-        boots = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(10_000)]
-        low, high = np.percentile(boots, [2.5, 97.5])
-        print(f"{name} - untuned: {diff.mean():+.3f} (95 % interval {low:+.3f} to {high:+.3f}), "
-              f"higher on {(diff > 0).sum()} of {len(diff)}")
+        diff = np.array([row.mean() for row in nll[name]]) - untuned
+        print(f"{name} - untuned: {interval(diff)}, higher on {(diff > 0).sum()} of {len(diff)}")
+        print("  by reply position (mean over tokens): " + ", ".join(
+            f"tokens {start + 1}-{stop or ''}: {position_mean(nll[name], start, stop) - position_mean(nll[MODELS[0]], start, stop):+.3f}"
+            for start, stop in POSITIONS))
+        for label, rows in (("requests it refuses", refused[name]), ("requests it answers", ~refused[name])):
+            if rows.any():
+                print(f"  {label} ({rows.sum()}): {interval(diff[rows])}")
 
 
 if __name__ == "__main__":
