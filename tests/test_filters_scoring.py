@@ -45,6 +45,29 @@ def test_unsafe_probability_equals_hand_computation_in_padded_batches(guard):
         assert len(set(round(s, 6) for s in scores)) == len(SAMPLES)  # not a constant
 
 
+def test_pair_scores_of_a_bfloat16_guard_keep_their_resolution():
+    """bf16 rounds large logits in coarse steps (a real guard's P(unsafe) took 12 values on 364 samples); the pair
+    score takes its two label logits in float32 from the head's input instead."""
+    guard = load_guard("tiny-random")
+    guard.model.to(torch.bfloat16)
+    with torch.no_grad():
+        guard.model.model.norm.weight.mul_(400)  # logits in the hundreds, where bf16 steps are 2 apart
+    samples = [ChatSample(f"question {i} " * (i % 5 + 1), f"answer number {i * 7} " * (i % 3 + 1)) for i in range(24)]
+    scorer = GuardScorer(guard, batch_size=8, max_length=4096)
+    scores = scorer.score(samples)
+    rounded, exact = [0.0] * len(samples), [0.0] * len(samples)
+    labels = [scorer.safe_id, scorer.unsafe_id]
+    with torch.no_grad():
+        for idx, ids, mask, positions in scorer.batches(scorer.prompt_ids(samples)):
+            out = guard.model(input_ids=ids, attention_mask=mask, position_ids=positions, output_hidden_states=True)
+            pair = out.hidden_states[-1][:, -1].double() @ guard.model.get_output_embeddings().weight[labels].double().T
+            for row, i in enumerate(idx):
+                rounded[i] = float(unsafe_probability(out.logits[row : row + 1, -1], *labels))
+                exact[i] = float(torch.sigmoid(pair[row, 1] - pair[row, 0]))
+    assert scores == pytest.approx(exact, abs=1e-4)
+    assert len(set(scores)) == len(samples) > 2 * len(set(rounded))
+
+
 def test_unsafe_probability_modes():
     logits = torch.tensor([[0.0, 1.0, 3.0]])
     assert float(unsafe_probability(logits, 1, 2, "pair")) == pytest.approx(1 / (1 + math.exp(-2)))

@@ -102,7 +102,8 @@ def test_table1_filter_rows_use_the_given_guard(tmp_path):
     assert all(rows[name].filter_options == {"model": "guards/g"} for name in filtered)
     cfg = row_config(paper_table1("guards/g"), settings(tmp_path, seeds=1), rows["fl+filter-scaffold"], 0, "sqlite://", ())
     shared = str(tmp_path / "out" / "filter-scores" / "seed-0")  # a seed's filter rows share their scores
-    assert cfg.plugins.filter_options == {"model": "guards/g", "shared_scores": shared} and cfg.plugins.agg == "scaffold"
+    assert cfg.plugins.filter_options == {"model": "guards/g", "shared_scores": shared}
+    assert cfg.plugins.agg == "scaffold"
     assert all(row.filter_options == {} for row in paper_table1().rows)
     seed1 = row_config(paper_table1(), settings(tmp_path, seeds=2), SuiteRow("f", "lg3"), 1, "sqlite://", ())
     assert seed1.plugins.filter_options == {"shared_scores": str(tmp_path / "out" / "filter-scores" / "seed-1")}

@@ -9,7 +9,8 @@ drops less).
 F1 cannot tell a guard that ranks at chance: flagging everything scores 2b / (1 + b) at a red share b (0.46 at
 30 %). So the calibration also measures how well the guard ranks the split (ROC AUC with a bootstrap 95 % interval)
 and how much of it the threshold drops; :attr:`Calibration.at_chance` says when the interval includes 0.5. On the
-repro preset the shipped guard ranks hh-rlhf chosen/rejected replies at AUC 0.54-0.65 (leaderboards/repro-cpu).
+repro preset the shipped guard ranks the clients' hh-rlhf chosen/rejected replies at AUC 0.54-0.61
+(leaderboards/repro-cpu).
 """
 
 from __future__ import annotations
@@ -82,4 +83,5 @@ def calibrate_threshold(scores: Sequence[float], unsafe: Sequence[bool]) -> Cali
         if best is None or f1 > best.f1:
             best = Calibration(float(t), n_safe, n_unsafe, precision, recall, f1, flagged / len(scores))
     values, labels = np.asarray(scores, dtype=float), np.asarray(unsafe, dtype=bool)
-    return replace(best, auc=roc_auc(values, labels), **dict(zip(("auc_low", "auc_high"), auc_interval(values, labels))))
+    low, high = auc_interval(values, labels)
+    return replace(best, auc=roc_auc(values, labels), auc_low=low, auc_high=high)

@@ -112,17 +112,38 @@ class GuardScorer:
 
     @torch.no_grad()
     def score(self, samples: Sequence[ChatSample]) -> list[float]:
-        """P('unsafe') for each sample's agent turn."""
+        """P('unsafe') for each sample's agent turn.
+
+        In 'pair' mode the two label logits are computed in float32 from the head's input. From bfloat16 logits
+        (rounded in steps of 0.25 at this guard's logit sizes, 32-64) their difference, and so P(unsafe), took a
+        dozen values: 12 distinct scores over 364 samples of the repro preset, against 363 this way (same AUC), so
+        a threshold could only move in coarse steps.
+        """
         model = self.guard.model
         device = next(model.parameters()).device
+        head = model.get_output_embeddings()
+        labels = [self.safe_id, self.unsafe_id]
+        rows = head.weight[labels].float()
+        bias = head.bias[labels].float() if getattr(head, "bias", None) is not None else None
+        head_input: list[torch.Tensor] = []
+        hook = head.register_forward_pre_hook(lambda _, args: head_input.append(args[0][:, -1]))
         out = [0.0] * len(samples)
-        for idx, input_ids, mask, positions in self.batches(self.prompt_ids(samples)):
-            logits = model(
-                input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                position_ids=positions.to(device), logits_to_keep=1,
-            ).logits[:, -1]
-            for i, p in zip(idx, unsafe_probability(logits, self.safe_id, self.unsafe_id, self.mode).tolist()):
-                out[i] = p
+        try:
+            for idx, input_ids, mask, positions in self.batches(self.prompt_ids(samples)):
+                head_input.clear()
+                logits = model(
+                    input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                    position_ids=positions.to(device), logits_to_keep=1,
+                ).logits[:, -1]
+                if self.mode == "pair":
+                    logits = torch.nn.functional.linear(head_input[-1].float(), rows, bias)  # (rows, [safe, unsafe])
+                    probs = unsafe_probability(logits, 0, 1, "pair")
+                else:
+                    probs = unsafe_probability(logits, self.safe_id, self.unsafe_id, self.mode)
+                for i, p in zip(idx, probs.tolist()):
+                    out[i] = p
+        finally:
+            hook.remove()
         return out
 
     @torch.no_grad()

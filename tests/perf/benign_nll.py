@@ -80,9 +80,9 @@ def main() -> None:
     for name in list(nll)[1:]:
         diff = np.array([row.mean() for row in nll[name]]) - untuned
         print(f"{name} - untuned: {interval(diff)}, higher on {(diff > 0).sum()} of {len(diff)}")
-        print("  by reply position (mean over tokens): " + ", ".join(
-            f"tokens {start + 1}-{stop or ''}: {position_mean(nll[name], start, stop) - position_mean(nll[MODELS[0]], start, stop):+.3f}"
-            for start, stop in POSITIONS))
+        shifts = [position_mean(nll[name], a, b) - position_mean(nll[MODELS[0]], a, b) for a, b in POSITIONS]
+        print("  by reply position (mean over tokens): "
+              + ", ".join(f"tokens {a + 1}-{b or ''}: {d:+.3f}" for (a, b), d in zip(POSITIONS, shifts)))
         for label, rows in (("requests it refuses", refused[name]), ("requests it answers", ~refused[name])):
             if rows.any():
                 print(f"  {label} ({rows.sum()}): {interval(diff[rows])}")
