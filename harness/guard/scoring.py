@@ -64,6 +64,11 @@ def unsafe_probability(last_logits: torch.Tensor, safe_id: int, unsafe_id: int, 
     raise ValueError(f"score mode must be one of {', '.join(SCORE_MODES)}, got {mode!r}")
 
 
+SCORING = "label-logits-fp32"
+"""How :meth:`GuardScorer.score` computes its scores; part of a filter's identity, so scores computed another way
+(before 2026-12-02: from the guard's own bf16 logits) are not reused from a checkpoint or a shared scores file."""
+
+
 class GuardScorer:
     """Renders guard prompts and scores them in length-sorted, left-padded batches."""
 

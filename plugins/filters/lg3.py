@@ -33,7 +33,7 @@ from pathlib import Path
 from harness.guard.card import GuardRefusedError, assess_guard, refusal_message
 from harness.guard.defaults import SMOLLM2_GUARD, default_guard
 from harness.guard.finetune import train_guard
-from harness.guard.scoring import GUARD_CARD, SCORE_MODES, GuardScorer, load_guard
+from harness.guard.scoring import GUARD_CARD, SCORE_MODES, SCORING, GuardScorer, load_guard
 from harness.guard.settings import FilterTrainSettings
 from harness.guard.threshold_filter import AUTO, ThresholdFilter
 from harness.hookspecs import hookimpl
@@ -65,7 +65,7 @@ class LlamaGuardFilter(ThresholdFilter):
 
     @property
     def identity(self) -> str:
-        return f"lg3 model={self.model} max_length={self.max_length} score={self.score_mode}"
+        return f"lg3 model={self.model} max_length={self.max_length} score={self.score_mode} scoring={SCORING}"
 
     @property
     def scorer(self) -> GuardScorer:
