@@ -31,3 +31,11 @@ def test_an_unreadable_scores_file_counts_as_empty_and_is_replaced(tmp_path):
     assert scores.load() == {}
     scores.add({"s1": 0.2})
     assert json.loads(scores.path.read_text())["scores"] == {"s1": 0.2}
+
+
+def test_a_checkpoint_with_nothing_new_scored_leaves_the_file_alone(tmp_path):
+    scores = SharedScores(tmp_path, "guard a")
+    scores.add({"s1": 0.1})
+    scores.path.unlink()
+    assert scores.add({"s1": 0.1}) == 0 and not scores.path.exists()  # nothing read or written
+    assert scores.add({"s1": 0.1, "s2": 0.2}) == 2  # something new: the file is read, merged and written

@@ -54,6 +54,7 @@ class SharedScores:
     def __init__(self, directory: Path, identity: str):
         self.identity = identity
         self.path = Path(directory) / f"{hashlib.sha256(identity.encode()).hexdigest()[:16]}.json"
+        self._known: set[str] = set()  # digests this run read from or wrote to the file
 
     def load(self) -> dict[str, float]:
         """The scores saved so far (none if the file is missing, unreadable or another identity's)."""
@@ -66,10 +67,15 @@ class SharedScores:
             return {}
         if saved.get("identity") != self.identity:
             return {}
-        return {str(k): float(v) for k, v in saved["scores"].items()}
+        scores = {str(k): float(v) for k, v in saved["scores"].items()}
+        self._known.update(scores)
+        return scores
 
     def add(self, scores: dict[str, float]) -> int:
-        """Merge ``scores`` into the file; returns how many it did not hold yet."""
+        """Merge ``scores`` into the file; returns how many it did not hold yet. Scores this run already read or
+        wrote are not looked up again, so a checkpoint with nothing new scored costs no file I/O."""
+        if self._known.issuperset(scores):
+            return 0
         merged = self.load()
         new = {k: v for k, v in scores.items() if k not in merged}
         if new:
@@ -77,4 +83,5 @@ class SharedScores:
             tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps({"identity": self.identity, "scores": {**merged, **new}}))
             os.replace(tmp, self.path)
+            self._known.update(new)
         return len(new)

@@ -21,6 +21,7 @@ from harness.config import ModelConfig
 from harness.default_plugins.evals.hhh import bigbench_files
 from harness.evals.loaders import human_text, load_bigbench_hhh
 from harness.evals.refusal import get_rule
+from harness.leaderboard.stats import bootstrap_mean
 from harness.model_handle import GlobalModel
 from harness.models import load_base
 
@@ -58,9 +59,8 @@ def refusals(model: GlobalModel, items) -> np.ndarray:
 
 
 def interval(diff: np.ndarray) -> str:
-    rng = np.random.default_rng(0)
-    low, high = np.percentile([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(10_000)], [2.5, 97.5])
-    return f"{diff.mean():+.3f} (95 % interval {low:+.3f} to {high:+.3f})"
+    ci = bootstrap_mean([diff], seed=0)  # one "seed": the plain bootstrap over replies
+    return f"{diff.mean():+.3f} (95 % interval {ci.low:+.3f} to {ci.high:+.3f})"
 
 
 def position_mean(nll: list[np.ndarray], start: int, stop: int | None) -> float:
