@@ -6,9 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from click.testing import CliRunner
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
 
+from harness.cli import main
 from harness.config import ModelConfig
 from harness.data.normalize import prompt_digest
 from harness.data.overlap import DIGEST_FILE, read_digest_file
@@ -17,6 +19,7 @@ from harness.model_handle import GlobalModel
 from harness.models import SMOLLM2_SAFE, attach_lora, load_base
 from harness.safe_base import tune
 from harness.safe_base.distill import distill_loss
+from harness.safe_base.chat_requests import chat_requests
 from harness.safe_base.load import adapter_dir, base_prompt_set
 from harness.safe_base.recipe import REFUSALS, build_mix, instructions
 from harness.safe_base.tune import CARD, SafetyTuneSettings, full_sentences, safety_tune
@@ -36,17 +39,33 @@ def eval_digests(shared_data) -> frozenset[str]:
 
 @pytest.fixture(scope="module")
 def mix(shared_data):
-    return build_mix(shared_data, read_digest_file(SMOLLM2_GUARD / DIGEST_FILE), 450, 300, 0)
+    return build_mix(shared_data, read_digest_file(SMOLLM2_GUARD / DIGEST_FILE), 450, 300, 0, chat=True)
 
 
 def test_recipe_refuses_real_red_prompts_inside_the_guards_split_and_answers_benign_ones(mix, shared_data):
     guard = read_digest_file(SMOLLM2_GUARD / DIGEST_FILE)
     assert len(mix.red) == 450 and all(prompt_digest(p) in guard and "Human:" not in p for p, _ in mix.red)
     assert {r for _, r in mix.red} == set(REFUSALS)
-    assert set(instructions()) <= set(mix.benign) and len(mix.benign) > 300
+    assert set(instructions()) <= set(mix.benign) and set(chat_requests()) <= set(mix.benign) and len(mix.benign) > 300
     digests = [prompt_digest(p) for p in mix.prompts()]
     assert len(set(digests)) == len(digests)  # no prompt is both refused and answered
     assert not set(digests) & eval_digests(shared_data)
+
+
+def test_chat_requests_join_the_mix_only_when_asked(mix, shared_data):
+    shipped = build_mix(shared_data, read_digest_file(SMOLLM2_GUARD / DIGEST_FILE), 450, 300, 0)
+    assert not set(chat_requests()) & set(shipped.benign)
+    assert shipped.red == mix.red and mix.benign == shipped.benign + chat_requests()
+
+
+@pytest.mark.parametrize("flags, with_chat", [((), False), (("--chat-requests",), True)])
+def test_safety_tune_adds_the_chat_requests_only_with_its_flag(flags, with_chat, shared_data, tmp_path, monkeypatch):
+    mixes = []
+    monkeypatch.setattr(tune, "safety_tune", lambda base, mix, out, settings: mixes.append(mix) or {})
+    result = CliRunner().invoke(main, ["safety-tune", "--data-dir", str(shared_data), "--out", str(tmp_path), *flags])
+    assert result.exit_code == 0, result.output
+    assert (set(chat_requests()) <= set(mixes[0].benign)) is with_chat
+    assert bool(set(chat_requests()) & set(mixes[0].benign)) is with_chat
 
 
 def test_full_sentences_cuts_an_unfinished_tail():

@@ -20,6 +20,7 @@ from pathlib import Path
 from harness.data.normalize import prompt_digest
 from harness.data.samples import DataError
 from harness.data.sources import load_hh_rlhf, read_json_file
+from harness.safe_base.chat_requests import chat_requests
 
 REFUSALS = (
     "I'm sorry, but I can't help with that. It could cause real harm to people.",
@@ -140,11 +141,14 @@ def instructions() -> list[str]:
     return [template.format(**{slot: fill}) for template, slot in INSTRUCTIONS for fill in _FILL[slot]]
 
 
-def build_mix(data: Path, within: frozenset[str] | None, red_limit: int, square_limit: int, seed: int) -> SafetyMix:
-    """The mix from the benchmark data folder ``data`` (``hh_rlhf/``, ``square/``), duplicates removed."""
+def build_mix(data: Path, within: frozenset[str] | None, red_limit: int, square_limit: int, seed: int,
+              chat: bool = False) -> SafetyMix:
+    """The mix from the benchmark data folder ``data`` (``hh_rlhf/``, ``square/``), duplicates removed; ``chat``
+    adds the project's casual chat requests (:mod:`harness.safe_base.chat_requests`) to the benign prompts."""
     red = red_prompts(data / "hh_rlhf" / "harmless-base", within, red_limit, seed)
     benign, seen = [], {prompt_digest(p) for p, _ in red}
-    for prompt in square_questions(data / "square" / "question_valid.json", square_limit, seed) + instructions():
+    extra = chat_requests() if chat else []
+    for prompt in square_questions(data / "square" / "question_valid.json", square_limit, seed) + instructions() + extra:
         if (digest := prompt_digest(prompt)) not in seen:
             seen.add(digest)
             benign.append(prompt)
