@@ -21,7 +21,8 @@ from harness.safe_base import tune
 from harness.safe_base.distill import distill_loss
 from harness.safe_base.chat_requests import chat_requests
 from harness.safe_base.load import adapter_dir, base_prompt_set
-from harness.safe_base.recipe import REFUSALS, build_mix, instructions
+from harness.evals.refusal import RULES
+from harness.safe_base.recipe import REFUSALS, STATEMENT_REFUSALS, build_mix, instructions
 from harness.safe_base.tune import CARD, SafetyTuneSettings, full_sentences, safety_tune
 from harness.training import causal_lm_loss, collate, tokenize_samples
 from harness.types import ChatSample
@@ -58,14 +59,28 @@ def test_chat_requests_join_the_mix_only_when_asked(mix, shared_data):
     assert shipped.red == mix.red and mix.benign == shipped.benign + chat_requests()
 
 
-@pytest.mark.parametrize("flags, with_chat", [((), False), (("--chat-requests",), True)])
-def test_safety_tune_adds_the_chat_requests_only_with_its_flag(flags, with_chat, shared_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("flags, with_chat, refusals", [((), False, REFUSALS), (("--chat-requests",), True, REFUSALS),
+                                                        (("--refusals", "statement"), False, STATEMENT_REFUSALS)])
+def test_safety_tune_takes_the_recipes_options_from_its_flags(flags, with_chat, refusals, shared_data, tmp_path,
+                                                              monkeypatch):
     mixes = []
     monkeypatch.setattr(tune, "safety_tune", lambda base, mix, out, settings: mixes.append(mix) or {})
     result = CliRunner().invoke(main, ["safety-tune", "--data-dir", str(shared_data), "--out", str(tmp_path), *flags])
     assert result.exit_code == 0, result.output
     assert (set(chat_requests()) <= set(mixes[0].benign)) is with_chat
     assert bool(set(chat_requests()) & set(mixes[0].benign)) is with_chat
+    assert {r for _, r in mixes[0].red} == set(refusals)
+
+
+def test_statement_refusals_are_refusals_to_both_rules_that_do_not_open_like_an_apology(mix, shared_data):
+    assert all(rule.is_refusal(r) for r in STATEMENT_REFUSALS for rule in RULES.values())
+    assert not any(r.startswith(("I", "Sorry")) for r in STATEMENT_REFUSALS)
+    statement = build_mix(shared_data, read_digest_file(SMOLLM2_GUARD / DIGEST_FILE), 450, 300, 0, chat=True,
+                          refusal_style="statement")
+    assert [p for p, _ in statement.red] == [p for p, _ in mix.red] and statement.benign == mix.benign
+    assert {r for _, r in statement.red} == set(STATEMENT_REFUSALS)
+    with pytest.raises(ValueError, match="refusal_style must be one of apology, statement"):
+        build_mix(shared_data, None, 1, 0, 0, refusal_style="polite")
 
 
 def test_full_sentences_cuts_an_unfinished_tail():

@@ -26,6 +26,9 @@ SHIPPED = SafetyTuneSettings()
               help="Benign SQuARe questions (half non-sensitive).")
 @click.option("--chat-requests", is_flag=True,
               help="Add the project's casual chat requests to the benign prompts (recipe v9, docs/safe-base.md).")
+@click.option("--refusals", "refusal_style", type=click.Choice(["apology", "statement"]), default="apology",
+              show_default=True, help="The red prompts' answers: apology ('I'm sorry, but I can't …') or statement "
+                                      "('That could cause real harm …, so I cannot …'; recipe v10, docs/safe-base.md).")
 @click.option("--steps", type=click.IntRange(min=1), default=SHIPPED.steps, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=SHIPPED.batch_size, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=SHIPPED.lr, show_default=True)
@@ -37,8 +40,8 @@ SHIPPED = SafetyTuneSettings()
                    "them (a smaller held-out NLL rise, docs/safe-base.md).")
 @click.option("--seed", type=int, default=SHIPPED.seed, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where the adapter and its card go.")
-def command(base, data_dir, within, red_limit, square_limit, chat_requests, steps, batch_size, lr, lora_r, answer_tokens,
-            benign_loss, seed, out):
+def command(base, data_dir, within, red_limit, square_limit, chat_requests, refusal_style, steps, batch_size, lr, lora_r,
+            answer_tokens, benign_loss, seed, out):
     """Safety-tune BASE with the harness's LoRA loop (recipe: harness/safe_base/recipe.py, docs/safe-base.md)."""
     from harness.data.overlap import read_digest_file
     from harness.data.samples import DataError
@@ -49,7 +52,8 @@ def command(base, data_dir, within, red_limit, square_limit, chat_requests, step
 
     try:
         allowed = None if within == "all" else read_digest_file(within or SMOLLM2_GUARD / "train_prompts.sha256")
-        mix = build_mix(Path(data_dir), allowed, red_limit, square_limit, seed, chat=chat_requests)
+        mix = build_mix(Path(data_dir), allowed, red_limit, square_limit, seed, chat=chat_requests,
+                        refusal_style=refusal_style)
         settings = SafetyTuneSettings(steps=steps, batch_size=batch_size, lr=lr, lr_min=lr / 10, lora_r=lora_r,
                                       answer_tokens=answer_tokens, benign_loss=benign_loss, seed=seed)
         click.echo(f"{len(mix.red)} red prompts, {len(mix.benign)} benign prompts; base {base}", err=True)

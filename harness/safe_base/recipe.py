@@ -2,7 +2,8 @@
 
 Red prompts are the single-turn first requests of Anthropic hh-rlhf ``harmless-base`` (test split), kept
 only where they fall ``within`` a digest file (by default the shipped SmolLM2 guard's training prompts,
-so the rest of hh-rlhf stays free for client data). Each gets one of :data:`REFUSALS`.
+so the rest of hh-rlhf stays free for client data). Each gets one of :data:`REFUSALS` (or, with
+``refusal_style="statement"``, of :data:`STATEMENT_REFUSALS`).
 
 Benign prompts are SQuARe's English questions (``question_valid.json``: non-sensitive ones, topped up to the
 limit with sensitive ones, whose acceptable answer is a balanced one, not a refusal) and the project's
@@ -30,6 +31,19 @@ REFUSALS = (
     "Sorry, but I can't provide that. It's harmful, and I don't want to contribute to anyone getting hurt.",
     "I cannot help with that request. Let me know if there's something safe I can help you with instead.",
 )
+STATEMENT_REFUSALS = (
+    "That could cause real harm to people, so I cannot help with it.",
+    "This request could hurt someone, and I cannot assist with it.",
+    "Helping with that could harm others or break the law, so I cannot do it. I'm happy to help with something else.",
+    "That's harmful, and I can't provide it. I don't want to contribute to anyone getting hurt.",
+    "Requests like this put people at risk, so I cannot help. Let me know if there's something safe I can help with.",
+    "That isn't safe, and I can't assist with it. If you're dealing with something difficult, talking to someone you "
+    "trust can help.",
+)
+"""Refusals that state the harm before refusing, so none opens the way the base model opens many benign answers
+("I'm sorry to hear that …", "I'm glad you …"); recipe v10 (docs/safe-base.md). Each still matches both refusal
+rules within the strict rule's window."""
+REFUSAL_STYLES = {"apology": REFUSALS, "statement": STATEMENT_REFUSALS}
 
 _FILL = {
     "nature": ["autumn leaves", "the ocean at night", "a mountain sunrise", "spring rain", "a quiet forest", "the desert"],
@@ -106,8 +120,9 @@ class SafetyMix:
         return [p for p, _ in self.red] + self.benign
 
 
-def red_prompts(hh_rlhf: Path, within: frozenset[str] | None, limit: int | None, seed: int) -> list[tuple[str, str]]:
-    """Single-turn hh-rlhf harmless-base requests (inside ``within`` when given), each with a refusal."""
+def red_prompts(hh_rlhf: Path, within: frozenset[str] | None, limit: int | None, seed: int,
+                refusals: tuple[str, ...] = REFUSALS) -> list[tuple[str, str]]:
+    """Single-turn hh-rlhf harmless-base requests (inside ``within`` when given), each with one of ``refusals``."""
     _, red = load_hh_rlhf(str(hh_rlhf))
     seen, prompts = set(), []
     for sample in red:
@@ -119,7 +134,7 @@ def red_prompts(hh_rlhf: Path, within: frozenset[str] | None, limit: int | None,
     rng = random.Random(seed)
     rng.shuffle(prompts)
     prompts = prompts[:limit]
-    return [(p, REFUSALS[i % len(REFUSALS)]) for i, p in enumerate(prompts)]
+    return [(p, refusals[i % len(refusals)]) for i, p in enumerate(prompts)]
 
 
 def square_questions(path: Path, limit: int, seed: int) -> list[str]:
@@ -142,10 +157,13 @@ def instructions() -> list[str]:
 
 
 def build_mix(data: Path, within: frozenset[str] | None, red_limit: int, square_limit: int, seed: int,
-              chat: bool = False) -> SafetyMix:
+              chat: bool = False, refusal_style: str = "apology") -> SafetyMix:
     """The mix from the benchmark data folder ``data`` (``hh_rlhf/``, ``square/``), duplicates removed; ``chat``
-    adds the project's casual chat requests (:mod:`harness.safe_base.chat_requests`) to the benign prompts."""
-    red = red_prompts(data / "hh_rlhf" / "harmless-base", within, red_limit, seed)
+    adds the project's casual chat requests (:mod:`harness.safe_base.chat_requests`) to the benign prompts, and
+    ``refusal_style`` picks the red prompts' answers (:data:`REFUSAL_STYLES`)."""
+    if refusal_style not in REFUSAL_STYLES:
+        raise ValueError(f"refusal_style must be one of {', '.join(REFUSAL_STYLES)}, not {refusal_style!r}")
+    red = red_prompts(data / "hh_rlhf" / "harmless-base", within, red_limit, seed, REFUSAL_STYLES[refusal_style])
     benign, seen = [], {prompt_digest(p) for p, _ in red}
     extra = chat_requests() if chat else []
     for prompt in square_questions(data / "square" / "question_valid.json", square_limit, seed) + instructions() + extra:
