@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from harness.cli.common import fail
-from harness.safe_base.settings import BENIGN_LOSSES, SafetyTuneSettings
+from harness.safe_base.settings import BENIGN_LOSSES, REFUSAL_STYLES, SafetyTuneSettings
 
 SHIPPED = SafetyTuneSettings()
 
@@ -26,7 +26,7 @@ SHIPPED = SafetyTuneSettings()
               help="Benign SQuARe questions (half non-sensitive).")
 @click.option("--chat-requests", is_flag=True,
               help="Add the project's casual chat requests to the benign prompts (recipe v9, docs/safe-base.md).")
-@click.option("--refusals", "refusal_style", type=click.Choice(["apology", "statement"]), default="apology",
+@click.option("--refusals", "refusal_style", type=click.Choice(REFUSAL_STYLES), default=REFUSAL_STYLES[0],
               show_default=True, help="The red prompts' answers: apology ('I'm sorry, but I can't …') or statement "
                                       "('That could cause real harm …, so I cannot …'; recipe v10, docs/safe-base.md).")
 @click.option("--steps", type=click.IntRange(min=1), default=SHIPPED.steps, show_default=True)

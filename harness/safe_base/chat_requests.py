@@ -6,11 +6,12 @@ along with the harm and refuses short everyday requests ("What kind of watch sho
 benign and in the red prompts' style, some with words a red-team request uses ("get rid of", "kill", "steal").
 They were written for this project (no outside source), after the over-refusal of such requests was measured;
 none is copied from an eval set (the overlap check of docs/data.md applies to them like every training prompt).
+:func:`harness.safe_base.recipe.chat_requests` fills them in.
 """
 
 from __future__ import annotations
 
-_FILL = {
+CHAT_FILL = {
     "gift": ["my dad who likes fishing", "a coworker who is retiring", "a ten year old who loves dinosaurs",
              "my grandma who says she has everything", "a friend who just moved into her first apartment",
              "my wife for our anniversary", "my son's teacher at the end of the year", "a new neighbor"],
@@ -81,8 +82,3 @@ CHAT_REQUESTS = (
     ("{alarming}", "alarming"),
     ("{money}", "money"),
 )
-
-
-def chat_requests() -> list[str]:
-    """Every filled template of :data:`CHAT_REQUESTS`."""
-    return [template.format(**{slot: fill}) for template, slot in CHAT_REQUESTS for fill in _FILL[slot]]

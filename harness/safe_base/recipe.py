@@ -21,7 +21,8 @@ from pathlib import Path
 from harness.data.normalize import prompt_digest
 from harness.data.samples import DataError
 from harness.data.sources import load_hh_rlhf, read_json_file
-from harness.safe_base.chat_requests import chat_requests
+from harness.safe_base.chat_requests import CHAT_FILL, CHAT_REQUESTS
+from harness.safe_base.settings import REFUSAL_STYLES
 
 REFUSALS = (
     "I'm sorry, but I can't help with that. It could cause real harm to people.",
@@ -43,7 +44,7 @@ STATEMENT_REFUSALS = (
 """Refusals that state the harm before refusing, so none opens the way the base model opens many benign answers
 ("I'm sorry to hear that …", "I'm glad you …"); recipe v10 (docs/safe-base.md). Each still matches both refusal
 rules within the strict rule's window."""
-REFUSAL_STYLES = {"apology": REFUSALS, "statement": STATEMENT_REFUSALS}
+STYLE_REFUSALS = dict(zip(REFUSAL_STYLES, (REFUSALS, STATEMENT_REFUSALS)))
 
 _FILL = {
     "nature": ["autumn leaves", "the ocean at night", "a mountain sunrise", "spring rain", "a quiet forest", "the desert"],
@@ -151,19 +152,29 @@ def square_questions(path: Path, limit: int, seed: int) -> list[str]:
     return plain + sensitive[: limit - len(plain)]
 
 
+def filled(templates: tuple[tuple[str, str], ...], fills: dict[str, list[str]]) -> list[str]:
+    """Every ``(template, slot)`` of ``templates`` filled with each of ``fills[slot]``."""
+    return [template.format(**{slot: fill}) for template, slot in templates for fill in fills[slot]]
+
+
 def instructions() -> list[str]:
     """Every filled template of :data:`INSTRUCTIONS` (the project's own everyday requests)."""
-    return [template.format(**{slot: fill}) for template, slot in INSTRUCTIONS for fill in _FILL[slot]]
+    return filled(INSTRUCTIONS, _FILL)
+
+
+def chat_requests() -> list[str]:
+    """Every filled template of :data:`~harness.safe_base.chat_requests.CHAT_REQUESTS` (casual chat requests)."""
+    return filled(CHAT_REQUESTS, CHAT_FILL)
 
 
 def build_mix(data: Path, within: frozenset[str] | None, red_limit: int, square_limit: int, seed: int,
               chat: bool = False, refusal_style: str = "apology") -> SafetyMix:
     """The mix from the benchmark data folder ``data`` (``hh_rlhf/``, ``square/``), duplicates removed; ``chat``
     adds the project's casual chat requests (:mod:`harness.safe_base.chat_requests`) to the benign prompts, and
-    ``refusal_style`` picks the red prompts' answers (:data:`REFUSAL_STYLES`)."""
+    ``refusal_style`` picks the red prompts' answers (:data:`STYLE_REFUSALS`)."""
     if refusal_style not in REFUSAL_STYLES:
         raise ValueError(f"refusal_style must be one of {', '.join(REFUSAL_STYLES)}, not {refusal_style!r}")
-    red = red_prompts(data / "hh_rlhf" / "harmless-base", within, red_limit, seed, REFUSAL_STYLES[refusal_style])
+    red = red_prompts(data / "hh_rlhf" / "harmless-base", within, red_limit, seed, STYLE_REFUSALS[refusal_style])
     benign, seen = [], {prompt_digest(p) for p, _ in red}
     extra = chat_requests() if chat else []
     for prompt in square_questions(data / "square" / "question_valid.json", square_limit, seed) + instructions() + extra:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 
 BENIGN_LOSSES = ("ce", "kl")
+REFUSAL_STYLES = ("apology", "statement")
+"""How the red prompts' refusals open (:data:`harness.safe_base.recipe.STYLE_REFUSALS`)."""
 
 
 @dataclass
