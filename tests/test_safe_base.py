@@ -14,13 +14,13 @@ from harness.cli import main
 from harness.config import ModelConfig
 from harness.data.normalize import prompt_digest
 from harness.data.overlap import DIGEST_FILE, read_digest_file
+from harness.evals.refusal import RULES
 from harness.guard.defaults import SMOLLM2_GUARD
 from harness.model_handle import GlobalModel
 from harness.models import SMOLLM2_SAFE, attach_lora, load_base
 from harness.safe_base import tune
 from harness.safe_base.distill import distill_loss
 from harness.safe_base.load import adapter_dir, base_prompt_set
-from harness.evals.refusal import RULES
 from harness.safe_base.recipe import REFUSALS, STATEMENT_REFUSALS, build_mix, chat_requests, instructions
 from harness.safe_base.tune import CARD, SafetyTuneSettings, full_sentences, safety_tune
 from harness.training import causal_lm_loss, collate, tokenize_samples

@@ -168,7 +168,7 @@ def chat_requests() -> list[str]:
 
 
 def build_mix(data: Path, within: frozenset[str] | None, red_limit: int, square_limit: int, seed: int,
-              chat: bool = False, refusal_style: str = "apology") -> SafetyMix:
+              chat: bool = False, refusal_style: str = REFUSAL_STYLES[0]) -> SafetyMix:
     """The mix from the benchmark data folder ``data`` (``hh_rlhf/``, ``square/``), duplicates removed; ``chat``
     adds the project's casual chat requests (:mod:`harness.safe_base.chat_requests`) to the benign prompts, and
     ``refusal_style`` picks the red prompts' answers (:data:`STYLE_REFUSALS`)."""
