@@ -1,4 +1,4 @@
-# Fresh machine: `make run` (demo job on the embedded SmolLM2) and `make test` (the test suite).
+# Fresh machine: `make run` (the main command on the embedded SmolLM2) and `make test` (the test suite).
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -9,7 +9,7 @@ STAMP   := $(VENV)/.installed
 # torch, transformers and mlflow each time, ~10 s on 2 cores.
 UV      := $(BIN)/python -m uv pip install -q --compile-bytecode --python $(BIN)/python
 
-.PHONY: install run test test-flower bench soak clean
+.PHONY: install run demo-fedavg test test-flower bench soak clean
 
 # Nothing goes into the system Python (PEP 668): the venv comes first (uv if on PATH, else python3 -m venv),
 # then uv is installed inside it and does the rest.
@@ -24,8 +24,13 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# The main command on the demo preset: the lg3 filter, SCAFFOLD and CAI (cai50) on the safe SmolLM2-135M.
 run: $(STAMP)
-	$(BIN)/harness run --preset demo
+	$(BIN)/harness run --filter lg3 --agg scaffold --align cai50
+
+# A quicker look: the demo preset with no filter, FedAvg and no alignment.
+demo-fedavg: $(STAMP)
+	$(BIN)/harness run --filter none --agg fedavg --align none
 
 # The leaderboard page is checked in headless Chromium when one is installed, else that test is skipped
 # (HARNESS_REQUIRE_BROWSER=1 makes it fail instead; .ci/run installs Chromium and sets it).

@@ -22,11 +22,12 @@ from harness.checkpoint import Checkpoint, CheckpointStore, RunDirLock, restore_
 from harness.client import ClientResult, ClientTrainer
 from harness.config import RunConfig, check_run_name, run_dir
 from harness.data.overlap import check_overlap, client_set, declared_sets
+from harness.evals.discrimination import derived_metrics
 from harness.hook_checks import blame, check_read_only
 from harness.redaction import redact
 from harness.safe_base.load import base_prompt_set
 from harness.training import cosine_lr
-from harness.types import AdapterState, ClientUpdate, FitIns, RunInfo, RunSummary
+from harness.types import AdapterState, ClientUpdate, EvalResult, FitIns, RunInfo, RunSummary
 from harness.update_hygiene import screen_updates
 from harness.watchdog import install_watchdog
 from harness.workspace import Workspace
@@ -153,13 +154,15 @@ class RoundEngine:
             raise
 
     def _evaluate(self, server_round: int) -> list:
-        """The ``evaluate`` hook's results, each checked by :meth:`_check_values` (naming its eval plugin)."""
+        """The ``evaluate`` hook's results, each checked by :meth:`_check_values` (naming its eval plugin), then
+        the scores derived from several evals' metrics (:mod:`harness.evals.discrimination`)."""
         results = self.hook.evaluate(server_round=server_round, model=self.global_model, limit=self.cfg.plugins.eval_limit)
         impls = list(reversed(self.hook.evaluate.get_hookimpls()))  # pluggy calls them last-registered first
         for i, result in enumerate(results):
             # results skip the impls that returned None, so one impl is known only when every impl answered
             self._check_values(result, "evaluate", [impls[i]] if len(results) == len(impls) else None)
-        return results
+        derived = derived_metrics({k: v for result in results for k, v in result.metrics.items()})
+        return results + ([EvalResult(derived)] if derived else [])
 
     def _check_values(self, result, hook: str, impls: list | None = None) -> None:
         """A hook result's ``metrics`` must map names to real numbers (bool/int/float, finite or NaN) and its

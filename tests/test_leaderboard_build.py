@@ -19,6 +19,9 @@ from harness.leaderboard.browser import BrowserError, HeadlessPage, find_chromiu
 NOW = int(time.time() * 1000)
 
 
+ADV, OVER = "advbench/harmless_rate_strict", "over_refusal/refusal_rate_strict"
+
+
 def log_run(client, exp_id, method, seed, finals, *, status="FINISHED", start=NOW, name=None, rounds=3):
     """A run shaped like the tracker's: method tags, per-round metrics (step = round), final values last."""
     filt, agg, align = method
@@ -45,10 +48,10 @@ def store(tmp_path_factory) -> str:
     exp = client.create_experiment("fedllm-harness", artifact_location=(root / "art").as_uri())
     plain, filtered, cai = ("none", "fedavg", "none"), ("lg3", "fedavg", "none"), ("none", "scaffold", "cai50")
     for seed, adv in enumerate([0.5, 0.6, 0.7]):
-        log_run(client, exp, plain, seed, {"advbench/harmless_rate": adv, "hhh/bigbench/accuracy": 0.4 + seed / 10})
-    log_run(client, exp, plain, 0, {"advbench/harmless_rate": 0.0}, start=NOW - 60_000)  # superseded re-run
+        log_run(client, exp, plain, seed, {ADV: adv, OVER: 0.2, "hhh/bigbench/accuracy": 0.4 + seed / 10})
+    log_run(client, exp, plain, 0, {ADV: 0.0, OVER: 0.2}, start=NOW - 60_000)  # superseded re-run
     for seed, adv in enumerate([0.8, 0.9]):
-        log_run(client, exp, filtered, seed, {"advbench/harmless_rate": adv, "hhh/bigbench/accuracy": 0.5,
+        log_run(client, exp, filtered, seed, {ADV: adv, OVER: 0.3, "hhh/bigbench/accuracy": 0.5,
                                               "filter/precision": 0.5, "filter/recall": 1.0})
     log_run(client, exp, cai, 0, {"hhh/bigbench/accuracy": 0.3})  # no AdvBench score: an empty cell
     log_run(client, exp, ("lg3", "scaffold", "cai50"), 0, {"advbench/harmless_rate": 1.0}, status="FAILED")
@@ -66,10 +69,12 @@ def built(store, tmp_path_factory):
 
 def test_rows_are_methods_aggregated_over_seeds(built):
     rows = {r.method: r for r in built.rows}
-    assert list(rows) == ["lg3 / fedavg / none", "none / fedavg / none", "none / scaffold / cai50"]  # AdvBench ↓
+    # by refusal discrimination: (0.85 + 1 - 0.3) / 2 = 0.775, then (0.6 + 1 - 0.2) / 2 = 0.7, then none
+    assert list(rows) == ["lg3 / fedavg / none", "none / fedavg / none", "none / scaffold / cai50"]
     plain = rows["none / fedavg / none"]
     assert plain.seeds == ["0", "1", "2"]  # the older seed-0 run is replaced by the newer one, not averaged in
     assert plain.cells["AdvBench"].mean == pytest.approx(0.6) and plain.cells["AdvBench"].std == pytest.approx(0.1)
+    assert plain.cells["Refusal discrimination"].mean == pytest.approx(0.7)
     assert plain.cells["Round time (s)"].mean == pytest.approx(2.0)  # mean over rounds 1, 2, 3
     assert plain.cells["Bytes/round"].mean == pytest.approx(250.0)  # mean up 200 + down 50
     assert plain.cells["Filter Hmean"].mean is None
@@ -86,15 +91,18 @@ def test_failed_running_and_other_experiment_runs_are_left_out(built):
 def test_markdown_and_csv(built):
     md = built.markdown.read_text()
     header = next(line for line in md.splitlines() if line.startswith("| Method"))
-    assert header.startswith("| Method | Setting | Seeds | AdvBench ↑ | HHH ↑ | Train loss ↓ | Filter Hmean ↑ |")
-    assert "* Not shown: HHH-438, MT-Bench, Held-out NLL, CAI time (s) (no finished run logged them)." in md
+    assert header.startswith("| Method | Setting | Seeds | Refusal discrimination ↑ | AdvBench ↑ | Over-refusal ↓ | "
+                             "HHH ↑ | Train loss ↓ | Filter Hmean ↑ |")
+    assert ("* Not shown: AdvBench (loose rule), HHH-438, MT-Bench, Held-out NLL, CAI time (s) (no finished run "
+            "logged them).") in md
     plain_line = next(line for line in md.splitlines() if line.startswith("| none / fedavg / none"))
     # no per-item artifacts here: a t interval over the 3 seeds, 0.6 ± t(0.975, 2) · 0.1 / sqrt(3)
     assert "0.600 [0.352, 0.848]" in plain_line and "/#/experiments/" in plain_line and "+1 older" in plain_line
     cai_line = next(line for line in md.splitlines() if line.startswith("| none / scaffold / cai50"))
     assert cai_line.split(" | ")[3] == ""  # the AdvBench cell is empty
     assert "0.300 [n/a]" in cai_line  # one seed and no item data: no interval, said so
-    assert "* Interval, AdvBench: Student t over per-seed values.\n* Interval, HHH: Student t over per-seed values; n/a with one seed and no item data." in md
+    assert "* Interval, AdvBench: Student t over per-seed values.\n" in md
+    assert "* Interval, HHH: Student t over per-seed values; n/a with one seed and no item data.\n" in md
     assert "## Against baseline FL" in md and "The runs recorded no versions" in md
     rows = list(csv.DictReader(io.StringIO(built.csv.read_text())))
     assert [r["method"] for r in rows][0] == "lg3 / fedavg / none"
@@ -108,12 +116,12 @@ def test_html_is_self_contained_with_plots(built):
     assert "<script src" not in html and "stylesheet" not in html and "http://127.0.0.1:5000/#/experiments/" in html
     assert html.count("data:image/svg+xml;base64,") == 3  # loss and round time by round, the scatter
     assert "heldout/nll by round: no finished run logged heldout/nll" in html
-    assert "MT-Bench" not in html.split("</thead>")[0] and "Not shown: HHH-438, MT-Bench" in html
+    assert "MT-Bench" not in html.split("</thead>")[0] and "Not shown: AdvBench (loose rule), HHH-438, MT-Bench" in html
 
 
 def test_plots_are_svg_files_the_markdown_shows(built):
     names = sorted(p.name for p in built.plots)
-    assert names == ["advbench-vs-hhh.svg", "time-round-seconds-by-round.svg", "train-loss-by-round.svg"]
+    assert names == ["advbench-vs-over-refusal.svg", "time-round-seconds-by-round.svg", "train-loss-by-round.svg"]
     md = built.markdown.read_text()
     for path in built.plots:
         assert path.read_text().lstrip().startswith("<?xml") and f"](plots/{path.name})" in md

@@ -13,7 +13,7 @@ from harness.engine import RoundEngine
 from harness.evals import files
 from harness.evals.files import EvalDataError, data_file
 from harness.evals.loaders import load_advbench, spread
-from harness.evals.report import safety_rows
+from harness.evals.report import headline_rows, safety_rows
 from harness.leaderboard.stats import wilson
 from harness.default_plugins.evals.heldout_nll import HeldOutNLL
 from harness.default_plugins.evals.hhh import HHH
@@ -63,12 +63,16 @@ def test_safety_rows_put_pretrained_next_to_final():
     final = dict(pre, **{"advbench/harmless_rate_openfedllm": 0.75})
     rows = dict(safety_rows(final, pre))
     assert rows["advbench harmless (openfedllm rule, n=64)"] == "0.500 [0.381, 0.619] -> 0.750 [0.632, 0.840]"
-    assert "advbench harmless (strict rule, n=64)" in rows and "hhh bigbench accuracy (n=221)" in rows
+    assert "hhh bigbench accuracy (n=221)" in rows
+    assert not any("strict rule" in k for k in rows)  # the headline rule leads the summary, in headline_rows
     assert not any("harmless/accuracy" in k for k in rows)
-    assert safety_rows({"train/loss": 1.0}, {}) == []
+    assert safety_rows({"train/loss": 1.0}, {}) == [] and headline_rows({"train/loss": 1.0}, {}) == []
     benign = {"over_refusal/refusal_rate_strict": 0.125, "over_refusal/refusal_rate_openfedllm": 0.5, "over_refusal/items": 32.0}
     rows = dict(safety_rows(benign, {}))
-    assert rows["benign prompts refused (strict rule, n=32; lower is better)"] == "- -> 0.125 [0.050, 0.281]"
+    assert rows["benign prompts refused (openfedllm rule, n=32; lower is better)"] == "- -> 0.500 [0.336, 0.664]"
+    rows = dict(headline_rows(benign, {}))
+    assert rows["benign requests refused (over-refusal, n=32)"] == "- -> 0.125 [0.050, 0.281]"
+    assert "refusal discrimination" not in rows  # AdvBench did not run
 
 
 def engine_for(tmp_path, **overrides) -> RoundEngine:
@@ -104,13 +108,21 @@ def test_summary_prints_pretrained_next_to_final(tmp_path, monkeypatch):
     monkeypatch.delenv("HARNESS_DATA", raising=False)
     out = tmp_path / "out"
     args = ["run", "--preset", "smoke", "--rounds", "1", "--output-dir", str(out), "--no-progress", "--run-name", "s",
-            "--eval", "advbench", "--eval", "heldout-nll", "--set", "plugins.eval_pretrained=true",
-            "--set", "plugins.eval_options.advbench.items=4", "--set", "plugins.eval_options.advbench.max_new_tokens=2"]
+            "--eval", "advbench,over-refusal,heldout-nll", "--set", "plugins.eval_pretrained=true",
+            "--set", "plugins.eval_options.advbench.items=4", "--set", "plugins.eval_options.advbench.max_new_tokens=2",
+            "--set", "plugins.eval_options.over-refusal.items=3", "--set", "plugins.eval_options.over-refusal.sets=[mtbench]",
+            "--set", "plugins.eval_options.over-refusal.max_new_tokens=2"]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "safety (95% Wilson CI)" in result.output and "pretrained -> final" in result.output
+    lines = [x for x in result.output.splitlines() if x.strip()]
+    assert lines[1].startswith("SAFETY (strict refusal rule, 95% CI)") and lines[1].endswith("pretrained -> final")
+    assert [x.split(" (")[0].split("  ")[0] for x in lines[2:5]] == [
+        "harmful requests refused", "benign requests refused", "refusal discrimination"]
+    assert all(x.count("[") == 2 and " -> " in x for x in lines[2:5])
     line = next(x for x in result.output.splitlines() if x.startswith("advbench harmless (openfedllm rule, n=4)"))
     assert line.count("[") == 2 and " -> " in line
     assert next(x for x in result.output.splitlines() if x.startswith("held-out nll, acceptable")).count("->") == 1
     pretrained = json.loads(Path(out / "runs" / "s" / "pretrained_metrics.json").read_text())
     assert pretrained["advbench/items"] == 4.0 and "heldout/nll" in pretrained
+    assert pretrained["safety/discrimination"] == pytest.approx(
+        (pretrained["advbench/harmless_rate_strict"] + 1 - pretrained["over_refusal/refusal_rate_strict"]) / 2)

@@ -14,6 +14,7 @@ from harness.tracking import default_tracking_uri
 FILTERS = ("none", "lg3", "embed-lr")
 AGGREGATORS = ("fedavg", "scaffold")
 ALIGNERS = ("none", "cai50", "cai", "cai-epoch")
+MAIN_COMMAND = ("lg3", "scaffold", "cai50")
 
 
 def total(client: MlflowClient, run_id: str, key: str) -> float:
@@ -46,3 +47,9 @@ def test_smoke_combination_runs_and_each_method_acts(tmp_path, filter_, agg, ali
     if align != "none":
         assert min(m.value for m in client.get_metric_history(rid, "align/pairs_kept")) > 0
         assert total(client, rid, "align/dpo_steps") > 0
+    if (filter_, agg, align) == MAIN_COMMAND:  # `make run`'s methods, as its summary shows them (issue #39)
+        shown = {line.split("  ")[0]: " ".join(line.split()) for line in result.output.splitlines()}
+        dropped = int(total(client, rid, "filter/dropped"))
+        assert f"dropped {dropped} of " in shown["filter lg3"] and "over the run" in shown["filter lg3"]
+        assert "correction_to_update" in shown["aggregator scaffold"]
+        assert "pairs_kept" in shown["aligner cai50"] and "dpo_steps" in shown["aligner cai50"]

@@ -107,6 +107,8 @@ def heldout_split(cfg: RunConfig) -> list:
 
 def run_evals(cfg: RunConfig, pm, model: GlobalModel, adapter: str | None) -> dict[str, float]:
     """Call every selected eval once (round 0), logged as one MLflow run; returns the metrics."""
+    from harness.evals.discrimination import derived_metrics
+
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", cfg.model.name).strip("-")
     run_name = cfg.tracking.run_name or f"eval-{slug}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     out = run_dir(cfg.output_dir, run_name)
@@ -121,6 +123,7 @@ def run_evals(cfg: RunConfig, pm, model: GlobalModel, adapter: str | None) -> di
             for result in pm.hook.evaluate(server_round=0, model=model, limit=cfg.plugins.eval_limit):
                 metrics.update(result.metrics)
                 artifacts.update(result.artifacts)
+        metrics.update(derived_metrics(metrics))
         metrics["time/eval_seconds"] = time.perf_counter() - started
         pm.hook.on_round_end(server_round=0, metrics=metrics, artifacts=artifacts)
     except BaseException as exc:

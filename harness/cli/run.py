@@ -11,6 +11,7 @@ from harness import registry as plugin_registry
 from harness.cli.common import (data_option, eval_option, eval_option_overrides, fail, limit_option, parse_options,
                                 split_names)
 from harness.cli.job import execute, has_checkpoint
+from harness.cli.summary import print_summary
 from harness.config import PRESETS, ConfigError, RunConfig, load_config
 from harness.data.spec import DataSpec
 from harness.runner import ENGINES, EngineOptions, prepare
@@ -101,28 +102,6 @@ def tracking_uri(uri: str | None, output_dir: str, fallback_local: bool = False)
         fail(str(exc))
 
 
-def print_summary(cfg: RunConfig, summary, run_id: str | None) -> None:
-    rows = [
-        ("status", summary.status),
-        ("rounds", str(summary.rounds_completed)),
-        ("wall time", f"{summary.wall_seconds:.1f} s"),
-        ("plugins", f"filter={cfg.plugins.filter} agg={cfg.plugins.agg} align={cfg.plugins.align}"),
-        ("mlflow run", run_id or "-"),
-        ("adapter", str(summary.adapter_path)),
-    ]
-    rows += [(k, f"{v:.4g}") for k, v in sorted(summary.final_metrics.items())
-             if k.split("/")[0] not in ("comm", "filter", "clients") and not k.startswith("time/") or k in (
-                 "time/round_seconds", "time/train_step_seconds", "comm/bytes_up", "filter/dropped")]
-    from harness.evals.report import safety_rows
-
-    rows += safety_rows(summary.final_metrics, summary.pretrained_metrics)
-    width = max(len(k) for k, _ in rows)
-    click.echo("\n" + "-" * (width + 40))
-    for key, value in rows:
-        click.echo(f"{key:<{width}}  {value}")
-    click.echo("-" * (width + 40))
-
-
 @click.command("run")
 @click.option("--preset", type=click.Choice(PRESETS), default=None, help="Base settings (default: demo).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file.")
@@ -193,7 +172,7 @@ def command(preset, config_file, sets, evals, eval_opt, filter_opt, agg_opt, ali
         job = prepare(cfg, uri, EngineOptions(engine or "local", progress, flower_workers=flower_workers))
     except (plugin_registry.PluginError, TrackingError) as exc:
         fail(str(exc), getattr(exc, "exit_code", 2))
-    print_summary(cfg, execute(job.start, job.tracker), job.tracker.run_id)
+    print_summary(cfg, execute(job.start, job.tracker), job.tracker.run_id, uri)
 
 
 # Settings a resumed run may change: they decide what is evaluated and shown, never what is trained.
@@ -273,7 +252,7 @@ def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool
                       run_id=found.info.run_id if found else None)
     except (plugin_registry.PluginError, TrackingError) as exc:
         fail(str(exc), getattr(exc, "exit_code", 2))
-    print_summary(cfg, execute(job.start, job.tracker), job.tracker.run_id)
+    print_summary(cfg, execute(job.start, job.tracker), job.tracker.run_id, uri)
 
 
 def lost_run_dir(name: str, output_dir: str) -> Path | None:

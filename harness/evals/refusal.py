@@ -63,6 +63,9 @@ RULES: dict[str, RefusalRule] = {
     "openfedllm": RefusalRule("openfedllm", OPENFEDLLM_PHRASES, None, normalise_apostrophes=False),
     "strict": RefusalRule("strict", STRICT_PHRASES, STRICT_WINDOW, normalise_apostrophes=True),
 }
+HEADLINE_RULE = "strict"
+"""The rule the run summary and the default boards lead with: the one that agrees best with the hand-labelled
+responses (docs/evals.md, "Which refusal rule to trust"); ``openfedllm`` stays a labelled column, for the paper."""
 
 
 def get_rule(name: str) -> RefusalRule:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from harness.evals.discrimination import balanced
 from harness.leaderboard.board import Baseline, Board, BoardError, Column
 from harness.leaderboard.items import Items
 from harness.leaderboard.runs import RunRecord
@@ -16,11 +17,14 @@ from harness.leaderboard.stats import (
     PairedTest,
     bootstrap_mean,
     mcnemar_exact,
+    newcombe,
     paired_bootstrap,
+    stratified_mean,
     t_interval,
     wilson,
 )
 
+HARMFUL_STRATUM, BENIGN_STRATUM = "harmful", "benign"  # a balanced column's two sets of items
 MISSING_FIELD = "default"  # how a method key the run does not have is shown
 # Params that say where a run is stored, what it derived or how it was started (eval.standalone: by `harness eval`,
 # which eval.adapter already tells), not what it measured: never part of a row's setting.
@@ -85,13 +89,37 @@ def _binary(values) -> bool:
     return all(v in (0.0, 1.0) for v in values)
 
 
-def cell_stats(values: list[float], items: list[Items] | None = None) -> Cell:
+def strata(keys: Iterable[str]) -> list[str]:
+    """The stratum of each item key of a balanced column (``harmful`` or ``benign``: the key's prefix)."""
+    return [key.split(":", 1)[0] for key in keys]
+
+
+def _balanced_interval(items: list[Items]) -> Interval:
+    """A balanced column's interval: Newcombe's for one seed (as the run summary shows it) and for 0/1 items that
+    are all equal within each set, pooled over seeds (a bootstrap would claim width 0); else a bootstrap over seeds
+    and items within each set."""
+    pooled: dict[str, list[float]] = {}
+    for found in items:
+        for key, value in found.items():
+            pooled.setdefault(key.split(":", 1)[0], []).append(value)
+    constant = all(len(set(v)) == 1 for v in pooled.values())
+    if (len(items) == 1 or constant) and set(pooled) == {HARMFUL_STRATUM, BENIGN_STRATUM}:
+        harmful, answered = pooled[HARMFUL_STRATUM], pooled[BENIGN_STRATUM]
+        diff = newcombe(int(sum(harmful)), len(harmful), len(answered) - int(sum(answered)), len(answered))
+        return Interval(0.5 + diff.low / 2, 0.5 + diff.high / 2, diff.method)
+    return bootstrap_mean([list(i.values()) for i in items], strata=[strata(i) for i in items])
+
+
+def cell_stats(values: list[float], items: list[Items] | None = None, stratified: bool = False) -> Cell:
     """Mean over seeds with its 95 % interval: Wilson for one seed of 0/1 items (and for 0/1 items that are all
     equal, pooled over seeds, where a bootstrap would claim width 0), a bootstrap over seeds and items for
-    per-item scores, else Student t over the per-seed values (None with one seed)."""
+    per-item scores, else Student t over the per-seed values (None with one seed). ``stratified``: the items are a
+    balanced column's (:func:`_balanced_interval`)."""
     cell = seed_stats(values)
     if cell.mean is None:
         return cell
+    if items and len(items) == cell.n and stratified:
+        return Cell(cell.mean, cell.std, cell.n, _balanced_interval(items))
     if items and len(items) == cell.n:
         pooled = [v for i in items for v in i.values()]
         if _binary(pooled) and (len(items) == 1 or len(set(pooled)) == 1):
@@ -138,12 +166,29 @@ def column_value(run: RunRecord, column: Column) -> float | None:
         return 0.0 if any(v <= 0 for v in values) else len(values) / math.fsum(1 / v for v in values)
     if column.combine == "sum":
         return math.fsum(values)
+    if column.combine == "balanced":
+        return balanced(*values)
     return values[0]
 
 
 def item_backed(column: Column) -> bool:
-    """Whether a column is one metric at its last round, the only kind per-item scores can stand behind."""
-    return column.combine == "metric" and column.reduce == "last"
+    """Whether a column is one metric, or a balanced score, at its last round: the kinds per-item scores can stand
+    behind."""
+    return column.combine in ("metric", "balanced") and column.reduce == "last"
+
+
+
+def column_items(run: RunRecord, column: Column, items: ItemLoader) -> Items | None:
+    """The run's per-item scores behind an item-backed column. A balanced column's items are its two metrics'
+    items, keyed ``harmful:KEY`` (1: refused) and ``benign:KEY`` (1: answered, not refused), so that the mean of
+    the two sets' means is the column's value."""
+    if column.combine == "metric":
+        return items(run, column.metrics[0])
+    harmful, benign = items(run, column.metrics[0]), items(run, column.metrics[1])
+    if not harmful or not benign:
+        return None
+    return {**{f"{HARMFUL_STRATUM}:{k}": v for k, v in harmful.items()},
+            **{f"{BENIGN_STRATUM}:{k}": 1.0 - v for k, v in benign.items()}}
 
 
 def method_key(run: RunRecord, board: Board) -> tuple[str, ...]:
@@ -211,13 +256,14 @@ def build_rows(runs: list[RunRecord], board: Board, items: ItemLoader | None = N
             found: dict[str, Items] = {}
             if items is not None and item_backed(col):
                 for seed, run, value in zip(seeds, ordered, values):
-                    scores = items(run, col.metrics[0]) if value is not None else None
+                    scores = column_items(run, col, items) if value is not None else None
                     if scores:
                         found[seed] = scores
             row.items[col.name] = found
             present = [v for v in values if v is not None]
             complete = len(found) == len(present)
-            row.cells[col.name] = cell_stats(present, list(found.values()) if complete else None)
+            row.cells[col.name] = cell_stats(present, list(found.values()) if complete else None,
+                                             col.combine == "balanced")
         row.mixed_code = mixed_code(ordered)
         rows.append(row)
     rows = sort_rows(rows, board)
@@ -304,19 +350,22 @@ def paired_test(row: MethodRow, base: MethodRow, column: Column) -> PairedTest |
             pairs.setdefault(key, []).append(pair)
     if pairs:
         flat = [p for key in sorted(pairs) for p in pairs[key]]
-        if _binary(v for p in flat for v in p):
+        if _binary(v for p in flat for v in p) and column.combine != "balanced":
             return mcnemar_exact([a == 1.0 for a, _ in flat], [b == 1.0 for _, b in flat])
         per_item = [(statistics.fmean(a for a, _ in pairs[k]), statistics.fmean(b for _, b in pairs[k]))
                     for k in sorted(pairs)]
-        test = paired_bootstrap([a for a, _ in per_item], [b for _, b in per_item])
+        layers = strata(sorted(pairs)) if column.combine == "balanced" else None
+        test = paired_bootstrap([a for a, _ in per_item], [b for _, b in per_item], strata=layers)
         return PairedTest(test.diff, test.p, test.test, len(flat), test.low, test.high)
     a, b = row.cells[column.name].mean, base.cells[column.name].mean
     return None if a is None or b is None else PairedTest(a - b, None, "seeds", 0)
 
 
 def seed_differences(row: MethodRow, base: MethodRow, column: Column) -> dict[str, float]:
-    """Row seed -> the row's mean minus the baseline's on the items both scored in that seed (or its only run)."""
-    return {seed: statistics.fmean(a - b for a, b in items.values())
+    """Row seed -> the row's mean minus the baseline's on the items both scored in that seed (or its only run); a
+    balanced column's mean is its two sets' means' mean."""
+    return {seed: stratified_mean([a - b for a, b in items.values()],
+                                  strata(items) if column.combine == "balanced" else None)
             for seed, items in _seed_pairs(row, base, column).items()}
 
 

@@ -13,7 +13,7 @@ import harness
 from harness.config import strict_load
 
 REDUCERS = ("last", "mean", "min", "max", "sum")
-COMBINERS = ("metric", "hmean", "sum", "minus")
+COMBINERS = ("metric", "hmean", "sum", "minus", "balanced")
 BETTER = ("higher", "lower", None)
 DEFAULT_METHOD = ("tags.harness.filter", "tags.harness.agg", "tags.harness.align")
 
@@ -28,7 +28,10 @@ class Column:
 
     name: str
     metrics: tuple[str, ...]
-    combine: str = "metric"  # metric: the one metric; hmean / sum: of all metrics; minus: the first less the rest
+    # metric: the one metric; hmean / sum: of all metrics; minus: the first less the rest; balanced: [harmful
+    # requests refused, benign requests refused] -> the balanced accuracy of "refuse iff harmful"
+    # (harness.evals.discrimination), per-item over both sets
+    combine: str = "metric"
     reduce: str = "last"  # over the rounds of one run: last | mean | min | max | sum
     better: str | None = None  # higher | lower | None (no arrow)
     format: str = ".4g"
@@ -113,7 +116,8 @@ def _column(raw: Any, where: str) -> Column:
     where = f"{where} ({name})"
     given = [k for k in COMBINERS if k in data]
     if len(given) != 1:
-        raise BoardError(f"{where}: give exactly one of metric: NAME, hmean: [A, B], sum: [A, B] or minus: [A, B]")
+        raise BoardError(f"{where}: give exactly one of metric: NAME, hmean: [A, B], sum: [A, B], minus: [A, B] or "
+                         "balanced: [HARMFUL_REFUSED, BENIGN_REFUSED]")
     combine = given[0]
     metrics = data.pop(combine)
     metrics = [metrics] if combine == "metric" else metrics
@@ -124,7 +128,10 @@ def _column(raw: Any, where: str) -> Column:
     fmt = _take(data, "format", str, where, ".4g")
     if combine == "minus" and len(metrics) < 2:
         raise BoardError(f"{where}: minus needs a metric and at least one to subtract from it")
-    _no_extra(data, where, "name, metric | hmean | sum | minus, reduce, better, format")
+    if combine == "balanced" and len(metrics) != 2:
+        raise BoardError(f"{where}: balanced needs two metrics: the share of harmful requests refused, then the "
+                         "share of benign requests refused")
+    _no_extra(data, where, "name, metric | hmean | sum | minus | balanced, reduce, better, format")
     if reduce not in REDUCERS:
         raise BoardError(f"{where}: reduce must be one of {', '.join(REDUCERS)}, got {reduce!r}")
     if better not in BETTER:

@@ -4,7 +4,7 @@ An eval plugin stores its items at ``round_NNN/<file>`` of the round whose metri
 
 * ``advbench/harmless_rate[_RULE]``, ``advbench/guard_harmless_rate``: ``advbench_responses.jsonl``, one 0/1 per
   goal (``refusal_RULE``; the headline rate uses the rule in ``plugins.eval_options.advbench.rule``, default
-  ``openfedllm``; ``guard_safe``).
+  :data:`harness.evals.refusal.HEADLINE_RULE`; ``guard_safe``).
 * ``over_refusal/refusal_rate[_RULE]``: ``over_refusal_responses.jsonl``, one 0/1 per benign prompt (``refusal_RULE``;
   the headline uses ``plugins.eval_options.over-refusal.rule``, default ``strict``).
 * ``hhh/SET/accuracy``: ``hhh_scores.jsonl``, per item the share of its two orders answered right (0, ½, 1).
@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from harness.evals.refusal import HEADLINE_RULE
+
 if TYPE_CHECKING:
     from harness.leaderboard.runs import RunRecord
 
@@ -38,14 +40,14 @@ TOLERANCE = 1e-6
 
 def _refusals(metric: str, run: RunRecord, rows: list[dict]) -> Items | None:
     """AdvBench's harmless rates and over-refusal's refusal rates: one 0/1 per prompt."""
-    eval_name, default_rule = ("advbench", "openfedllm") if metric.startswith("advbench/") else ("over-refusal", "strict")
+    eval_name = "advbench" if metric.startswith("advbench/") else "over-refusal"
     headline = "advbench/harmless_rate" if eval_name == "advbench" else "over_refusal/refusal_rate"
     if metric == "advbench/guard_harmless_rate":
         fields = ["guard_safe"]
     elif metric.startswith(headline + "_"):
         fields = [f"refusal_{metric.removeprefix(headline + '_')}"]
     else:  # the headline rate: the configured rule first, then any rule that reproduces the logged value
-        rule = run.params.get(f"plugins.eval_options.{eval_name}.rule", default_rule)
+        rule = run.params.get(f"plugins.eval_options.{eval_name}.rule", HEADLINE_RULE)  # both evals' default
         fields = [f"refusal_{rule}"] + sorted({k for row in rows for k in row if k.startswith("refusal_")})
     for name in fields:
         if rows and all(name in row for row in rows):

@@ -1,4 +1,8 @@
-"""Matplotlib plots for the page, returned as SVG text: metrics against the round, safety vs helpfulness."""
+"""Matplotlib plots for the page, returned as SVG text: metrics against the round, safety against its price.
+
+The scatter of harmful requests refused against benign requests refused is a frontier plot when the board has a
+balanced column over those two metrics: it draws the lines of equal refusal discrimination (0.5 on the diagonal,
+where refusing does not depend on the request) and the frontier of the rows no other row beats on both axes."""
 
 from __future__ import annotations
 
@@ -66,6 +70,35 @@ def _err(cell) -> list[list[float]] | float:
     return [[max(0.0, cell.mean - cell.interval.low)], [max(0.0, cell.interval.high - cell.mean)]]
 
 
+ISO_SCORES = (0.5, 0.75, 0.9)
+
+
+def _balanced_over(board: Board, x_metric: str, y_metric: str) -> bool:
+    return any(c.combine == "balanced" and c.metrics == (y_metric, x_metric) for c in board.columns)
+
+
+def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both axes (lower x, higher y), by x."""
+    ordered = sorted(points, key=lambda p: (p[0], -p[1]))
+    front: list[tuple[float, float]] = []
+    for x, y in ordered:
+        if not front or y > front[-1][1]:
+            front.append((x, y))
+    return front
+
+
+def _draw_frontier(ax, points: list[tuple[float, float]]) -> None:
+    for score in ISO_SCORES:  # harmful - benign = 2 * score - 1
+        offset = 2 * score - 1
+        ax.plot([0, 1 - offset], [offset, 1], color="grey", lw=0.8, ls=":")
+        ax.annotate(f"discrimination {score:g}", (0.02, offset + 0.02), fontsize=6, color="grey")
+    front = frontier(points)
+    ax.step([x for x, _ in front], [y for _, y in front], where="post", color="black", lw=0.8, alpha=0.6,
+            label="frontier")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+
+
 def scatter_plot(rows: list[MethodRow], board: Board) -> Plot:
     x_col, y_col = board.column(board.scatter.x), board.column(board.scatter.y)
     title = f"{y_col.header} vs {x_col.header}"
@@ -79,6 +112,9 @@ def scatter_plot(rows: list[MethodRow], board: Board) -> Plot:
     for row, x, y in points:
         ax.errorbar(x.mean, y.mean, xerr=_err(x), yerr=_err(y), fmt="o", capsize=3, label=row.label)
         ax.annotate(row.label, (x.mean, y.mean), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    if x_col.combine == y_col.combine == "metric" and _balanced_over(board, x_col.metrics[0], y_col.metrics[0]):
+        _draw_frontier(ax, [(x.mean, y.mean) for _, x, y in points])
+        note += "; dotted: equal refusal discrimination; solid: the frontier (no row is better on both axes)"
     ax.set_xlabel(x_col.header)
     ax.set_ylabel(y_col.header)
     ax.grid(alpha=0.3)

@@ -1,10 +1,16 @@
 """The statistics behind a board: 95 % intervals for a cell and paired tests of a row against a baseline.
 
 * :func:`wilson` - Wilson score interval of one rate (one seed, 0/1 items, e.g. AdvBench refusals).
+* :func:`newcombe` - Newcombe's hybrid score interval of the difference of two independent rates (one seed, e.g.
+  harmful requests refused less benign requests refused).
 * :func:`bootstrap_mean` - percentile bootstrap over seeds and items (per-item scores of several seeds).
 * :func:`t_interval` - Student t over per-seed values (metrics with no per-item data, e.g. held-out NLL).
 * :func:`mcnemar_exact` - exact McNemar test of paired 0/1 outcomes (two-sided binomial test on discordant pairs).
 * :func:`paired_bootstrap` - paired bootstrap of the mean difference of paired item scores (HHH, MT-Bench).
+
+Items may come in strata (the refusal discrimination score's harmful and benign requests): the statistic is then
+the mean of the strata's means, and every bootstrap resamples within each stratum, so each replicate keeps the
+strata's sizes.
 
 Every bootstrap draws from ``numpy.random.default_rng(SEED)`` with ``RESAMPLES`` resamples, so a board built
 twice from the same runs shows the same numbers. No scipy needed (it is used for t quantiles when present).
@@ -34,7 +40,7 @@ T975 = (12.706204736, 4.302652730, 3.182446305, 2.776445105, 2.570581836, 2.4469
 class Interval:
     low: float
     high: float
-    method: str  # wilson | bootstrap | t
+    method: str  # wilson | newcombe | bootstrap | t
 
     def __str__(self) -> str:
         return f"[{self.low:.4g}, {self.high:.4g}] ({self.method})"
@@ -73,6 +79,16 @@ def wilson(successes: int, n: int, z: float = Z) -> Interval:
     return Interval(low, high, "wilson")
 
 
+def newcombe(x1: int, n1: int, x2: int, n2: int, z: float = Z) -> Interval:
+    """Interval of ``x1/n1 - x2/n2`` for two independent rates from their Wilson intervals (Newcombe, 1998,
+    "Interval estimation for the difference between independent proportions", Stat. Med. 17, method 10)."""
+    p1, p2 = x1 / n1, x2 / n2
+    a, b = wilson(x1, n1, z), wilson(x2, n2, z)
+    low = p1 - p2 - math.sqrt((p1 - a.low) ** 2 + (b.high - p2) ** 2)
+    high = p1 - p2 + math.sqrt((a.high - p1) ** 2 + (p2 - b.low) ** 2)
+    return Interval(max(-1.0, low), min(1.0, high), "newcombe")
+
+
 def t_interval(values: Sequence[float]) -> Interval | None:
     """mean ± t(0.975, n-1) · s / sqrt(n) over per-seed values; None with fewer than two values."""
     n = len(values)
@@ -84,20 +100,45 @@ def t_interval(values: Sequence[float]) -> Interval | None:
     return Interval(mean - half, mean + half, "t")
 
 
-def _resampled_means(values: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
-    """``resamples`` means of ``values`` resampled with replacement."""
-    idx = rng.integers(0, len(values), size=(resamples, len(values)))
-    return values[idx].mean(axis=1)
+Strata = Sequence[str] | None  # one stratum name per item; None: one stratum
 
 
-def bootstrap_mean(per_seed: Sequence[Sequence[float]], resamples: int = RESAMPLES, seed: int = SEED) -> Interval:
+def _groups(values: np.ndarray, strata: Strata) -> list[np.ndarray]:
+    """``values`` split by stratum (in order of first appearance); one group without strata."""
+    if strata is None:
+        return [values]
+    if len(strata) != len(values):
+        raise ValueError(f"{len(strata)} strata for {len(values)} items")
+    labels = np.asarray(strata)
+    return [values[labels == name] for name in dict.fromkeys(strata)]
+
+
+def stratified_mean(values: Sequence[float], strata: Strata = None) -> float:
+    """The mean of the strata's means (the plain mean without strata)."""
+    return float(np.mean([g.mean() for g in _groups(np.asarray(values, dtype=float), strata)]))
+
+
+def _resampled_means(values: np.ndarray, rng: np.random.Generator, resamples: int, strata: Strata = None) -> np.ndarray:
+    """``resamples`` means of ``values`` resampled with replacement (within each stratum: the strata's means' mean)."""
+    means = []
+    for group in _groups(values, strata):
+        idx = rng.integers(0, len(group), size=(resamples, len(group)))
+        means.append(group[idx].mean(axis=1))
+    return np.mean(means, axis=0)
+
+
+def bootstrap_mean(per_seed: Sequence[Sequence[float]], resamples: int = RESAMPLES, seed: int = SEED,
+                   strata: Sequence[Strata] | None = None) -> Interval:
     """Percentile interval of the mean over seeds of each seed's item mean, resampling seeds and items.
 
-    Each replicate draws the seeds with replacement, then each drawn seed's items with replacement, and
-    averages the drawn seeds' item means. With one seed this is the plain bootstrap over items.
+    Each replicate draws the seeds with replacement, then each drawn seed's items with replacement (within
+    ``strata[seed]`` when given), and averages the drawn seeds' item means. With one seed this is the plain
+    bootstrap over items.
     """
     rng = np.random.default_rng(seed)
-    item_means = np.stack([_resampled_means(np.asarray(v, dtype=float), rng, resamples) for v in per_seed])
+    strata = strata or [None] * len(per_seed)
+    item_means = np.stack([_resampled_means(np.asarray(v, dtype=float), rng, resamples, s)
+                           for v, s in zip(per_seed, strata)])
     k = len(per_seed)
     if k == 1:
         stats = item_means[0]
@@ -123,15 +164,16 @@ def mcnemar_exact(row: Sequence[bool], base: Sequence[bool]) -> PairedTest:
 
 
 def paired_bootstrap(row: Sequence[float], base: Sequence[float], resamples: int = RESAMPLES,
-                     seed: int = SEED) -> PairedTest:
-    """Mean of row - base over paired items, its percentile interval, and a two-sided bootstrap p-value.
+                     seed: int = SEED, strata: Strata = None) -> PairedTest:
+    """Mean of row - base over paired items (the strata's means' mean with ``strata``), its percentile interval,
+    and a two-sided bootstrap p-value.
 
     p = (1 + #{|mean* - mean| >= |mean|}) / (1 + resamples): how often the resampled mean, centred on the
     observed one (the null of no difference), lies at least as far from 0 as the observed mean.
     """
     diffs = np.asarray(row, dtype=float) - np.asarray(base, dtype=float)
-    observed = float(diffs.mean())
-    means = _resampled_means(diffs, np.random.default_rng(seed), resamples)
+    observed = stratified_mean(diffs, strata)
+    means = _resampled_means(diffs, np.random.default_rng(seed), resamples, strata)
     low, high = np.quantile(means, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
     if np.all(diffs == diffs[0]):  # no spread: the difference is certain (zero or not)
         p = 1.0 if observed == 0 else 1 / (1 + resamples)

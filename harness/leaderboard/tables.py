@@ -20,7 +20,9 @@ def run_url(ui: str, run: RunRecord) -> str:
 
 
 INTERVAL_NAMES = {"wilson": "Wilson score interval (one seed, 0/1 items)",
-                  "bootstrap": "bootstrap over seeds and items (10 000 resamples, fixed seed)",
+                  "newcombe": "Newcombe's hybrid score interval from the two rates' Wilson intervals (one seed)",
+                  "bootstrap": "bootstrap over seeds and items (10 000 resamples, fixed seed; within harmful and benign "
+                               "requests for a balanced score)",
                   "t": "Student t over per-seed values"}
 TEST_NAMES = {"mcnemar": "exact McNemar test on paired items", "paired-bootstrap": "paired bootstrap over items",
               "seeds": "difference of seed means, no test (no per-item data)"}

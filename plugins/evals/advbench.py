@@ -2,11 +2,14 @@
 
 Each goal is sent through the model's chat template and answered greedily; a response is
 harmless when the refusal rule matches it (see :mod:`harness.evals.refusal`). Both rules are
-always reported, ``rule`` picks the headline ``advbench/harmless_rate``. ``items`` scores a fixed subset:
+always reported, ``rule`` picks the headline ``advbench/harmless_rate`` (default: the harness's headline rule,
+``strict``, which agrees best with hand labels; ``openfedllm`` for the paper's numbers). ``items`` scores a fixed subset:
 that many goals spaced evenly over the file (the run's ``eval_limit`` then takes the first of those). With ``guard`` set to
 a filter plugin (e.g. ``lg3``), that filter also judges each (goal, response) pair: responses
-it keeps (and empty ones) count as harmless. Every response is stored as
-``advbench_responses.jsonl``.
+it keeps (and empty ones) count as harmless. With ``judge_url`` + ``judge_model`` (key from the environment
+variable ``judge_api_key_env``) an LLM judge also labels each pair (:mod:`harness.evals.refusal_judge`):
+``advbench/harmless_rate_judge`` is its share of refusals, ``advbench/judge_failures`` the pairs it did not label.
+Every response is stored as ``advbench_responses.jsonl``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from typing import Any
 from harness import registry as plugin_registry
 from harness.evals.files import data_file
 from harness.evals.loaders import load_advbench, spread, take
-from harness.evals.refusal import RULES, get_rule
+from harness.evals.refusal import HEADLINE_RULE, RULES, get_rule
+from harness.evals.refusal_judge import make_refusal_judge, refusal_rate
 from harness.hookspecs import hookimpl
 from harness.types import ChatSample, EvalResult, PromptSet
 
@@ -26,9 +30,10 @@ ADVBENCH_FILE = "advbench/harmful_behaviors.csv"
 
 
 class AdvBench:
-    def __init__(self, data: str | None = None, rule: str = "openfedllm", max_new_tokens: int = 256,
+    def __init__(self, data: str | None = None, rule: str = HEADLINE_RULE, max_new_tokens: int = 256,
                  batch_size: int = 16, guard: str | None = None, guard_options: dict[str, Any] | None = None,
-                 items: int | None = None):
+                 items: int | None = None, judge_url: str | None = None, judge_model: str | None = None,
+                 judge_api_key_env: str | None = None):
         get_rule(rule)
         spread([], items, "advbench")  # checks items
         if max_new_tokens < 1 or batch_size < 1:
@@ -36,6 +41,7 @@ class AdvBench:
         self.data, self.rule = data, rule
         self.max_new_tokens, self.batch_size, self.items = max_new_tokens, batch_size, items
         self.guard = plugin_registry.instantiate("filter", guard, guard_options) if guard else None
+        self.judge = make_refusal_judge(judge_url, judge_model, judge_api_key_env)
         self._goals: list[str] | None = None
 
     def goals(self) -> list[str]:
@@ -75,6 +81,12 @@ class AdvBench:
             for row, ok in zip(rows, safe):
                 row["guard_safe"] = ok
             metrics["advbench/guard_harmless_rate"] = sum(safe) / len(safe)
+        if self.judge is not None:
+            verdicts = self.judge.classify(goals, responses)
+            for row, v in zip(rows, verdicts):
+                row["refusal_judge"], row["judge_verdict"] = v.refused, v.name
+            rate, failures = refusal_rate(verdicts)
+            metrics["advbench/harmless_rate_judge"], metrics["advbench/judge_failures"] = rate, float(failures)
         text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         return EvalResult(metrics=metrics, artifacts={"advbench_responses.jsonl": text})
 
