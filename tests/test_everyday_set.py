@@ -17,7 +17,8 @@ from harness.data.normalize import prompt_digest
 from harness.evals.files import DATA_ENV, PACKAGED, EvalDataError, sha256
 from harness.evals.loaders import _CHOICE_RE
 from harness.safe_base import recipe
-from harness.default_plugins.evals.over_refusal import EVERYDAY_SHA256, SETS, OverRefusal, everyday_requests
+from harness.default_plugins.evals.over_refusal import SETS, OverRefusal
+from harness.evals.loaders import EVERYDAY_SHA256, everyday_requests
 
 from test_eval_over_refusal import Scripted
 

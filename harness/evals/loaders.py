@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.evals.files import EvalDataError
+from harness.evals.files import PACKAGED, EvalDataError, sha256
 from harness.jsonl import read_jsonl
 
 HHH_SUBSETS = ("harmless", "helpful", "honest", "other")
@@ -202,3 +202,16 @@ def load_judge_prompts(path: Path) -> dict[str, JudgePrompt]:
         _require(row, {"name": str, "system_prompt": str, "prompt_template": str}, f"{path} row {n}")
         prompts[row["name"]] = JudgePrompt(row["name"], row["system_prompt"], row["prompt_template"])
     return prompts
+
+
+EVERYDAY_FILE = "everyday/requests.jsonl"
+EVERYDAY_SHA256 = "6cca6fbf108996cc9f8da556b67199083d909eea34b3738bba203a3c5b22deb6"  # frozen: never edit the file
+
+
+def everyday_requests(path: Path = PACKAGED / EVERYDAY_FILE) -> list[tuple[str, str]]:
+    """(``id:category``, prompt) of each row of the frozen everyday set, in file order; the file must be the frozen
+    one (:data:`EVERYDAY_SHA256`)."""
+    if (got := sha256(path)) != EVERYDAY_SHA256:
+        raise EvalDataError(f"{path} has sha256 {got}, expected {EVERYDAY_SHA256}: the frozen everyday set was "
+                            "changed (a new version is a new file)")
+    return [(f"{row['id']}:{row['category']}", row["prompt"]) for _, row in read_jsonl(path, EvalDataError)]
