@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-PRESETS = ("smoke", "demo", "repro", "paper")
+PRESETS = ("smoke", "demo", "repro", "harmful", "paper")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 QUANTIZATIONS = ("none", "8bit", "4bit")
 DEFAULT_PRESET = "demo"

@@ -48,6 +48,7 @@ class SuiteRow:
     align: str = "none"
     filter_options: dict[str, Any] = field(default_factory=dict, hash=False)
     pretrained: bool = False  # evaluated once with `harness eval`, not trained, not per seed
+    align_options: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Suite:
 
 def paper_table1(filter_model: str | None = None) -> Suite:
     """Pretrained model, FL, FL + oracle filter (every red sample removed: the bound a filter can reach), FL+filter,
-    FL+CAI, FL+filter+CAI, each FL row with FedAvg and with SCAFFOLD."""
+    FL+CAI, FL+CAI with its helpful mix, FL+filter+CAI, each FL row with FedAvg and with SCAFFOLD."""
     guard = {"model": filter_model} if filter_model else {}
     rows = [SuiteRow("pretrained", pretrained=True)]
     for agg in ("fedavg", "scaffold"):
@@ -71,6 +72,7 @@ def paper_table1(filter_model: str | None = None) -> Suite:
             SuiteRow(f"fl+oracle-{agg}", "oracle", agg, "none"),
             SuiteRow(f"fl+filter-{agg}", "lg3", agg, "none", guard),
             SuiteRow(f"fl+cai-{agg}", "none", agg, "cai50"),
+            SuiteRow(f"fl+cai+helpful-{agg}", "none", agg, "cai50", align_options={"helpful": "demo"}),
             SuiteRow(f"fl+filter+cai-{agg}", "lg3", agg, "cai50", guard),
         ]
     # Safety in the claims is the refusal discrimination score; its two sides are then reported as costs/gains.
@@ -182,6 +184,7 @@ def row_config(suite: Suite, settings: SuiteSettings, row: SuiteRow, seed: int, 
     overrides.update({
         "plugins.filter": row.filter, "plugins.agg": row.agg, "plugins.align": row.align,
         "plugins.filter_options": filter_options, "plugins.evals": list(evals),
+        **({"plugins.align_options": dict(row.align_options)} if row.align_options else {}),
         "federation.seed": seed, "output_dir": settings.output_dir, "tracking.uri": uri,
         "tracking.experiment": experiment_name(suite, settings),
         "tracking.run_name": run_name(suite, settings, row, seed),

@@ -4,6 +4,7 @@ import json
 import time
 
 import mlflow
+import pytest
 from mlflow.tracking import MlflowClient
 
 from harness.leaderboard import load_board, write_leaderboard
@@ -13,13 +14,15 @@ from harness.leaderboard.stats import PairedTest
 NOW = int(time.time() * 1000)
 
 
-def log_run(client, exp, filt, align, refusals, benign=None, pretrained=False, seed=0):
-    """A finished run of the fedavg column: tags, pinned params, AdvBench (strict) and over-refusal items."""
+def log_run(client, exp, filt, align, refusals, benign=None, pretrained=False, seed=0, extra=None):
+    """A finished run of the fedavg column: tags, pinned params (and ``extra`` ones), AdvBench (strict) and
+    over-refusal items."""
     tags = {} if pretrained else {"harness.filter": filt, "harness.agg": "fedavg", "harness.align": align}
     run_id = client.create_run(exp, start_time=NOW, tags={**tags, "harness.seed": str(seed)}).info.run_id
     params = {"model.name": "m", "preset": "repro", "data.source": "hh-rlhf"}
     if pretrained:
         params |= {"eval.adapter": "none (pretrained base)", "eval.standalone": "True"}  # as `harness eval` logs
+    params |= extra or {}
     client.log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items()])
     rows = [{"goal": f"g{i}", "response": "r", "refusal_strict": bool(v), "refusal_openfedllm": bool(v)}
             for i, v in enumerate(refusals)]
@@ -28,7 +31,7 @@ def log_run(client, exp, filt, align, refusals, benign=None, pretrained=False, s
     if benign is not None:
         rows = [{"key": f"k{i}", "refusal_strict": bool(v), "refusal_openfedllm": bool(v)} for i, v in enumerate(benign)]
         client.log_text(run_id, "".join(json.dumps(r) + "\n" for r in rows), "round_001/over_refusal_responses.jsonl")
-        metrics["over_refusal/refusal_rate"] = sum(benign) / len(benign)
+        metrics["over_refusal/refusal_rate"] = metrics["over_refusal/refusal_rate_strict"] = sum(benign) / len(benign)
     client.log_batch(run_id, metrics=[mlflow.entities.Metric(k, v, NOW, 1) for k, v in metrics.items()])
     client.set_terminated(run_id)
 
@@ -92,3 +95,22 @@ def test_verdicts():
     robust = verdict(PairedTest(0.2, 0.01, "mcnemar", 40), +1, {"0": 0.3, "1": 0.1, "2": 0.2})
     one_seed_against = verdict(PairedTest(0.2, 0.01, "mcnemar", 40), +1, {"0": 0.5, "1": 0.3, "2": -0.2})
     assert robust == "**yes**" and one_seed_against == "**no**: p < 0.05 pooled, but seed 2 has the opposite sign"
+
+
+def test_refusal_discrimination_claims_and_the_helpful_mix_row(tmp_path):
+    uri, client, exp = new_store(tmp_path)
+    log_run(client, exp, "none", "none", [1] * 10 + [0] * 30, benign=[0] * 20)  # discrimination (0.25 + 1) / 2
+    log_run(client, exp, "none", "cai50", [1] * 40, benign=[1] * 20)  # refuses everything: 0.5
+    log_run(client, exp, "none", "cai50", [1] * 36 + [0] * 4, benign=[1] * 2 + [0] * 18,
+            extra={"plugins.align_options.helpful": "demo"})  # (0.9 + 0.9) / 2
+    board = load_board("paper-table1")
+    written = write_leaderboard(board, uri, tmp_path / "board")
+    assert [r.cells["Refusal discrimination"].mean for r in written.rows] == pytest.approx([0.9, 0.625, 0.5])
+    text = claims_markdown(board, written.rows, "Refusal discrimination", ["AdvBench", "Over-refusal"])
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "-0.125" in lines["CAI raises safety"] and "opposite sign" in lines["CAI raises safety"]  # refuse-all loses
+    helpful = lines["CAI's helpful mix beats CAI alone"]
+    assert "+0.400" in helpful and "paired-bootstrap" in helpful and helpful.endswith("**yes** |")
+    cost = next(line for line in text.splitlines() if line.startswith("| none / fedavg / cai50 (plugins.align_options"
+                                                                       ".helpful=demo)"))
+    assert "+0.650" in cost and "+0.100" in cost  # against FL: AdvBench 0.9 - 0.25, over-refusal 0.1 - 0

@@ -2,7 +2,8 @@
 
 The pairs are a prebuilt preference set (``pairs``) or the model's own self-revisions (``data``,
 or built once from ``prompts``) kept only where the judge calls the revision an improvement on
-the red response (:mod:`harness.cai.judge`). The DPO reference is the model after this round's SFT.
+the red response (:mod:`harness.cai.judge`). The DPO reference is the model after this round's SFT. With
+``helpful`` the base model's own answers to benign prompts are mixed in (:mod:`harness.cai.helpful`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from harness.cai.build import BuildSettings, build_cai_dataset
 from harness.cai.constitution import load_constitution
 from harness.cai.dataset import CaiDataError, CaiDataset, PreferencePair
+from harness.cai.helpful import HelpfulAnswers, helpful_pairs, load_helpful_prompts, mix, own_answers, refusals_of
 from harness.cai.judge import JUDGES, Judge, KeptPairs, keep_improvements, make_judge
 from harness.cai.pairs import DEMO, load_pairs
 from harness.cai.prompts import load_prompts
@@ -67,6 +69,8 @@ class CaiSettings:
     judge_margin: float = 0.1  # guard judge: keep when P_unsafe(red) - P_unsafe(revision) >= this
     guard: str | None = None  # guard judge's model; None: harness.guard.defaults.default_guard(run's model)
     seed: int = 0
+    helpful: str | None = None  # benign prompts ('demo' or a file) whose own answers are mixed in; None/'none': off
+    helpful_share: float = 0.5  # share of the SFT rows and DPO pairs that are helpful when `helpful` is given
 
     def __post_init__(self):
         if not 0.0 <= self.sft_fraction <= 1.0:
@@ -79,6 +83,11 @@ class CaiSettings:
             raise ValueError(f"judge_margin must be in [0, 1), got {self.judge_margin}")
         if self.pairs == "none":
             self.pairs = None
+        if self.helpful == "none":
+            self.helpful = None
+        share = self.helpful_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
+            raise ValueError(f"helpful_share must be a number in (0, 1) (the share of helpful rows), got {share!r}")
         if self.pairs not in (None, AUTO) and self.data is not None:
             raise ValueError("give pairs (a prebuilt preference set) or data (a CAI build directory), not both")
 
@@ -160,6 +169,10 @@ class CaiAligner:
         self.kept: KeptPairs | None = None
         self.judge_seconds = 0.0
         self._inputs_ready = False
+        self._helpful = load_helpful_prompts(settings.helpful) if settings.helpful is not None else []
+        self.helpful: HelpfulAnswers | None = None
+        self.helpful_rows = 0
+        self.training_pairs: list[PreferencePair] = []
         if settings.pairs != AUTO or settings.asks_for_self_revisions:  # a bad file stops the run before it starts
             self.start(None)
         self._sft: TokenizedSamples | None = None
@@ -181,13 +194,15 @@ class CaiAligner:
         self._inputs_ready = True
 
     def training_prompts(self) -> list[str]:
-        """The prompts the aligner trains on (the pairs', the build's, or the red-teaming prompts)."""
+        """The prompts the aligner trains on (the pairs', the build's, or the red-teaming prompts), then the helpful ones."""
         self.start(None)
         if self._prebuilt is not None:
-            return [p.prompt for p in self._prebuilt]
-        if self._built is not None:
-            return [r.prompt for r in self._built.records]
-        return list(self._prompts)
+            cai = [p.prompt for p in self._prebuilt]
+        elif self._built is not None:
+            cai = [r.prompt for r in self._built.records]
+        else:
+            cai = list(self._prompts)
+        return cai + self._helpful
 
     def dataset(self, model: GlobalModel) -> KeptPairs:
         """The training pairs (prepared once): ``pairs`` as given, or self-revisions (``data``, or built
@@ -201,13 +216,30 @@ class CaiAligner:
             else:
                 kept = self._judged(self._self_revisions(model), model)
             self.kept = kept
+            self.training_pairs = self._with_helpful(model, kept.pairs) if s.helpful is not None else kept.pairs
             self._sft = tokenize_samples(
-                model.tokenizer, [ChatSample(p.prompt, p.chosen, False, "cai", "cai") for p in kept.pairs], model.max_length
+                model.tokenizer, [ChatSample(p.prompt, p.chosen, False, "cai", "cai") for p in self.training_pairs],
+                model.max_length,
             )
-            self._pairs = tokenize_pairs(model.tokenizer, kept.pairs, model.max_length)
+            self._pairs = tokenize_pairs(model.tokenizer, self.training_pairs, model.max_length)
             rng = np.random.default_rng(s.seed)
             self._orders = {"sft": rng.permutation(len(self._sft)).tolist(), "dpo": rng.permutation(self._pairs.n).tolist()}
         return self.kept
+
+    def _with_helpful(self, model: GlobalModel, pairs: list[PreferencePair]) -> list[PreferencePair]:
+        """``pairs`` mixed with the base model's own answers to the helpful prompts (SFT rows and DPO pairs alike)."""
+        s = self.settings
+        self.helpful = answers = own_answers(model, self._helpful, s.max_new_tokens)
+        log.info("CAI helpful mix: the base model answered %d benign prompts (helpful=%s), kept %d (not refusals, not "
+                 "empty)", answers.asked, s.helpful, len(answers.kept))
+        if not answers.kept:
+            raise CaiDataError(f"helpful={s.helpful!r}: the base model refused or left empty all {answers.asked} benign "
+                               "prompts, so there is nothing to mix in; start a new run with other prompts or without helpful")
+        cai, helpful = mix(pairs, helpful_pairs(answers, refusals_of(pairs)), s.helpful_share, s.seed)
+        self.helpful_rows = len(helpful)
+        log.info("CAI helpful mix: %d CAI + %d helpful rows (share %.2f)", len(cai), len(helpful),
+                 len(helpful) / (len(cai) + len(helpful)))
+        return cai + helpful
 
     def _self_revisions(self, model: GlobalModel) -> CaiDataset:
         s = self.settings
@@ -279,4 +311,7 @@ class CaiAligner:
             pairs_built=self.kept.built, pairs_kept=len(self.kept.pairs), pairs_source=SOURCE_CODES[s.source],
             seconds=time.perf_counter() - start,
         )
+        if self.helpful is not None:
+            metrics.update(helpful_prompts=self.helpful.asked, helpful_kept=len(self.helpful.kept),
+                           helpful_share=self.helpful_rows / len(self.training_pairs))
         return AlignResult(state=model.adapter_state(), metrics=metrics)

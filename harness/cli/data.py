@@ -1,5 +1,5 @@
 """`harness data split`: disjoint client / guard / CAI splits of one labelled source (the paper's SQuARe20K,
-S-LG20K and S-CAI20K)."""
+S-LG20K and S-CAI20K); `harness data harmful-scenario`: the harmful-reply client data (docs/data.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from pathlib import Path
 import click
 
 from harness.cli.common import data_option, fail
+from harness.data.scenario.settings import ScenarioSettings
 from harness.data.spec import DataSpec
+
+SCENARIO = ScenarioSettings()
 
 
 @click.group("data")
@@ -46,3 +49,50 @@ def split(source, sizes, seed, out) -> None:
         click.echo(f"{r.name}: {r.samples} samples ({r.red} red) over {r.prompts} prompts -> {Path(out) / r.name}.jsonl")
     click.echo(f"use: harness run --data {Path(out) / 'clients.jsonl'}; harness filter train --data "
                f"{Path(out) / 'guard.jsonl'} ...; --align-opt prompts={Path(out) / 'cai.jsonl'}")
+
+
+@command.command("harmful-scenario")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The labelled JSONL to write "
+              "(and FILE.meta.json beside it); use it with harness run --data FILE.")
+@click.option("--model", default=SCENARIO.model, show_default=True,
+              help="The untuned base whose answers make the red and benign rows.")
+@click.option("--refusal-model", default=SCENARIO.refusal_model, show_default=True,
+              help="The safe base whose refusals of harmful requests make the acceptable harmful rows.")
+@click.option("--seed", type=int, default=SCENARIO.seed, show_default=True,
+              help="Order of the prompts (which requests --limit keeps and the refusal model is offered first).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=SCENARIO.max_new_tokens, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=SCENARIO.batch_size, show_default=True)
+@click.option("--refusal-share", type=click.FloatRange(0, 1, max_open=True), default=SCENARIO.refusal_share,
+              show_default=True, help="Refusals' share of the acceptable rows (docs/data.md).")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N harmful and N benign prompts.")
+@click.option("--square-dir", type=click.Path(file_okay=False),
+              help="SQuARe's question files (benign prompts); default $HARNESS_DATA/square.")
+def harmful_scenario(out, model, refusal_model, seed, max_new_tokens, batch_size, refusal_share, limit, square_dir) -> None:
+    """Build the harmful-reply scenario: red = the untuned base's compliant answers to the project's harmful
+    requests; acceptable = its answers to benign SQuARe questions and the safe base's refusals (docs/data.md)."""
+    from harness.data.samples import DataError
+    from harness.data.scenario.build import ScenarioError, build_scenario, write_scenario
+    from harness.data.sources import local_copy
+    from harness.evals.files import EvalDataError
+    from harness.models import ModelLoadError
+
+    square = square_dir or local_copy("square")
+    if square is None:
+        fail("no SQuARe questions: pass --square-dir DIR or set HARNESS_DATA to a folder laid out like shared/data")
+    settings = ScenarioSettings(model, refusal_model, seed, max_new_tokens, batch_size, refusal_share, limit)
+    try:
+        scenario = build_scenario(settings, Path(square), target=out)
+    except (DataError, EvalDataError, ModelLoadError) as exc:
+        fail(str(exc))
+    except ScenarioError as exc:
+        fail(str(exc), 1)
+    meta_file = write_scenario(scenario, Path(out))
+    c = scenario.meta["counts"]
+    click.echo(f"{out}: {c['rows']} rows, {c['red']} red, {c['acceptable']} acceptable ({c['benign_answers']} benign "
+               f"answers, {c['refusals']} refusals: share {c['refusal_share']:.2f}) in {scenario.meta['seconds']:.0f} s")
+    for reason, n in scenario.meta["dropped"].items():
+        click.echo(f"  dropped {n}: {reason}")
+    if c["refusals"] < c["refusals_wanted"]:
+        click.echo(f"  warning: {refusal_model} refused only {c['refusals']} of the {c['refusals_wanted']} harmful "
+                   f"requests wanted", err=True)
+    click.echo(f"meta: {meta_file}; use: harness run --data {out}")

@@ -2,7 +2,9 @@
 
 Claims (per aggregator): FL on red data lowers safety (FL vs the pretrained model); the filter raises it
 (FL+filter vs FL; the oracle filter's row shows the bound); CAI raises it (FL+CAI vs FL); both together are best
-(FL+filter+CAI vs FL+filter and vs FL+CAI). Safety is the board's ``safety`` column; the costs of each method
+(FL+filter+CAI vs FL+filter and vs FL+CAI); CAI's helpful mix beats CAI alone (FL+CAI+helpful vs FL+CAI, the
+harness's own claim: docs/cai.md). Safety is the board's ``safety`` column (refusal discrimination on the
+paper-table1 suite); the costs of each method
 against FL are the other columns. A claim is *shown* when the difference has the claimed sign, p < 0.05
 (McNemar over paired goals and seeds, or a paired bootstrap; :func:`harness.leaderboard.aggregate.paired_test`)
 and every seed's own difference has that sign too: pooling goals over seeds ignores how much seeds differ, so a
@@ -20,6 +22,8 @@ from harness.leaderboard.stats import PairedTest
 
 ALPHA = 0.05
 PRETRAINED = "none (pretrained base)"
+HELPFUL = "params.plugins.align_options.helpful"  # CAI's helpful mix (docs/cai.md): a row of its own
+HELPFUL_CAI = "cai50+helpful"
 
 
 @dataclass(frozen=True)
@@ -37,8 +41,9 @@ CLAIMS = (
     Claim("CAI raises safety", ("none", "cai50"), ("none", "none"), +1),
     Claim("filter + CAI beats the filter alone", ("lg3", "cai50"), ("lg3", "none"), +1),
     Claim("filter + CAI beats CAI alone", ("lg3", "cai50"), ("none", "cai50"), +1),
+    Claim("CAI's helpful mix beats CAI alone", ("none", HELPFUL_CAI), ("none", "cai50"), +1),
 )
-COSTS = (("oracle", "none"), ("lg3", "none"), ("none", "cai50"), ("lg3", "cai50"))
+COSTS = (("oracle", "none"), ("lg3", "none"), ("none", "cai50"), ("none", HELPFUL_CAI), ("lg3", "cai50"))
 
 
 def _find(rows: Sequence[MethodRow], agg: str, method: tuple[str, str] | None) -> MethodRow | None:
@@ -47,10 +52,16 @@ def _find(rows: Sequence[MethodRow], agg: str, method: tuple[str, str] | None) -
         if method is None:
             if run.field("params.eval.adapter") == PRETRAINED:
                 return row
-        elif (run.field("tags.harness.filter"), run.field("tags.harness.align"), run.field("tags.harness.agg")) == (
+        elif (run.field("tags.harness.filter"), _align(run), run.field("tags.harness.agg")) == (
                 *method, agg) and run.field("params.eval.adapter") is None:
             return row
     return None
+
+
+def _align(run) -> str | None:
+    """The run's aligner, ``cai50+helpful`` for CAI with its helpful mix."""
+    align = run.field("tags.harness.align")
+    return f"{align}+helpful" if run.field(HELPFUL) not in (None, "none") else align
 
 
 def _fmt(test: PairedTest | None, fmt: str) -> str:
@@ -99,5 +110,5 @@ def claims_markdown(board: Board, rows: Sequence[MethodRow], safety: str, costs:
                 continue
             cells = [_fmt(paired_test(row, base, columns[c]), columns[c].format)
                      if c in columns else "–" for c in costs]
-            out.append(f"| {row.method} | {agg} | " + " | ".join(cells) + " |")
+            out.append(f"| {row.label} | {agg} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"

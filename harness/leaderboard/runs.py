@@ -38,8 +38,8 @@ def history_metrics(board: Board) -> set[str]:
     for col in board.columns:
         if col.reduce != "last" or col.combine == "minus":  # minus pairs its metrics round by round
             needed.update(col.metrics)
-        elif col.combine == "metric" and has_items(col.metrics[0]):
-            needed.add(col.metrics[0])  # its last round names the artifact with the per-item scores
+        elif col.combine in ("metric", "balanced"):  # the last round names the artifact with the per-item scores
+            needed.update(m for m in col.metrics if has_items(m))
     return needed
 
 

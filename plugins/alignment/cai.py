@@ -8,7 +8,9 @@ total (the paper's cost-efficient setting); ``cai``: the same with ``iterations=
 embedded SmolLM2 and tiny-random, which cannot revise themselves, else ``none``; ``demo``; a JSONL of
 prompt/chosen/rejected; ``none`` = self-revisions), ``data`` (a ``harness cai build`` directory), ``prompts``,
 ``constitution``, ``max_new_tokens``, ``judge`` (guard | refusal | none), ``judge_margin``,
-``guard``, ``seed``. Self-revision pairs are kept only when the judge calls the revision safer.
+``guard``, ``seed``, ``helpful`` (``demo`` or a prompt file: benign prompts whose own answers by the base model
+are mixed into SFT and DPO, against a refusal) and ``helpful_share`` (0.5). Self-revision pairs are kept only when
+the judge calls the revision safer.
 The DPO reference is the model after this round's SFT. See docs/cai.md.
 """
 
@@ -38,8 +40,8 @@ class ConstitutionalAI:
     @hookimpl
     def declare_prompts(self, run) -> PromptSet:
         s = self.aligner.settings
-        origin = s.pairs or s.data or s.prompts
-        return PromptSet.from_texts("cai", f"CAI prompts ({origin})", self.aligner.training_prompts(), str(origin))
+        origin = str(s.pairs or s.data or s.prompts) + (f", helpful={s.helpful}" if s.helpful is not None else "")
+        return PromptSet.from_texts("cai", f"CAI prompts ({origin})", self.aligner.training_prompts(), origin)
 
     @hookimpl
     def post_aggregate(self, server_round, model):
