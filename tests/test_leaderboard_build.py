@@ -178,7 +178,7 @@ def test_page_in_headless_chromium(built, tmp_path):
         assert page.errors == []
         first = page.evaluate(ROW_METHODS)
         assert first == ["lg3 / fedavg / none", "none / fedavg / none", "none / scaffold / cai50"]
-        click_header(page, "AdvBench ↑")  # sorted descending by the board: a click sorts ascending
+        click_header(page, "Refusal discrimination ↑")  # sorted descending by the board: a click sorts ascending
         assert page.evaluate(ROW_METHODS) == ["none / fedavg / none", "lg3 / fedavg / none", "none / scaffold / cai50"]
         click_header(page, "HHH ↑")  # first click on a number column: descending (0.5, 0.5 mean, 0.3)
         assert page.evaluate(ROW_METHODS)[-1] == "none / scaffold / cai50"
