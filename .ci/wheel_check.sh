@@ -36,7 +36,10 @@ from harness.safe_base.load import adapter_dir
 assert (adapter_dir("smollm2-135m-safe") / "adapter_model.safetensors").is_file(), "the safe base is not package data"
 from harness.evals.files import packaged_file
 assert packaged_file("mt_bench/question.jsonl"), "the over-refusal prompts (MT-Bench questions) are not package data"
-assert packaged_file("everyday/requests.jsonl"), "the frozen everyday benign set is not package data"
+from harness.evals.loaders import everyday_requests
+assert len(everyday_requests()) == 195, "the frozen everyday benign set is not package data"
+from harness.data.scenario.pool import harmful_requests
+assert len(harmful_requests()) == 424, "the harmful-reply scenario's request pool is not package data"
 PY
 "$bin/harness" run --preset smoke --filter none --agg fedavg --align none --no-progress --output-dir "$work/runs"
 echo "wheel check: ok"
