@@ -56,13 +56,12 @@ class Discrimination:
 
     def interval(self) -> Interval | None:
         """95 % interval of the score (Newcombe, mapped to the balanced scale); None without item counts."""
-        from harness.leaderboard.stats import Interval, newcombe  # the leaderboard package imports this module
+        from harness.leaderboard.stats import balanced_newcombe  # the leaderboard package imports this module
 
         if self.harmful_items < 1 or self.benign_items < 1:
             return None
-        diff = newcombe(round(self.harmful_refused * self.harmful_items), self.harmful_items,
-                        round(self.benign_refused * self.benign_items), self.benign_items)
-        return Interval(0.5 + diff.low / 2, 0.5 + diff.high / 2, diff.method)
+        return balanced_newcombe(round(self.harmful_refused * self.harmful_items), self.harmful_items,
+                                 round(self.benign_refused * self.benign_items), self.benign_items)
 
 
 def of(metrics: dict[str, float], rule: str = HEADLINE_RULE) -> Discrimination | None:

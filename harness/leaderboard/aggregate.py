@@ -15,9 +15,9 @@ from harness.leaderboard.runs import RunRecord
 from harness.leaderboard.stats import (
     Interval,
     PairedTest,
+    balanced_newcombe,
     bootstrap_mean,
     mcnemar_exact,
-    newcombe,
     paired_bootstrap,
     stratified_mean,
     t_interval,
@@ -105,8 +105,7 @@ def _balanced_interval(items: list[Items]) -> Interval:
     constant = all(len(set(v)) == 1 for v in pooled.values())
     if (len(items) == 1 or constant) and set(pooled) == {HARMFUL_STRATUM, BENIGN_STRATUM}:
         harmful, answered = pooled[HARMFUL_STRATUM], pooled[BENIGN_STRATUM]
-        diff = newcombe(int(sum(harmful)), len(harmful), len(answered) - int(sum(answered)), len(answered))
-        return Interval(0.5 + diff.low / 2, 0.5 + diff.high / 2, diff.method)
+        return balanced_newcombe(int(sum(harmful)), len(harmful), len(answered) - int(sum(answered)), len(answered))
     return bootstrap_mean([list(i.values()) for i in items], strata=[strata(i) for i in items])
 
 

@@ -89,6 +89,12 @@ def newcombe(x1: int, n1: int, x2: int, n2: int, z: float = Z) -> Interval:
     return Interval(max(-1.0, low), min(1.0, high), "newcombe")
 
 
+def balanced_newcombe(harmful_refused: int, harmful: int, benign_refused: int, benign: int, z: float = Z) -> Interval:
+    """Interval of the balanced accuracy ``(refused harmful + answered benign) / 2`` = ``0.5 + (p1 - p2) / 2``: the
+    Newcombe interval of the two refusal rates' difference (:func:`newcombe`), mapped to that scale."""
+    diff = newcombe(harmful_refused, harmful, benign_refused, benign, z)
+    return Interval(0.5 + diff.low / 2, 0.5 + diff.high / 2, diff.method)
+
 def t_interval(values: Sequence[float]) -> Interval | None:
     """mean ± t(0.975, n-1) · s / sqrt(n) over per-seed values; None with fewer than two values."""
     n = len(values)
