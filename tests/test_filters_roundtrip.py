@@ -30,10 +30,11 @@ def invoke(*args: str) -> str:
 
 
 def table_row(output: str, name: str) -> list[float]:
-    """[accuracy, precision, recall, hmean, n] of filter ``name`` in the printed table."""
-    found = re.search(re.escape(name) + r"\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s*$", output, re.M)
+    """[accuracy, precision, recall, hmean, roc_auc, n] of filter ``name`` in the printed table (AUC n/a: nan)."""
+    found = re.search(re.escape(name) + r"\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+|n/a)\s+(\d+)\s*$",
+                      output, re.M)
     assert found, f"no table row for {name} in:\n{output}"
-    return [float(x) for x in found.groups()]
+    return [float("nan") if x == "n/a" else float(x) for x in found.groups()]
 
 
 @pytest.mark.slow
@@ -51,7 +52,7 @@ def test_lg3_train_then_eval_against_its_base_on_held_out_square(shared_data, tm
                     "--max-per-class", "12", "--filter-opt", "max_length=1536", "--output-dir", str(out))
     names = ["lg3:tiny-random", f"lg3:{guard}"]
     base, tuned = (table_row(output, name) for name in names)
-    assert base[4] == tuned[4] == 24
+    assert base[5] == tuned[5] == 24
     held_out = labelled_set([DataSpec.parse(data)], "test", max_per_class=2)
     scores = {name: LlamaGuardFilter(model=name, max_length=1536).scorer.score(held_out)
               for name in ("tiny-random", str(guard))}
@@ -71,12 +72,13 @@ def test_embed_lr_round_trip_detects_unsafe_square_responses(shared_data, tmp_pa
            "--output-dir", str(out))
     output = invoke("filter", "eval", "--filter", "embed-lr", "--filter-model", str(head), "--data", data,
                     "--output-dir", str(out))
-    accuracy, precision, recall, hmean, n = table_row(output, f"embed-lr:{head}")
+    accuracy, precision, recall, hmean, auc, n = table_row(output, f"embed-lr:{head}")
     assert n == 100  # 50 safe + 50 unsafe held-out SQuARe responses
     card = json.loads((head / "embed_lr.json").read_text())
     assert card["held_out"]["n"] == n and card["held_out"]["recall"] == pytest.approx(recall / 100, abs=1e-3)
     assert len((head / "train_prompts.sha256").read_text().splitlines()) == 195  # 330 train responses to 195 questions
     assert accuracy > 50 and hmean > 50  # above the chance level of a balanced set (53.0 / 55.2 when written)
+    assert auc > 50 and "95 % intervals" in output  # the head's scores rank unsafe replies above safe ones
 
 
 @pytest.mark.slow
@@ -92,6 +94,6 @@ def test_smollm2_guard_fine_tuned_beats_its_base_on_held_out_square(shared_data,
     output = invoke("filter", "eval", *[arg for m in models for arg in ("--filter-model", m)], "--data", data,
                     "--max-per-class", "10", "--filter-opt", "max_length=448", "--output-dir", str(out))
     base, tuned, shipped = (table_row(output, f"lg3:{m}") for m in models)
-    assert base[4] == tuned[4] == shipped[4] == 20
+    assert base[5] == tuned[5] == shipped[5] == 20
     assert base[3] == 0.0  # the base guard flags nothing
     assert tuned[3] > base[3] and shipped[3] > base[3]

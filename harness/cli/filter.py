@@ -13,12 +13,13 @@ from harness.cli.common import data_option, fail, parse_options
 from harness.guard.card import TRAIN_PROMPTS, record_held_out, write_train_prompts
 from harness.data.spec import DataSpec
 from harness.guard.labelled import SPLITS, labelled_set
-from harness.guard.metrics import detection_report
+from harness.guard.metrics import detection_auc, detection_intervals, detection_report
 from harness.guard.settings import FilterTrainSettings
 from harness.models import ModelLoadError
 from harness.tracking import ensure_experiment, resolve_tracking_uri
 
 COLUMNS = ("accuracy", "precision", "recall", "hmean")
+AUC = "roc_auc"
 
 
 def _labelled(data: tuple[str, ...], split: str, held_out: float, max_per_class: int | None, seed: int):
@@ -47,12 +48,31 @@ def _log_mlflow(uri: str | None, output_dir: str, experiment: str, run_name: str
 
 
 def format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
-    """Plain-text Table 2: one row per filter, accuracy/precision/recall/Hmean in percent."""
+    """Plain-text Table 2: one row per filter, accuracy/precision/recall/Hmean and ROC AUC in percent (AUC n/a for
+    a filter without scores); then each rate's 95 % interval where the metrics hold one (``NAME_low``/``NAME_high``)."""
     width = max([len("filter")] + [len(name) for name, _ in rows])
-    lines = [f"{'filter':<{width}}  " + "  ".join(f"{c:>9}" for c in COLUMNS) + f"  {'n':>5}"]
+    columns = (*COLUMNS, AUC)
+    lines = [f"{'filter':<{width}}  " + "  ".join(f"{c:>9}" for c in columns) + f"  {'n':>5}"]
     for name, m in rows:
-        lines.append(f"{name:<{width}}  " + "  ".join(f"{100 * m[c]:>9.1f}" for c in COLUMNS) + f"  {int(m['n']):>5}")
+        cells = [f"{100 * m[c]:>9.1f}" if c in m else f"{'n/a':>9}" for c in columns]
+        lines.append(f"{name:<{width}}  " + "  ".join(cells) + f"  {int(m['n']):>5}")
+    intervals = [(name, [f"{c} [{100 * m[c + '_low']:.1f}, {100 * m[c + '_high']:.1f}]" for c in columns
+                         if c + "_low" in m]) for name, m in rows]
+    if any(cells for _, cells in intervals):
+        lines += ["", "95 % intervals (Wilson; Hmean and ROC AUC: bootstrap over samples):"]
+        lines += [f"{name:<{width}}  " + "  ".join(cells) for name, cells in intervals if cells]
     return "\n".join(lines)
+
+
+def detection_metrics(harmful: list[bool], flagged: list[bool], scores: list[float] | None) -> dict[str, float]:
+    """Table 2's metrics of one filter: the detection report, the ROC AUC of its scores, and 95 % intervals."""
+    metrics = detection_report(harmful, flagged).as_metrics()
+    auc = detection_auc(harmful, scores) if scores is not None else None
+    if auc is not None:
+        metrics[AUC] = auc
+    for name, interval in detection_intervals(harmful, flagged, scores).items():
+        metrics[f"{name}_low"], metrics[f"{name}_high"] = interval.low, interval.high
+    return metrics
 
 
 labelled_data_option = data_option(
@@ -171,7 +191,8 @@ def _held_out_report(filter_name: str, factory, out: str, data: tuple[str, ...],
 @_with(tracking_options)
 def evaluate(filter_name, models, filter_opt, data, held_out, split, max_per_class, categories, seed, experiment,
              tracking_uri, output_dir) -> None:
-    """Accuracy, precision, recall and Hmean of unsafe detection on a labelled split (the paper's Table 2)."""
+    """Accuracy, precision, recall, Hmean and ROC AUC of unsafe detection on a labelled split, with 95 % intervals
+    (the paper's Table 2)."""
     samples = _labelled(data, split, held_out, max_per_class, seed)
     options = parse_options(filter_opt, "--filter-opt")
     rows = []
@@ -182,11 +203,12 @@ def evaluate(filter_name, models, filter_opt, data, held_out, split, max_per_cla
             plugin = plugin_registry.instantiate("filter", filter_name, row_options)
             started = time.perf_counter()
             verdict = plugin.pre_local_train(client_id=0, samples=samples, server_round=0)
+            scores = plugin.scores(samples) if callable(getattr(plugin, "scores", None)) else None  # cached
         except (plugin_registry.PluginError, ModelLoadError, ValueError) as exc:
             fail(f"{name}: {exc}")
         seconds = time.perf_counter() - started
-        report = detection_report([bool(s.is_harmful) for s in samples], [not k for k in verdict.keep])
-        metrics = {**report.as_metrics(), "samples_per_second": len(samples) / seconds}
+        metrics = {**detection_metrics([bool(s.is_harmful) for s in samples], [not k for k in verdict.keep], scores),
+                   "samples_per_second": len(samples) / seconds}
         text = {"table.txt": format_table([(name, metrics)])}
         if categories and hasattr(plugin, "scorer"):
             counts: dict[str, int] = {}

@@ -49,6 +49,10 @@ class ThresholdFilter:
     def _score(self, samples: list[ChatSample]) -> list[float]:
         raise NotImplementedError
 
+    def scores(self, samples: list[ChatSample]) -> list[float]:
+        """Each sample's P(unsafe), the number the threshold is compared with (cached)."""
+        return self.cache.scores(samples)
+
     @property
     def identity(self) -> str:
         """What the scores depend on (a restored cache from another scorer is discarded)."""
@@ -71,7 +75,7 @@ class ThresholdFilter:
             log.info("%s: %d scores from %s", self.name, reused, self._shared.path)
         if self._validation is not None:
             self._calibrate(self._validation)
-        return threshold_verdict(self.cache.scores(samples), self.threshold)
+        return threshold_verdict(self.scores(samples), self.threshold)
 
     @hookimpl
     def on_run_start(self, run) -> None:
