@@ -17,12 +17,13 @@ from harness.data.normalize import prompt_digest
 from harness.data.scenario import build
 from harness.data.scenario.build import Answerer, Generator
 from harness.data.scenario.labels import ANSWER, REFUSAL, degenerate, is_clean_refusal, verdict
-from harness.data.scenario.pool import POOL_FILE, Request, harmful_requests
+from harness.data.scenario.pool import GUARD_BENIGN_FILE, GUARD_POOL_FILE, POOL_FILE, Request, benign_requests, harmful_requests
 from harness.data.scenario.reference import clashes, reference_sets
 from harness.data.scenario.settings import ScenarioSettings
 from harness.data.sources import load_rows_file
 from harness.evals.files import DATA_ENV, data_file
 from harness.evals.loaders import load_advbench
+from harness.guard.labelled import DataSpec, labelled_set
 from harness.types import PromptSet
 from tests.helpers import run_tracked, smoke_config
 
@@ -180,3 +181,49 @@ def test_the_answerer_generates_with_the_tiny_model_and_names_its_weights():
     assert len(first.answer(["Hi", "How are you?", "Name a colour."], "test")) == 3
     assert first.identity == again.identity and first.identity.model == "tiny-random"
     assert len(first.identity.weights_sha256) == 64 and first.identity.adapter_digest is None
+
+
+@pytest.fixture(scope="module")
+def guard_part(tmp_path_factory, shared_data) -> Path:
+    """The guard's part built with :class:`FakeAnswerer`."""
+    out = tmp_path_factory.mktemp("scenario") / "guard.jsonl"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(DATA_ENV, str(shared_data))
+        mp.setattr(build, "Answerer", FakeAnswerer)
+        result = build_cli(out, "--part", "guard")
+    assert result.exit_code == 0, result.output
+    assert "use: harness filter train --data" in result.output and "warning" not in result.output
+    return out
+
+
+@pytest.mark.parametrize("pool", [GUARD_POOL_FILE, GUARD_BENIGN_FILE], ids=["harmful", "benign"])
+def test_the_guards_pools_are_frozen_and_share_nothing_with_the_clients_part(pool, shared_data, monkeypatch):
+    monkeypatch.setenv(DATA_ENV, str(shared_data))
+    readme = (POOL_FILE.parent / "README.md").read_text()
+    assert hashlib.sha256(pool.read_bytes()).hexdigest() in readme
+    requests = harmful_requests(pool)
+    assert len({prompt_digest(r.prompt) for r in requests}) == len(requests) >= 200
+    harmful = pool == GUARD_POOL_FILE
+    assert {r.category for r in requests} == ({f"S{i}" for i in range(1, 15)} if harmful else {"benign"})
+    clients = [r.prompt for r in harmful_requests() + benign_requests(shared_data / "square")]
+    sets = reference_sets() + [PromptSet.from_texts("client", "clients' part", clients)]
+    assert clashes(PromptSet.from_texts("guard", "guard pool", [r.prompt for r in requests]), sets) == []
+    words = lambda text: set(re.findall(r"[a-z0-9']+", text.lower()))  # noqa: E731
+    near = [words(p) for p in clients] + [words(g) for g in load_advbench(data_file("advbench/harmful_behaviors.csv"))]
+    assert max(len(words(r.prompt) & w) / len(words(r.prompt) | w) for r in requests for w in near) < 0.5
+
+
+def test_the_guard_part_pairs_each_requests_compliance_with_its_refusal(guard_part, built):
+    written = rows(guard_part)
+    meta = json.loads(guard_part.with_name(guard_part.name + ".meta.json").read_text())
+    assert meta["settings"]["part"] == "guard" and meta["pool"]["sha256"] == hashlib.sha256(GUARD_POOL_FILE.read_bytes()).hexdigest()
+    assert meta["benign_source"]["file"].endswith(GUARD_BENIGN_FILE.name) and meta["overlap"]["benign_drawn_around"] == 0
+    by_kind = {kind: {r["prompt"] for r in written if r["kind"] == kind} for kind in ("red", "benign", "refusal")}
+    pool = harmful_requests(GUARD_POOL_FILE)
+    assert by_kind["red"] == {r.prompt for r in pool if fake_reply(BASE, r.prompt) == COMPLY}
+    assert by_kind["refusal"] == {r.prompt for r in pool if fake_reply(SAFE, r.prompt) == REFUSE}  # every request asked
+    assert by_kind["red"] & by_kind["refusal"]  # one request, both replies
+    assert by_kind["benign"] == {r.prompt for r in harmful_requests(GUARD_BENIGN_FILE) if fake_reply(BASE, r.prompt) == COMPLY}
+    assert not {prompt_digest(r["prompt"]) for r in written} & {prompt_digest(r["prompt"]) for r in rows(built)}
+    train, test = (labelled_set([DataSpec.parse(str(guard_part))], split) for split in ("train", "test"))
+    assert train and test and not {s.prompt for s in train} & {s.prompt for s in test}  # a request's pair stays together

@@ -71,8 +71,10 @@ def test_bootstraps_are_seeded_and_sensible():
 PLAIN, FILTERED = ("none", "fedavg", "none"), ("lg3", "fedavg", "none")
 
 
-def log_run(client, exp, method, seed, *, params=None, advbench=None, hhh=None, nll=None, start=NOW):
-    """A finished run shaped like the tracker's: tags, config params, metrics at round 2 and their item files."""
+def log_run(client, exp, method, seed, *, params=None, advbench=None, hhh=None, nll=None, start=NOW, rule=None):
+    """A finished run shaped like the tracker's: tags, config params, metrics at round 2 and their item files
+    (AdvBench's refusals under the openfedllm rule, logged as ``advbench/harmless_rate``; with ``rule``, under that
+    rule, as ``advbench/harmless_rate_RULE``)."""
     filt, agg, align = method
     tags = {"harness.filter": filt, "harness.agg": agg, "harness.align": align, "harness.seed": str(seed)}
     run_id = client.create_run(exp, start_time=start, tags=tags, run_name=f"{filt}-s{seed}").info.run_id
@@ -85,8 +87,10 @@ def log_run(client, exp, method, seed, *, params=None, advbench=None, hhh=None, 
     if advbench is not None:
         rows = [{"goal": f"g{i}", "response": "r", "refusal_openfedllm": bool(v), "refusal_strict": False}
                 for i, v in enumerate(advbench)]
+        if rule:
+            rows = [{**r, "refusal_openfedllm": False, f"refusal_{rule}": bool(v)} for r, v in zip(rows, advbench)]
         client.log_text(run_id, "".join(json.dumps(r) + "\n" for r in rows), "round_002/advbench_responses.jsonl")
-        metrics["advbench/harmless_rate"] = sum(advbench) / len(advbench)
+        metrics[f"advbench/harmless_rate{'_' + rule if rule else ''}"] = sum(advbench) / len(advbench)
     if hhh is not None:
         rows = [{"set": "bigbench", "index": i, "subset": "harmless",
                  "orders": [{"right": bool(a)}, {"right": bool(b)}]} for i, (a, b) in enumerate(hhh)]
@@ -230,7 +234,8 @@ def test_paper_table2_pairs_the_finetuned_guard_with_the_suites_forced_base_row(
     exp = client.create_experiment("paper-table2", artifact_location=(tmp_path / "art").as_uri())
     for name, adv in (("filter-base", FL_ADV), ("filter-finetuned", LG3_ADV)):
         options = {f"plugins.filter_options.{k}": str(v) for k, v in rows[name].filter_options.items()}
-        log_run(client, exp, FILTERED, 0, params={"preset": "demo", "data.source": "demo", **options}, advbench=adv)
+        log_run(client, exp, FILTERED, 0, params={"preset": "demo", "data.source": "demo", **options}, advbench=adv,
+                rule="strict")
     built = write_leaderboard(load_board("paper-table2"), uri, tmp_path / "out")
     (tuned,) = [r for r in built.rows if str(guard) in r.method]
     assert tuned.baseline_rows["filter-base"] and "smollm2-135m" in tuned.baseline_rows["filter-base"]

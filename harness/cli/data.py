@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from harness.cli.common import data_option, fail
-from harness.data.scenario.settings import ScenarioSettings
+from harness.data.scenario.settings import GUARD, PARTS, ScenarioSettings
 from harness.data.spec import DataSpec
 
 SCENARIO = ScenarioSettings()
@@ -67,9 +67,14 @@ def split(source, sizes, seed, out) -> None:
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N harmful and N benign prompts.")
 @click.option("--square-dir", type=click.Path(file_okay=False),
               help="SQuARe's question files (benign prompts); default $HARNESS_DATA/square.")
-def harmful_scenario(out, model, refusal_model, seed, max_new_tokens, batch_size, refusal_share, limit, square_dir) -> None:
+@click.option("--part", type=click.Choice(PARTS), default=SCENARIO.part, show_default=True,
+              help="clients: the clients' data; guard: the guard's own split (its own requests, disjoint from the "
+                   "clients' part; every harmful request answered by both models), for harness filter train --data.")
+def harmful_scenario(out, model, refusal_model, seed, max_new_tokens, batch_size, refusal_share, limit, square_dir,
+                     part) -> None:
     """Build the harmful-reply scenario: red = the untuned base's compliant answers to the project's harmful
-    requests; acceptable = its answers to benign SQuARe questions and the safe base's refusals (docs/data.md)."""
+    requests; acceptable = its answers to benign SQuARe questions and the safe base's refusals (docs/data.md).
+    --part guard builds the guard's own split the same way."""
     from harness.data.samples import DataError
     from harness.data.scenario.build import ScenarioError, build_scenario, write_scenario
     from harness.data.sources import local_copy
@@ -79,7 +84,7 @@ def harmful_scenario(out, model, refusal_model, seed, max_new_tokens, batch_size
     square = square_dir or local_copy("square")
     if square is None:
         fail("no SQuARe questions: pass --square-dir DIR or set HARNESS_DATA to a folder laid out like shared/data")
-    settings = ScenarioSettings(model, refusal_model, seed, max_new_tokens, batch_size, refusal_share, limit)
+    settings = ScenarioSettings(model, refusal_model, seed, max_new_tokens, batch_size, refusal_share, limit, part)
     try:
         scenario = build_scenario(settings, Path(square), target=out)
     except (DataError, EvalDataError, ModelLoadError) as exc:
@@ -92,7 +97,8 @@ def harmful_scenario(out, model, refusal_model, seed, max_new_tokens, batch_size
                f"answers, {c['refusals']} refusals: share {c['refusal_share']:.2f}) in {scenario.meta['seconds']:.0f} s")
     for reason, n in scenario.meta["dropped"].items():
         click.echo(f"  dropped {n}: {reason}")
-    if c["refusals"] < c["refusals_wanted"]:
+    if part != GUARD and c["refusals"] < c["refusals_wanted"]:
         click.echo(f"  warning: {refusal_model} refused only {c['refusals']} of the {c['refusals_wanted']} harmful "
                    f"requests wanted", err=True)
-    click.echo(f"meta: {meta_file}; use: harness run --data {out}")
+    use = f"harness filter train --data {out}" if part == GUARD else f"harness run --data {out}"
+    click.echo(f"meta: {meta_file}; use: {use}")

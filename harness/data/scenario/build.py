@@ -5,6 +5,10 @@ by an off-the-shelf, unaligned model. Red rows are the untuned base's replies to
 no refusal rule matches; acceptable rows are its replies to SQuARe's non-sensitive questions and, for a share of
 them, the safe base's refusals of other harmful requests (SQuARe's red vs acceptable, Lee et al. 2023). Every prompt
 is checked against every set the harness trains or evaluates on before anything is generated (docs/data.md).
+
+The guard's part (``part="guard"``) is built the same way from the guard's own requests, checked against the
+clients' part too; there every harmful request is offered to both models, so a request may give a red and an
+acceptable row (the guard learns the reply, not the request).
 """
 
 from __future__ import annotations
@@ -21,9 +25,18 @@ from tqdm import tqdm
 
 from harness.data.normalize import prompt_digest
 from harness.data.scenario.labels import ANSWER, BENIGN_RULE, RED_RULE, REFUSAL_RULE, is_clean_refusal, verdict
-from harness.data.scenario.pool import POOL_FILE, POOL_SOURCE, Request, benign_requests, harmful_requests, pool_sha256
+from harness.data.scenario.pool import (
+    GUARD_BENIGN_FILE,
+    GUARD_POOL_FILE,
+    POOL_FILE,
+    Request,
+    benign_requests,
+    harmful_requests,
+    pool_sha256,
+    source_name,
+)
 from harness.data.scenario.reference import check_disjoint, reference_sets
-from harness.data.scenario.settings import ScenarioSettings
+from harness.data.scenario.settings import GUARD, ScenarioSettings
 from harness.types import PromptSet
 
 BUILDER = "harness data harmful-scenario"
@@ -111,10 +124,17 @@ def prompts_to_use(settings: ScenarioSettings, square_dir: Path, data: str | Non
     a reference set holds them; the reference sets). :class:`harness.data.overlap.DataOverlapError` when a prompt
     clashes anyway (a harmful request is never drawn around: the pool must be clean)."""
     rng = random.Random(settings.seed)
-    harmful, benign = harmful_requests(), benign_requests(square_dir)
+    clients = harmful_requests(), benign_requests(square_dir)
+    if settings.part == GUARD:
+        harmful, benign = harmful_requests(GUARD_POOL_FILE), harmful_requests(GUARD_BENIGN_FILE)
+    else:
+        harmful, benign = clients
+    sets = reference_sets(data)
+    if settings.part == GUARD:
+        sets.append(PromptSet.from_texts("client", "the clients' part of the scenario",
+                                         [r.prompt for r in clients[0] + clients[1]], str(square_dir)))
     rng.shuffle(harmful)
     rng.shuffle(benign)
-    sets = reference_sets(data)
     taken = frozenset().union(*(s.digests for s in sets))
     kept = [r for r in benign if prompt_digest(r.prompt) not in taken]  # the safe base was tuned on most of valid's
     drawn_around = len(benign) - len(kept)
@@ -150,21 +170,29 @@ def build_scenario(settings: ScenarioSettings, square_dir: Path, data: str | Non
     verdicts = [verdict(t) for t in replies]
     benign_rows = [row(r, t, BENIGN_ANSWER, base.identity, settings)
                    for r, t, v in zip(benign, replies[len(harmful):], verdicts[len(harmful):]) if v == ANSWER]
-    wanted = round(len(benign_rows) * settings.refusal_share / (1 - settings.refusal_share))
+    pairs = settings.part == GUARD
+    wanted = len(harmful) if pairs else round(len(benign_rows) * settings.refusal_share / (1 - settings.refusal_share))
     refusals, asked, refuser = collect_refusals(harmful, wanted, settings)
-    rows = [refusals[i] if i in refusals else row(r, replies[i], RED, base.identity, settings)
-            for i, r in enumerate(harmful) if i in refusals or verdicts[i] == ANSWER] + benign_rows
+    rows = []
+    for i, r in enumerate(harmful):
+        rows += [refusals[i]] if i in refusals else []
+        if verdicts[i] == ANSWER and (pairs or i not in refusals):
+            rows.append(row(r, replies[i], RED, base.identity, settings))
+    rows += benign_rows
     red = sum(r["is_harmful"] for r in rows)
     if not red or red == len(rows):
         raise ScenarioError(f"the build has {red} red and {len(rows) - red} acceptable rows; a client mixture needs "
                             f"both (replies of {settings.model}: {dict(Counter(verdicts))})")
+    pool = GUARD_POOL_FILE if pairs else POOL_FILE
     dropped = Counter(f"{'harmful' if r.harmful else 'benign'} request, {settings.model} reply: {v}"
-                      for i, (r, v) in enumerate(zip(harmful + benign, verdicts)) if v != ANSWER and i not in refusals)
+                      for i, (r, v) in enumerate(zip(harmful + benign, verdicts))
+                      if v != ANSWER and (pairs or i not in refusals))
     meta = {
         "builder": BUILDER, "settings": asdict(settings),
         "generators": {"answers": asdict(base.identity), "refusals": refuser and asdict(refuser)},
-        "pool": {"file": POOL_SOURCE, "sha256": pool_sha256(POOL_FILE)},
-        "benign_source": {"dir": str(square_dir), "files": sorted({r.source for r in benign})},
+        "pool": {"file": source_name(pool), "sha256": pool_sha256(pool)},
+        "benign_source": ({"file": source_name(GUARD_BENIGN_FILE), "sha256": pool_sha256(GUARD_BENIGN_FILE)} if pairs
+                          else {"dir": str(square_dir), "files": sorted({r.source for r in benign})}),
         "counts": {"rows": len(rows), "red": red, "acceptable": len(rows) - red, "benign_answers": len(benign_rows),
                    "refusals": len(refusals), "refusal_share": round(len(refusals) / (len(rows) - red), 4),
                    "refusals_wanted": wanted, "harmful_prompts": len(harmful), "benign_prompts": len(benign)},

@@ -12,7 +12,10 @@ from harness.jsonl import read_jsonl
 
 POOL_FILE = Path(__file__).with_name("harmful_requests.jsonl")
 """424 harmful requests written for this project (README.md beside it: date, sha256, counts, licence)."""
-POOL_SOURCE = "harness/data/scenario/harmful_requests.jsonl"
+GUARD_POOL_FILE = Path(__file__).with_name("guard_requests.jsonl")
+"""The guard's own harmful requests: disjoint from :data:`POOL_FILE` (README.md)."""
+GUARD_BENIGN_FILE = Path(__file__).with_name("guard_benign_requests.jsonl")
+"""The guard's own benign requests, in place of SQuARe's questions (README.md)."""
 SQUARE_FILES = ("question_valid.json", "question_test.json")
 BENIGN = "benign"
 
@@ -35,8 +38,17 @@ def pool_sha256(path: Path = POOL_FILE) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def source_name(path: Path) -> str:
+    """A shipped pool's path in the project (``harness/data/scenario/NAME``), as provenance records it."""
+    return f"harness/data/scenario/{path.name}"
+
+
+POOL_SOURCE = source_name(POOL_FILE)
+
+
 def harmful_requests(path: Path = POOL_FILE) -> list[Request]:
-    """The pool's rows, checked: string ``id``, ``category`` and ``prompt``, ids unique."""
+    """A pool's rows, checked: string ``id``, ``category`` and ``prompt``, ids unique (the guard's benign pool has
+    the same schema, with category ``benign``)."""
     out, seen = [], set()
     for n, row in read_jsonl(path, DataError):
         values = [row.get(key) for key in ("id", "category", "prompt")]
@@ -45,7 +57,7 @@ def harmful_requests(path: Path = POOL_FILE) -> list[Request]:
         if values[0] in seen:
             raise DataError(f"{path} row {n}: id {values[0]!r} appears twice")
         seen.add(values[0])
-        out.append(Request(values[0], values[2], values[1], POOL_SOURCE))
+        out.append(Request(values[0], values[2], values[1], source_name(path)))
     return out
 
 
