@@ -90,8 +90,10 @@ class RunDirLock:
         except OSError:
             os.close(self._fd)
             self._fd = None
+            action = ("wait for that run to end, or give this one another --run-name" if fresh else
+                      "the run is still running there: wait for it to end (or stop it) before resuming it")
             raise RunDirError(f"run directory {run_dir} is in use by another process (it holds {self.path}); "
-                              "wait for that run to end, or give this one another --run-name") from None
+                              f"{action}") from None
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"{os.getpid()}\n".encode())
 
@@ -143,6 +145,17 @@ def link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:  # another file system, or links not supported
         shutil.copy2(source, target)
+
+
+def _remove(directory: Path) -> None:
+    """Delete a checkpoint directory; a symbolic link in its place is removed itself, never what it points to
+    (which need not belong to this run), with a warning naming both."""
+    if directory.is_symlink():
+        log.warning("checkpoint %s is a symbolic link to %s: removed the link, not its target (delete that yourself "
+                    "if it is no longer needed)", directory, os.readlink(directory))
+        directory.unlink()
+    else:
+        shutil.rmtree(directory)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -216,12 +229,13 @@ class CheckpointStore:
         except OSError as exc:
             raise CheckpointError(f"checkpoint {directory} could not be synced to disk: {exc}") from exc
         for old in self._complete()[self.keep:]:
-            shutil.rmtree(old)
+            _remove(old)
 
     def set_aside(self) -> Path | None:
         """Move an earlier attempt's checkpoints out of a fresh run's way (to ``checkpoints.superseded-N``, kept
-        as evidence) so that its rounds neither mix with nor get pruned for them; returns where they went."""
-        if not self.root.exists():
+        as evidence) so that its rounds neither mix with nor get pruned for them; returns where they went. Without
+        a complete checkpoint there is nothing to keep (``save`` removes partial ones)."""
+        if not self._complete():
             return None
         n = 1
         while (target := self.root.with_name(f"{self.root.name}.superseded-{n}")).exists():
@@ -278,8 +292,8 @@ class CheckpointStore:
             files[rel] = {"size": path.stat().st_size, "sha256": self._digest(path, unsynced, rel)}
         (tmp / MANIFEST).write_text(json.dumps({"format": FORMAT, "next_round": next_round, "files": files}, indent=1))
         final = self.root / name
-        if final.exists():  # a resumed run redoing a round: replace the old copy
-            shutil.rmtree(final)
+        if final.exists() or final.is_symlink():  # a resumed run redoing a round: replace the old copy
+            _remove(final)
         os.replace(tmp, final)
         self._pending = self._flusher.submit(self._sync_and_prune, final, unsynced)
         return final
@@ -330,6 +344,9 @@ class CheckpointStore:
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             found = state.get("format") if isinstance(state, dict) else type(state).__name__
             raise CheckpointError(f"checkpoint {directory} has format {found}, expected {FORMAT}")
+        if nonfinite := [name for name, t in global_state.items() if not torch.isfinite(t).all()]:
+            raise CheckpointError(f"checkpoint {directory}: global.safetensors has non-finite values (NaN/Inf) in "
+                                  f"{', '.join(nonfinite[:3])}{', ...' if len(nonfinite) > 3 else ''}")
         try:
             checkpoint = Checkpoint(
                 directory=directory,

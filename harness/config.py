@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -54,6 +55,16 @@ class StrictLoader(yaml.SafeLoader):
                         "while constructing a mapping", node.start_mark,
                         f"duplicate key {key!r} (first at line {first.start_mark.line + 1})", key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"integer of over {sys.get_int_max_str_digits()} digits", node.start_mark) from None
+
+
+StrictLoader.add_constructor("tag:yaml.org,2002:int", StrictLoader.construct_yaml_int)
 
 
 def strict_load(text: str, name: str | None = None) -> Any:
@@ -126,7 +137,9 @@ class PluginsConfig:
     eval_every: int = 0  # 0: only after the last round
     eval_limit: int | None = None
     eval_pretrained: bool = False  # also run the evals before round 1 (step 0): the pretrained model's values
-    hook_timeout_s: float | None = None  # a hook call running longer fails the run, naming the plugin (harness.watchdog)
+    # a hook call running longer fails the run, naming the plugin (harness.watchdog); 24 h: several times the
+    # longest healthy hook at paper scale (docs/reliability.md); 0 or null: no limit
+    hook_timeout_s: float | None = 86_400.0
 
 
 @dataclass
@@ -156,6 +169,64 @@ class RunConfig:
     def flat_params(self) -> dict[str, Any]:
         """Dotted key -> value, for MLflow params."""
         return dict(_flatten(self.to_dict()))
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting may take: ``lo`` to ``hi``, an end excluded when ``lo_open``/``hi_open``."""
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+    note: str = ""  # shown after the range, e.g. what null means
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.lo if self.lo_open else value >= self.lo
+        below = value < self.hi if self.hi_open else value <= self.hi
+        return above and below
+
+    def __str__(self) -> str:
+        if isinstance(self.lo, int) and isinstance(self.hi, int):
+            text = f"{self.lo:,}..{self.hi:,}"
+        else:
+            text = f"{'(' if self.lo_open else '['}{_number(self.lo)}, {_number(self.hi)}{')' if self.hi_open else ']'}"
+        return f"{text} ({self.note})" if self.note else text
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+# The range of every int and float setting (issue #35), checked by validate() before anything is created. The
+# bounds lie far beyond any paper-scale run (the paper: 50 rounds, 20 clients, 20 000 samples, r = 16, lr 5e-5) and
+# inside what the engine can run: `federation.rounds = 10**21` overflowed a C size after the run existed.
+# Limits between settings (clients_per_round <= num_clients, lr_min <= lr, ...) are in validate().
+LIMITS: dict[str, Range] = {
+    "model.lora_r": Range(1, 4096),
+    "model.lora_alpha": Range(1, 65_536),
+    "model.lora_dropout": Range(0.0, 1.0, hi_open=True),
+    "model.max_length": Range(8, 1_048_576),
+    "model.vllm_gpu_memory": Range(0.0, 1.0, lo_open=True),
+    "data.num_samples": Range(1, 10_000_000),
+    "data.harmful_ratio": Range(0.0, 1.0),
+    "data.dirichlet_alpha": Range(0.0, 1e6, lo_open=True),
+    "data.heldout_samples": Range(0, 10_000_000),
+    "federation.num_clients": Range(1, 100_000),
+    "federation.rounds": Range(1, 1_000_000),
+    "federation.clients_per_round": Range(1, 100_000),
+    "federation.local_steps": Range(1, 1_000_000),
+    "federation.batch_size": Range(1, 65_536),
+    "federation.lr": Range(0.0, 10.0, lo_open=True),
+    "federation.lr_min": Range(0.0, 10.0),
+    "federation.seed": Range(0, 2**32 - 1),
+    "federation.clip_update_norm": Range(0.0, 1e6, lo_open=True, note="or null: no clipping"),
+    "federation.max_grad_norm": Range(0.0, 1e6, note="0 or null: off"),
+    "federation.grad_accum_steps": Range(1, 65_536),
+    "plugins.eval_every": Range(0, 1_000_000, note="0: only after the last round"),
+    "plugins.eval_limit": Range(1, 10_000_000, note="or null for the full eval sets"),
+    "plugins.hook_timeout_s": Range(0.0, 1e6, note="0 or null: no limit"),
+}
 
 
 def _flatten(d: dict[str, Any], prefix: str = ""):
@@ -334,50 +405,31 @@ def validate(cfg: RunConfig) -> RunConfig:
     """Every value's range and the cross-field checks that types alone cannot express, up front: a bad value is a
     :class:`ConfigError` naming the key (exit 2) before anything is created, never a failure in round N or a run
     that "finishes" untrained (``lr: .inf``)."""
-    model, data, fed, plugins = cfg.model, cfg.data, cfg.federation, cfg.plugins
-    for key, value in _floats(cfg):  # YAML's .inf/.nan: no float setting means anything there
-        if value is not None and not math.isfinite(value):
+    model, data, fed = cfg.model, cfg.data, cfg.federation
+    for key, value in _numbers(cfg):
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):  # YAML's .inf/.nan
             raise ConfigError(f"{key} must be a finite number, got {value!r}")
+        if value not in LIMITS[key]:
+            raise ConfigError(f"{key} must be in {LIMITS[key]}, got {_shown(value)}")
     checks = [
-        (model.lora_r >= 1, "model.lora_r must be >= 1", model.lora_r),
-        (model.lora_alpha > 0, "model.lora_alpha must be > 0", model.lora_alpha),
-        (0 <= model.lora_dropout < 1, "model.lora_dropout must be in [0, 1)", model.lora_dropout),
         (bool(model.target_modules), "model.target_modules must name at least one module", model.target_modules),
-        (model.max_length >= 8, "model.max_length must be >= 8", model.max_length),
         (model.dtype in DTYPES, f"model.dtype must be one of {', '.join(DTYPES)}", model.dtype),
         (model.quantization in QUANTIZATIONS, f"model.quantization must be one of {', '.join(QUANTIZATIONS)}",
          model.quantization),
         (model.generation_backend in ("hf", "vllm"), "model.generation_backend must be 'hf' or 'vllm'",
          model.generation_backend),
-        (0 < model.vllm_gpu_memory <= 1, "model.vllm_gpu_memory must be in (0, 1]", model.vllm_gpu_memory),
-        (fed.max_grad_norm is None or fed.max_grad_norm >= 0, "federation.max_grad_norm must be >= 0 (0 or null: off)",
-         fed.max_grad_norm),
-        (fed.grad_accum_steps >= 1 and fed.batch_size % fed.grad_accum_steps == 0,
+        (fed.batch_size % fed.grad_accum_steps == 0,
          f"federation.grad_accum_steps must be >= 1 and divide batch_size ({fed.batch_size})", fed.grad_accum_steps),
-        (fed.num_clients >= 1, "federation.num_clients must be >= 1", fed.num_clients),
-        (1 <= fed.clients_per_round <= fed.num_clients,
+        (fed.clients_per_round <= fed.num_clients,
          f"federation.clients_per_round must be in 1..num_clients ({fed.num_clients})", fed.clients_per_round),
-        (fed.rounds >= 1, "federation.rounds must be >= 1", fed.rounds),
-        (fed.local_steps >= 1, "federation.local_steps must be >= 1", fed.local_steps),
-        (fed.batch_size >= 1, "federation.batch_size must be >= 1", fed.batch_size),
-        (fed.lr > 0, "federation.lr must be > 0", fed.lr),
-        (0 <= fed.lr_min <= fed.lr, f"federation.lr_min must be in [0, lr] (lr = {fed.lr!r})", fed.lr_min),
-        (0 <= fed.seed < 2**32, "federation.seed must be in 0..2**32-1", fed.seed),
+        (fed.lr_min <= fed.lr, f"federation.lr_min must be in [0, lr] (lr = {fed.lr!r})", fed.lr_min),
         (fed.local_optimizer in ("adamw", "sgd"), "federation.local_optimizer must be 'adamw' or 'sgd'",
          fed.local_optimizer),
-        (fed.clip_update_norm is None or fed.clip_update_norm > 0, "federation.clip_update_norm must be > 0 (or null)",
-         fed.clip_update_norm),
         (data.num_samples >= fed.num_clients, "data.num_samples must be >= federation.num_clients "
          f"({fed.num_clients})", data.num_samples),
-        (0.0 <= data.harmful_ratio <= 1.0, "data.harmful_ratio must be in [0, 1]", data.harmful_ratio),
         (data.partition in ("iid", "dirichlet"), "data.partition must be 'iid' or 'dirichlet'", data.partition),
-        (data.dirichlet_alpha > 0, "data.dirichlet_alpha must be > 0", data.dirichlet_alpha),
-        (data.heldout_samples >= 0, "data.heldout_samples must be >= 0", data.heldout_samples),
-        (plugins.eval_every >= 0, "plugins.eval_every must be >= 0 (0: only after the last round)", plugins.eval_every),
-        (plugins.eval_limit is None or plugins.eval_limit >= 1,
-         "plugins.eval_limit must be >= 1 (or null for the full eval sets)", plugins.eval_limit),
-        (plugins.hook_timeout_s is None or plugins.hook_timeout_s > 0,
-         "plugins.hook_timeout_s must be > 0 (or null)", plugins.hook_timeout_s),
     ]
     for ok, message, value in checks:
         if not ok:
@@ -387,26 +439,45 @@ def validate(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def _floats(cfg: RunConfig):
-    """(dotted key, value) of every float setting (``float`` or ``float | None``) outside the plugin options."""
+def _numbers(cfg: RunConfig):
+    """(dotted key, value) of every int and float setting (optional ones too) outside the plugin options."""
     for section in dataclasses.fields(cfg):
         sub = getattr(cfg, section.name)
         if not dataclasses.is_dataclass(sub):
             continue
         hints = typing.get_type_hints(type(sub))
         for f in dataclasses.fields(sub):
-            if hints[f.name] is float or float in typing.get_args(hints[f.name]):
+            if {int, float} & {hints[f.name], *typing.get_args(hints[f.name])}:
                 yield f"{section.name}.{f.name}", getattr(sub, f.name)
 
 
+def _shown(value: float) -> str:
+    """``repr(value)``; an integer of over 30 digits as its number of digits (Python prints none over 4300)."""
+    if isinstance(value, int) and abs(value) >= 10**30:
+        return f"an integer of {math.floor(math.log10(abs(value))) + 1} digits"
+    return repr(value)
+
+
+# A run name is the name of its directory, <output_dir>/runs/<name>, and nothing derived from it is longer (the run's
+# own files have fixed names). File systems take at most 255 bytes per name (NAME_MAX on ext4, xfs, btrfs, tmpfs,
+# overlayfs); 200 leaves a margin and stays under MLflow's 250-character run name column.
+MAX_RUN_NAME_BYTES = 200
+
+
 def check_run_name(name: str) -> str:
-    """A run name is one directory under ``<output_dir>/runs/``: no separators, ``..``, absolute or empty names."""
+    """A run name is one directory under ``<output_dir>/runs/``: no separators, ``..``, absolute or empty names,
+    and at most :data:`MAX_RUN_NAME_BYTES` bytes."""
     bad = (not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0")
            or Path(name).is_absolute() or name != name.strip())
     if bad:
         raise ConfigError(f"tracking.run_name {name!r} is not a valid run name: it names a directory under "
                           "<output_dir>/runs/, so it must be non-empty, without '/', '\\', leading/trailing "
                           "spaces, and not '.' or '..'")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_RUN_NAME_BYTES:
+        raise ConfigError(f"tracking.run_name {name[:24]!r}... is {size} bytes long (UTF-8); a run name names a "
+                          f"directory and may take at most {MAX_RUN_NAME_BYTES} bytes (file systems allow 255 per "
+                          "name)")
     return name
 
 

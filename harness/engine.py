@@ -7,6 +7,7 @@ import logging
 import math
 import numbers
 import secrets
+import signal
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -18,13 +19,13 @@ from tqdm.auto import tqdm
 
 from harness import registry
 from harness.adapters import AdapterStateError, check_compatible, load_into, read_only_copy, snapshot
-from harness.checkpoint import Checkpoint, CheckpointStore, RunDirLock, restore_rng
+from harness.checkpoint import LOCK_FILE, Checkpoint, CheckpointStore, RunDirLock, restore_rng
 from harness.client import ClientResult, ClientTrainer
 from harness.config import RunConfig, check_run_name, run_dir
 from harness.data.overlap import check_overlap, client_set, declared_sets
 from harness.evals.discrimination import derived_metrics
-from harness.hook_checks import blame, check_read_only
-from harness.redaction import redact
+from harness.hook_checks import blame, check_model_unchanged, check_read_only, one_by_one, weights_digest
+from harness.redaction import redact, redact_result
 from harness.safe_base.load import base_prompt_set
 from harness.training import cosine_lr
 from harness.types import AdapterState, ClientUpdate, EvalResult, FitIns, RunInfo, RunSummary
@@ -154,13 +155,17 @@ class RoundEngine:
             raise
 
     def _evaluate(self, server_round: int) -> list:
-        """The ``evaluate`` hook's results, each checked by :meth:`_check_values` (naming its eval plugin), then
-        the scores derived from several evals' metrics (:mod:`harness.evals.discrimination`)."""
-        results = self.hook.evaluate(server_round=server_round, model=self.global_model, limit=self.cfg.plugins.eval_limit)
-        impls = list(reversed(self.hook.evaluate.get_hookimpls()))  # pluggy calls them last-registered first
-        for i, result in enumerate(results):
-            # results skip the impls that returned None, so one impl is known only when every impl answered
-            self._check_values(result, "evaluate", [impls[i]] if len(results) == len(impls) else None)
+        """The ``evaluate`` hook's results, one eval plugin at a time: each must leave the live model's weights as
+        they were (an eval that writes into them fails the run, named) and is checked by :meth:`_check_values`;
+        then the scores derived from several evals' metrics (:mod:`harness.evals.discrimination`)."""
+        results = []
+        weights = weights_digest(self.model)
+        for impl, evaluate in one_by_one(self.pm, "evaluate"):
+            answered = evaluate(server_round=server_round, model=self.global_model, limit=self.cfg.plugins.eval_limit)
+            check_model_unchanged(self.pm, impl, weights, weights_digest(self.model), "evaluate")
+            for result in answered:
+                self._check_values(result, "evaluate", [impl])
+            results += answered
         derived = derived_metrics({k: v for result in results for k, v in result.metrics.items()})
         return results + ([EvalResult(derived)] if derived else [])
 
@@ -168,7 +173,9 @@ class RoundEngine:
         """A hook result's ``metrics`` must map names to real numbers (bool/int/float, finite or NaN) and its
         ``artifacts`` (if it has them) names to text. Checked at the hook, before the round is checkpointed: a bad
         value in the checkpoint's pending log would be replayed, and fail again, by every ``--resume``. A numpy
-        scalar becomes a float; anything else fails the round naming the plugin (``impls``, else all of ``hook``)."""
+        scalar becomes a float; anything else fails the round naming the plugin (``impls``, else all of ``hook``).
+        A valid result then loses any secret in its metric names and artifacts (a judge may echo its key), before
+        the checkpoint, MLflow or the summary see it."""
         problem = None
         metrics = getattr(result, "metrics", None)
         artifacts = getattr(result, "artifacts", {})
@@ -197,21 +204,28 @@ class RoundEngine:
                     problem = (f"returned artifact {key!r} of type {type(value).__name__}; artifacts must map "
                                "file names (str) to text (str)")
         if problem is None:
+            redact_result(result)
             return
         exc = HookResultError(f"{problem}; the round is not checkpointed, so fix the plugin and --resume the run")
         blame(exc, self.pm, impls or getattr(self.hook, hook).get_hookimpls(), hook)
         raise exc
 
     def _exit_as_fault(self, outcome, hook_name: str, hook_impls, kwargs) -> None:
-        """Hook-call monitor: a plugin's ``SystemExit`` (``sys.exit(0)`` included) becomes a plugin fault, so the
-        run fails (MLflow FAILED, exit 1) instead of exiting with the plugin's code."""
+        """Hook-call monitor: a plugin's ``SystemExit`` (``sys.exit(0)`` included), or a ``KeyboardInterrupt`` no
+        signal caused, becomes a plugin fault, so the run fails (MLflow FAILED, exit 1) instead of exiting with the
+        plugin's code or passing for Ctrl-C."""
         exc = outcome.exception
         if isinstance(exc, SystemExit):
             fault = PluginExitError(f"called sys.exit({exc.code!r}); a plugin may not end the process")
-            fault.__cause__ = exc
-            impl = registry._raising_impl(exc, hook_impls)
-            blame(fault, self.pm, [impl] if impl is not None else list(hook_impls), hook_name)
-            outcome.force_exception(fault)
+        elif isinstance(exc, KeyboardInterrupt) and not _from_signal(exc):
+            fault = PluginExitError("raised KeyboardInterrupt, though no Ctrl-C or signal arrived; a plugin may not "
+                                    "stop the run")
+        else:
+            return
+        fault.__cause__ = exc
+        impl = registry._raising_impl(exc, hook_impls)
+        blame(fault, self.pm, [impl] if impl is not None else list(hook_impls), hook_name)
+        outcome.force_exception(fault)
 
     # -- clients ------------------------------------------------------------------------
     def _configure_fit(self, server_round: int, cid: int) -> FitIns:
@@ -344,13 +358,13 @@ class RoundEngine:
         """Set up, run every round, and report; hooks see the run start and end even on failure."""
         started = time.perf_counter()
         self.setup()
-        # after setup, so bad data creates nothing; a fresh run refuses an existing directory
-        self.run_lock = RunDirLock(self.run_dir, fresh=not self.resume, reuse=self.reuse_run_dir)
+        self.run_lock = self._lock_run_dir()  # after setup, so bad data creates nothing
         if not self.resume and (earlier := self.checkpoints.set_aside()) is not None:
             log.warning("run directory %s held an earlier attempt's checkpoints; moved them to %s", self.run_dir, earlier)
         checkpoint = self.restore_checkpoint() if self.resume else None
         if checkpoint is None:
             (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
+            (self.run_dir / PRETRAINED_FILE).unlink(missing_ok=True)  # an earlier attempt's
         info = self.run_info(checkpoint.next_round if checkpoint else None)
         self.pretrained: dict[str, float] = {}
         stop_monitor = self.pm.add_hookcall_monitoring(lambda *args: None, self._exit_as_fault)
@@ -360,6 +374,25 @@ class RoundEngine:
         finally:
             stop_watchdog()
             stop_monitor()
+
+    def _lock_run_dir(self) -> RunDirLock:
+        """Lock the run directory. A fresh run refuses an existing one, except the suite redoing a row and a
+        directory left by a run stopped before its first checkpoint (:meth:`_left_unstarted`), which it takes over."""
+        takeover = not self.resume and not self.reuse_run_dir and self._left_unstarted()
+        lock = RunDirLock(self.run_dir, fresh=not self.resume, reuse=self.reuse_run_dir or takeover)
+        if takeover:
+            log.warning("run directory %s was left by a run stopped before its first checkpoint (nothing was "
+                        "trained); starting the run again in it", self.run_dir)
+        return lock
+
+    def _left_unstarted(self) -> bool:
+        """Whether the run directory holds the lock file and nothing but what a run writes before its first
+        checkpoint: a run stopped there (a signal, a tracker failing in ``on_run_start``) trained nothing and logged
+        no round. A run holding the lock is still refused, by the lock."""
+        if not self.run_dir.is_dir() or self.checkpoints.complete():
+            return False
+        names = {p.name for p in self.run_dir.iterdir()}
+        return LOCK_FILE in names and names <= {LOCK_FILE, "config.yaml", PRETRAINED_FILE, "checkpoints"}
 
     def _run_rounds(self, started: float, checkpoint: Checkpoint | None, info: RunInfo) -> RunSummary:
         fed = self.cfg.federation
@@ -403,7 +436,13 @@ class RoundEngine:
 
 
 class PluginExitError(RuntimeError):
-    """A plugin raised ``SystemExit`` inside a hook."""
+    """A plugin raised ``SystemExit``, or ``KeyboardInterrupt`` without a signal, inside a hook."""
+
+
+def _from_signal(exc: KeyboardInterrupt) -> bool:
+    """Whether ``exc`` may come from a signal: ``harness run``'s handler raises it with the ``signum``; under
+    Python's default SIGINT handler a Ctrl-C cannot be told from a plugin's ``raise KeyboardInterrupt``."""
+    return getattr(exc, "signum", None) is not None or signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 class HookResultError(TypeError):

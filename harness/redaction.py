@@ -4,10 +4,15 @@ It removes ``Authorization: ...`` header values and ``Bearer <token>`` text, and
 variables registered with :func:`register_secret_env` (e.g. the judge's ``judge_api_key_env``) or whose name
 looks secret (``*KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``). The values are read from the environment
 at redaction time, never stored.
+
+Where: the engine redacts every hook result's metric names and text artifacts before anything stores them
+(checkpoint, MLflow; :func:`redact_result`), the tracker the params and the config it logs, ``harness`` every log
+line (:func:`redact_logs`), and error messages are redacted where they are made or reported.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
@@ -38,3 +43,43 @@ def redact(text: str) -> str:
         text = text.replace(value, REDACTED)
     text = _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, text)
     return _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def redact_name(name: str) -> str:
+    """``name`` (a metric or file name) without secrets, marked in characters MLflow accepts in names."""
+    return redact(name).replace(REDACTED, REDACTED.strip("[]"))
+
+
+def redact_result(result) -> None:
+    """Remove secrets from a hook result's metric names and its text artifacts (names and contents), in place."""
+    _redact_table(result.metrics, lambda value: value)
+    _redact_table(getattr(result, "artifacts", {}), redact)
+
+
+def _redact_table(table: dict, value) -> None:
+    redacted = {redact_name(k): value(v) for k, v in table.items()}
+    table.clear()
+    table.update(redacted)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts each record a handler emits: its message (arguments merged in), traceback and stack."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a call whose arguments do not fit its format still logs, as its parts
+            message = f"{record.msg} {record.args}"
+        record.msg, record.args = redact(message), None
+        if record.exc_info:
+            record.exc_text = redact(record.exc_text or logging.Formatter().formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+def redact_logs() -> None:
+    """Redact every line the root logger's handlers write from now on (call after configuring logging)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

@@ -30,8 +30,9 @@ from harness.safe_base.load import adapter_digest
 from harness.tracking import MODEL_DIGEST_TAG, _param_value, env_experiment, resolve_tracking_uri
 
 SHARED_SCORES = "shared_scores"  # the threshold filters' option: a directory of scores shared by the suite's runs
-# where a run is stored, or where its filter found scores another run had computed, does not change what it measures
-IGNORED_PARAMS = ("output_dir", "tracking.", f"plugins.filter_options.{SHARED_SCORES}")
+# where a run is stored, where its filter found scores another run had computed, or how long a hook may take
+# (the default changed from none to 24 h in issue #35) does not change what it measures
+IGNORED_PARAMS = ("output_dir", "tracking.", f"plugins.filter_options.{SHARED_SCORES}", "plugins.hook_timeout_s")
 
 
 class SuiteError(RuntimeError):

@@ -193,7 +193,7 @@ def ensure_experiment(client: MlflowClient, name: str, output_dir: str | Path, u
 
 def _param_value(value: Any) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-    return text[:PARAM_LIMIT]
+    return redact(text)[:PARAM_LIMIT]
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -379,7 +379,7 @@ class MlflowTracker:
         params = [mlflow.entities.Param(k, _param_value(v)) for k, v in run.params.items()]
         for start in range(0, len(params), 100):
             self.client.log_batch(self.run_id, params=params[start : start + 100])
-        self.client.log_text(self.run_id, cfg.to_yaml(), "config.yaml")
+        self.client.log_text(self.run_id, redact(cfg.to_yaml()), "config.yaml")
 
     @hookimpl
     def on_round_end(self, server_round: int, metrics: dict[str, float], artifacts: dict[str, str]) -> None:

@@ -1,5 +1,5 @@
-"""An optional time limit per hook call (``plugins.hook_timeout_s``): a plugin hook that does not return in time
-fails the run, named like any other plugin fault, instead of hanging it forever.
+"""A time limit per hook call (``plugins.hook_timeout_s``, default 24 h; 0 or null: none): a plugin hook that does
+not return in time fails the run, named like any other plugin fault, instead of hanging it (or a suite) forever.
 
 The limit is a ``SIGALRM`` timer armed around each hook call (main thread only: elsewhere, e.g. in a Ray worker,
 no limit applies). Python delivers the alarm between bytecodes, so a hook stuck in Python code or in a sleep or
@@ -22,11 +22,12 @@ class HookTimeoutError(RuntimeError):
 
 
 def install_watchdog(pm: pluggy.PluginManager, seconds: float | None) -> Callable[[], None]:
-    """Arm a ``seconds`` limit around every hook call of ``pm``; returns the function that removes it."""
-    if seconds is None or threading.current_thread() is not threading.main_thread():
+    """Arm a ``seconds`` limit around every hook call of ``pm`` (0 or None: no limit); returns the function that
+    removes it."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
         return lambda: None
     if not seconds > 0:
-        raise ValueError(f"plugins.hook_timeout_s must be > 0 (or unset), got {seconds!r}")
+        raise ValueError(f"plugins.hook_timeout_s must be >= 0 (0 or null: no limit), got {seconds!r}")
     deadlines: list[tuple[float, str]] = []  # (monotonic deadline, hook name), innermost last
 
     def arm() -> None:
@@ -35,7 +36,9 @@ def install_watchdog(pm: pluggy.PluginManager, seconds: float | None) -> Callabl
 
     def expired(signum, frame) -> None:
         hook = deadlines[-1][1] if deadlines else "?"
-        raise HookTimeoutError(f"hook {hook} did not return within plugins.hook_timeout_s={seconds:g} s")
+        raise HookTimeoutError(f"hook {hook} did not return within plugins.hook_timeout_s={seconds:g} s; if the "
+                               "hook is healthy but slow, --resume the run with --set plugins.hook_timeout_s=SECONDS "
+                               "(0: no limit)")
 
     def before(hook_name, hook_impls, kwargs) -> None:
         deadlines.append((time.monotonic() + seconds, hook_name))

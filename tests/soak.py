@@ -4,11 +4,14 @@ The driver starts the run in a worker process (which runs it as ``harness run`` 
 :func:`harness.cli.job.execute`). About every ``fault_every`` rounds one fault fires: the worker SIGKILLs itself
 mid-round (``kill``), SIGTERMs itself mid-round (``sigterm``: a clean stop, MLflow KILLED, exit 143), a plugin
 raises in a hook (``exception``), the MLflow store fails with "No space left on device" while the round is
-logged (``tracker``: exit 1 with one message), or a client's update turns NaN (``nan``; rejected by the engine,
-no restart). After every fault but ``nan`` the driver checks the worker's exit status and message, that the
-newest checkpoint is at least as new as the rounds MLflow logged, and resumes the run. At the end it checks that the
-MLflow run FINISHED, that every round was logged exactly once, that the checkpoints verify, and that the final
-adapter equals the one of an uninterrupted run with the same NaN faults.
+logged (``tracker``: exit 1 with one message), an eval writes NaN into the live model (``model_write``: exit 1,
+naming the plugin), a client's update turns NaN (``nan``; rejected by the engine, no restart), or a judge echoes
+its API key in a successful answer (``judge``; no restart). After every fault but ``nan`` and ``judge`` the driver
+checks the worker's exit status and message, that the newest checkpoint is at least as new as the rounds MLflow
+logged, and resumes the run. At the end it checks that the MLflow run FINISHED, that every round was logged
+exactly once, that the checkpoints verify, that the judge's answers were stored without the key and the key is in
+no file of the output folder, and that the final adapter equals the one of an uninterrupted run with the same NaN
+faults.
 """
 
 from __future__ import annotations
@@ -32,10 +35,15 @@ import click
 from harness.hookspecs import hookimpl
 
 RUN = "soak"
-KINDS = ("kill", "exception", "nan", "sigterm", "tracker")
-EXIT = {"kill": -signal.SIGKILL, "sigterm": 128 + signal.SIGTERM, "exception": 1, "tracker": 1}  # worker exit status
+KINDS = ("kill", "exception", "nan", "sigterm", "tracker", "model_write", "judge")
+NO_RESTART = ("nan", "judge")  # the run goes on
+EXIT = {"kill": -signal.SIGKILL, "sigterm": 128 + signal.SIGTERM, "exception": 1, "tracker": 1,
+        "model_write": 1}  # worker exit status
 MESSAGE = {"sigterm": "stopped by SIGTERM", "tracker": "MLflow tracking failed while logging round",
-           "exception": "SoakFault: injected fault"}  # in the worker's one-message stderr
+           "exception": "SoakFault: injected fault", "model_write": "raised in hook evaluate: ReadOnlyStateError: "
+           "changed the weights of the model it was given"}  # in the worker's one-message stderr
+JUDGE_KEY_ENV, JUDGE_KEY = "SOAK_JUDGE_API_KEY", "sk-soak-judge-5f3c9a0e71d24b68"  # set in the workers only
+JUDGMENTS = "soak_judgments.jsonl"
 CLIENT_HOOKS = ("pre_local_train", "configure_fit", "local_grad_correction", "client_fit_end")
 SERVER_HOOKS = ("post_aggregate", "checkpoint_state", "on_round_end")
 HOOKS = CLIENT_HOOKS + SERVER_HOOKS
@@ -83,9 +91,11 @@ def fault_schedule(settings: SoakSettings) -> list[Fault]:
 
 
 def soak_overrides(settings: SoakSettings, out: Path) -> dict:
-    """The smoke preset cut to the least work per client: one SGD step on one short sample, no evals."""
+    """The smoke preset cut to the least work per client: one SGD step on one short sample; one held-out sample
+    scored every round (so the eval hooks run)."""
     return {
-        "output_dir": str(out), "tracking.run_name": RUN, "plugins.evals": [], "plugins.agg": "fedavg",
+        "output_dir": str(out), "tracking.run_name": RUN, "plugins.evals": ["heldout-nll"], "plugins.eval_every": 1,
+        "plugins.eval_limit": 1, "plugins.agg": "fedavg",
         "federation.rounds": settings.rounds, "federation.num_clients": settings.clients,
         "federation.clients_per_round": settings.clients, "federation.local_steps": 1, "federation.batch_size": 1,
         "federation.local_optimizer": "sgd", "data.num_samples": 2 * settings.clients, "model.max_length": 32,
@@ -115,7 +125,7 @@ class FaultInjector:
                 for p in params.values():
                     p.grad.fill_(float("nan"))
             elif (fault.kind, hook) in (("kill", "local_grad_correction"), ("sigterm", "local_grad_correction"),
-                                        ("exception", fault.hook), ("tracker", "tracker")):
+                                        ("exception", fault.hook), ("tracker", "tracker"), ("model_write", "evaluate")):
                 marker = self.fired_dir / f"{fault.index}.json"
                 if marker.exists():
                     continue
@@ -127,6 +137,13 @@ class FaultInjector:
                     return
                 if fault.kind == "tracker":
                     self._break_tracker()
+                    return
+                if fault.kind == "model_write":  # the engine's check after the hook fails the run
+                    import torch
+
+                    with torch.no_grad():
+                        for p in params.values():
+                            p.fill_(float("nan"))
                     return
                 raise SoakFault(f"injected fault {fault.index} in {hook}, round {server_round}")
 
@@ -166,6 +183,23 @@ class FaultInjector:
     def on_round_end(self, server_round, metrics, artifacts):
         self._fire("on_round_end", server_round)
 
+    @hookimpl
+    def evaluate(self, server_round, model, limit):
+        self._fire("evaluate", server_round, params=dict(model.model.named_parameters()))
+        if any(f.kind == "judge" and f.round == server_round for f in self.faults):
+            return judge_echoing_its_key()
+
+
+def judge_echoing_its_key():
+    """What an eval returns from a judge that answered 200 with the API key in its text (as a judge client, it
+    registers the key's variable for redaction)."""
+    from harness.redaction import register_secret_env
+    from harness.types import EvalResult
+
+    register_secret_env(JUDGE_KEY_ENV)
+    text = f"Rating: [[6]] (request signed with {os.environ[JUDGE_KEY_ENV]})"
+    return EvalResult({"soak/judge_rating": 6.0}, {JUDGMENTS: json.dumps({"judgment": text}) + "\n"})
+
 
 def run_worker(spec: dict) -> None:
     """One attempt, in this process: start the run, or resume it from its newest checkpoint."""
@@ -189,7 +223,7 @@ def run_worker(spec: dict) -> None:
 
 
 def start_worker(spec: dict) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", JUDGE_KEY_ENV: JUDGE_KEY}
     return subprocess.run([sys.executable, "-m", "tests.soak", "--worker-spec", json.dumps(spec)],
                           env=env, capture_output=True, text=True)
 
@@ -220,13 +254,13 @@ def drive(settings: SoakSettings, faults: list[Fault], out: Path) -> dict:
     """Run to the end, resuming after every kill or exception; returns what happened."""
     fired_dir = out / "fired"
     fired_dir.mkdir(parents=True)
-    nan = [dataclasses.asdict(f) for f in faults if f.kind == "nan"]
+    always = [dataclasses.asdict(f) for f in faults if f.kind in NO_RESTART]
     attempts, resumes = [], []
     while True:
         fired = {p.stem for p in fired_dir.glob("*.json")}
-        pending = [dataclasses.asdict(f) for f in faults if f.kind != "nan" and str(f.index) not in fired]
+        pending = [dataclasses.asdict(f) for f in faults if f.kind not in NO_RESTART and str(f.index) not in fired]
         spec = {"settings": dataclasses.asdict(settings), "out": str(out), "fired_dir": str(fired_dir),
-                "faults": pending + nan, "resume": bool(attempts)}
+                "faults": pending + always, "resume": bool(attempts)}
         start = time.perf_counter()
         worker = start_worker(spec)
         attempts.append({"seconds": round(time.perf_counter() - start, 1), "returncode": worker.returncode})
@@ -290,7 +324,21 @@ def final_checks(settings: SoakSettings, faults: list[Fault], out: Path, referen
     if (out / "runs" / RUN / adapter).read_bytes() != (reference / "runs" / RUN / adapter).read_bytes():
         raise SoakFailed("the final adapter differs from the uninterrupted run's")
     return {"rounds_logged": len(client.get_metric_history(run_id, "time/round_seconds")),
-            "nonfinite_rejected": int(rejected), "checkpoints": names}
+            "nonfinite_rejected": int(rejected), "checkpoints": names, "judge_answers": check_no_key(faults, out)}
+
+
+def check_no_key(faults: list[Fault], out: Path) -> int:
+    """The judge's answers of every ``judge`` round are stored, redacted, and the key is in no file under the
+    output folder (the soak run, the reference run, their MLflow stores); returns how many answers were stored."""
+    stored = sorted(out.parent.rglob(JUDGMENTS))
+    rounds = {f.round for f in faults if f.kind == "judge"}
+    redacted = [p for p in stored if "mlartifacts" in p.parts and "with [REDACTED])" in p.read_text()]
+    if len(redacted) != len(rounds):
+        raise SoakFailed(f"{len(redacted)} redacted judge answers stored in MLflow, {len(rounds)} judge rounds")
+    leaked = [str(p) for p in out.parent.rglob("*") if p.is_file() and JUDGE_KEY.encode() in p.read_bytes()]
+    if leaked:
+        raise SoakFailed(f"the judge's key is in {leaked[:5]}")
+    return len(redacted)
 
 
 @click.command()

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from harness.leaderboard.aggregate import Cell, column_value, seed_stats
+from harness.leaderboard.aggregate import Cell, column_value, seed_stats, setting_of
 from harness.leaderboard.board import BoardError, load_board, parse_board
 from harness.leaderboard.runs import RunRecord
 from harness.leaderboard.stats import Interval
@@ -105,3 +105,11 @@ def test_cell_text_shows_the_interval_marks_partial_seeds_and_leaves_missing_emp
     assert format_cell(Cell(0.6, 0.1, 3, Interval(0.35, 0.85, "t")), col, 3) == "0.60 [0.35, 0.85]"
     assert format_cell(Cell(0.6, None, 1), col, 3) == "0.60 [n/a] (n=1)"
     assert format_cell(Cell(None, None, 0), col, 3) == ""
+
+
+def test_a_hook_time_limit_is_not_part_of_a_rows_setting():
+    """Issue #35 made plugins.hook_timeout_s default to 24 h: runs logged before (None) stay in the same row."""
+    board = parse_board(board_dict(), "b.yaml")
+    before, after = ({"model.name": "m", "plugins.hook_timeout_s": limit} for limit in ("None", "86400.0"))
+    assert setting_of(RunRecord("a", "0", "a", 0, {}, before, {}), board) == {"model.name": "m"}
+    assert setting_of(RunRecord("b", "0", "b", 0, {}, after, {}), board) == {"model.name": "m"}

@@ -225,6 +225,29 @@ def test_a_plugin_raising_system_exit_0_fails_the_run_with_exit_1_naming_it(tmp_
 
 
 @hookimpl
+def aggregate_interrupting(self, server_round, global_state, updates, num_clients_total):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_a_plugin_raising_keyboard_interrupt_without_a_signal_is_a_plugin_fault(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setattr(FedAvg, "aggregate", aggregate_interrupting)
+    failed = cli(*FLAGS, "--output-dir", str(out))
+    monkeypatch.undo()
+
+    # was: exit 130, "stopped by SIGINT ... could not be marked KILLED (None)", no plugin named, MLflow FAILED
+    assert failed.exit_code == 1, failed.output
+    assert ("plugin agg:fedavg (fedllm-harness " in failed.output and "raised in hook aggregate: PluginExitError: "
+            "raised KeyboardInterrupt, though no Ctrl-C or signal arrived" in failed.output)
+    assert "SIGINT" not in failed.output and "Traceback" not in failed.output
+    client, run = only_run(out)
+    assert run.info.status == "FAILED"
+    assert f"MLflow run {run.info.run_id} is marked FAILED" in failed.output
+    assert f"harness run --resume {run.info.run_id}" in failed.output
+
+
+@hookimpl
 def on_run_end_failing(self, run, summary):
     raise RuntimeError("injected on_run_end fault")
 

@@ -1,9 +1,13 @@
 """Issue #19, item 9: a judge server that echoes the Authorization header cannot put the API key into an error
-message, stderr or the run's ``error.txt`` (one redaction function: harness.redaction.redact)."""
+message, stderr or the run's ``error.txt`` (one redaction function: harness.redaction.redact). Issue #35, item 1:
+nor can a judge that echoes it in a successful answer put it into the run's artifacts, checkpoints, MLflow store
+or logs."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,9 +19,11 @@ from mlflow.tracking import MlflowClient
 from harness.cli import main
 from harness.evals.judges import JudgeError, OpenAIJudge
 from harness.hookspecs import hookimpl
-from harness.redaction import redact
-from harness.tracking import default_tracking_uri
+from harness.redaction import redact, redact_logs, redact_result
+from harness.tracking import _param_value, default_tracking_uri
+from harness.types import EvalResult
 from harness.default_plugins.aggregators.fedavg import FedAvg
+from tests.test_eval_mtbench import mini_mtbench, serve  # noqa: F401 (fixtures)
 
 KEY = "sk-test-0123456789abcdef"
 KEY_ENV = "HARNESS_TEST_JUDGE"  # a name the redaction would not guess: the judge registers it
@@ -93,3 +99,58 @@ def test_key_is_nowhere_in_stderr_error_txt_or_the_output_dir(tmp_path, monkeypa
     assert "JudgeError" in error and "[REDACTED]" in error and KEY not in error
     leaked = [p for p in out.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
     assert leaked == []
+
+
+@pytest.mark.slow
+def test_a_judge_echoing_the_key_in_a_200_answer_leaves_it_in_no_file_of_the_run_or_the_store(
+        tmp_path, monkeypatch, serve, mini_mtbench):  # noqa: F811
+    data, _ = mini_mtbench
+    server = serve(lambda body: (200, f"Helpful. Rating: [[6]] (request signed with {KEY})"))
+    monkeypatch.setenv(KEY_ENV, KEY)
+    out = tmp_path / "out"
+    args = ["run", "--preset", "smoke", "--rounds", "1", "--eval", "mtbench", "--eval-limit", "1", "--run-name", RUN,
+            "--output-dir", str(out), "--no-progress"]
+    options = {"data": data, "judge_url": server.url, "judge_model": "m", "judge_api_key_env": KEY_ENV,
+               "max_new_tokens": 4}
+    for key, value in options.items():
+        args += ["--set", f"plugins.eval_options.mtbench.{key}={value}"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    monkeypatch.undo()
+
+    assert result.exit_code == 0, result.output
+    assert {s["auth"] for s in server.seen} == {f"Bearer {KEY}"} and KEY not in result.output
+    client = MlflowClient(default_tracking_uri(out))
+    (run,) = client.search_runs([client.get_experiment_by_name("fedllm-harness").experiment_id])
+    judgments = Path(client.download_artifacts(run.info.run_id, "round_001/mtbench_judgments.jsonl", str(tmp_path)))
+    assert "Rating: [[6]] (request signed with [REDACTED])" in judgments.read_text()  # stored, without the key
+    state = out / "runs" / RUN / "checkpoints" / "round_0001" / "state.json"
+    assert "request signed with [REDACTED]" in state.read_text()  # the checkpoint's pending log holds it too
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.name == "mlflow.db" for p in files) and any("mlartifacts" in p.parts for p in files)
+    assert [p for p in files if KEY.encode() in p.read_bytes()] == []
+
+
+def test_hook_results_params_and_log_lines_lose_the_key(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY)
+    from harness.redaction import register_secret_env
+
+    register_secret_env(KEY_ENV)
+    result = EvalResult({f"judge/{KEY}": 1.0, "judge/score": 2.0}, {f"{KEY}.txt": f"echo {KEY}"})
+    redact_result(result)
+    assert result.metrics == {"judge/REDACTED": 1.0, "judge/score": 2.0}  # a name MLflow accepts
+    assert result.artifacts == {"REDACTED.txt": "echo [REDACTED]"}
+    assert KEY not in _param_value({"judge_url": f"https://judge/v1?key={KEY}"})
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logging.getLogger().addHandler(handler)
+    try:
+        redact_logs()
+        try:
+            raise RuntimeError(f"judge answered {KEY}")
+        except RuntimeError:
+            logging.getLogger("plugin").exception("judge said %s", KEY)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    logged = stream.getvalue()
+    assert "judge said [REDACTED]" in logged and "RuntimeError: judge answered [REDACTED]" in logged and KEY not in logged

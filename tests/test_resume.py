@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import subprocess
@@ -10,8 +11,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file, save_file
 
 from harness.cli import main
 from harness.hookspecs import hookimpl
@@ -91,18 +94,33 @@ def test_kill_9_mid_round_then_resume_gives_the_same_adapter_and_one_mlflow_run(
     assert run.info.run_id in resumed.stdout
 
 
+def truncate(latest: Path) -> None:
+    latest.write_bytes(latest.read_bytes()[:-7])
+
+
+def fill_with_nan(latest: Path) -> None:
+    """NaN in every tensor, with the manifest re-hashed: only the values are wrong (issue #35)."""
+    save_file({name: torch.full_like(t, float("nan")) for name, t in load_file(latest).items()}, latest)
+    manifest_path = latest.parent / "MANIFEST.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][latest.name] = {"size": latest.stat().st_size,
+                                      "sha256": hashlib.sha256(latest.read_bytes()).hexdigest()}
+    manifest_path.write_text(json.dumps(manifest))
+
+
 @pytest.mark.slow
-def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+@pytest.mark.parametrize("damage, message", [(truncate, "is truncated"),
+                                             (fill_with_nan, "has non-finite values (NaN/Inf)")])
+def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog, damage, message):
     reference = tmp_path / "reference"
     run_in_process(reference, "fedadam")
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_in_process(out, "fedadam", FailInRound(3))
-    latest = out / "runs" / RUN / "checkpoints" / "round_0002" / "global.safetensors"
-    latest.write_bytes(latest.read_bytes()[:-7])
+    damage(out / "runs" / RUN / "checkpoints" / "round_0002" / "global.safetensors")
     with caplog.at_level(logging.WARNING, logger="harness.checkpoint"):
-        summary = run_in_process(out, "fedadam", resume=True)
-    assert "round_0002: global.safetensors is truncated" in caplog.text
+        summary = run_in_process(out, "fedadam", resume=True)  # NaN was: AdapterStateError, no fallback
+    assert f"round_0002: global.safetensors {message}" in caplog.text
     assert summary.status == "FINISHED" and summary.rounds_completed == 3
     assert final_adapter(out) == final_adapter(reference)
     assert (out / "runs" / RUN / "checkpoints" / "corrupt-round_0002").is_dir()

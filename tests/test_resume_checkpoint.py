@@ -216,3 +216,33 @@ def test_a_state_json_that_is_not_an_object_or_a_manifest_with_bad_entries_is_co
     with pytest.raises(CheckpointError, match="MANIFEST.json is unreadable"):
         store.load(newest)
     assert store.load_latest().next_round == 2
+
+
+# -- issue #35 ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_global_adapter_with_a_valid_manifest_is_corrupt_and_falls_back(tmp_path, caplog, value):
+    store = CheckpointStore(tmp_path, keep=2)
+    save(store, 2, value=1.0)
+    save(store, 3, value=value)  # saved as is: its manifest matches the NaN/Inf bytes
+    checkpoint = store.load_latest()  # was: returned it, and the engine's AdapterStateError was a raw traceback
+    assert checkpoint.next_round == 2 and torch.equal(checkpoint.global_state["w"], torch.full((3,), 1.0))
+    assert "round_0002: global.safetensors has non-finite values (NaN/Inf) in w; falling back" in caplog.text
+    assert (store.root / "corrupt-round_0002").is_dir()  # kept as evidence, as a truncated one is
+
+
+def test_a_checkpoint_replaced_by_a_symlink_is_pruned_as_a_link_and_its_target_kept(tmp_path, caplog):
+    store = CheckpointStore(tmp_path / "run", keep=2)
+    save(store, 1)
+    save(store, 2)
+    store.flush()
+    moved = tmp_path / "elsewhere" / "round_0000"
+    moved.parent.mkdir()
+    (store.root / "round_0000").rename(moved)
+    (store.root / "round_0000").symlink_to(moved)
+    assert store.load_latest().next_round == 2
+    save(store, 3)  # prunes round_0000: was OSError "Cannot call rmtree on a symbolic link", naming no path
+    store.flush()
+    assert [p.name for p in store.complete()] == ["round_0002", "round_0001"]
+    assert not (store.root / "round_0000").is_symlink() and (moved / "MANIFEST.json").is_file()
+    assert f"checkpoint {store.root / 'round_0000'} is a symbolic link to {moved}: removed the link" in caplog.text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -16,7 +18,7 @@ from harness.config import load_config
 from harness.engine import RoundEngine
 from harness.hookspecs import hookimpl
 from harness.registry import selection
-from harness.tracking import default_tracking_uri, find_run
+from harness.tracking import MlflowTracker, default_tracking_uri, find_run
 from tests.helpers import run_tracked, smoke_config, untracked_engine
 
 
@@ -78,8 +80,10 @@ def test_a_locked_run_is_refused_and_released_after_the_run(tmp_path):
     run_dir = tmp_path / "out" / "runs" / "test-run"
     held = RunDirLock(run_dir, fresh=True)  # as a running process holds it
     engine = untracked_engine(cfg, resume=True)
-    with pytest.raises(RunDirError, match=r"in use by another process"):
+    with pytest.raises(RunDirError, match=r"in use by another process.*still running there: wait for it to end "
+                                          r"\(or stop it\) before resuming it") as refused:
         engine.run()
+    assert "--run-name" not in str(refused.value)  # was: "give this one another --run-name", which --resume has not
     held.release()
     RunDirLock(run_dir, fresh=False).release()  # free again
 
@@ -126,3 +130,68 @@ def test_find_run_by_a_name_with_quotes(tmp_path, name):
     wanted = client.create_run(exp, run_name=name).info.run_id
     client.create_run(exp, run_name="zzz")
     assert find_run(uri, name).info.run_id == wanted
+
+
+# -- issue #35 item 6: a run stopped before its MLflow run (or its first checkpoint) exists can be started again ------
+
+class SigtermBeforeTheMlflowRun:
+    """Sends SIGTERM to this process in ``on_run_start``, before the tracker's (registered later, called first)."""
+
+    @hookimpl(tryfirst=True)
+    def on_run_start(self, run):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def tracker_timing_out(self, run):
+    """The tracker's ``_start``: creates the MLflow run, then times out (as a slow server can)."""
+    TRACKER_START(self, run)
+    raise TimeoutError("read timed out")
+
+
+TRACKER_START = MlflowTracker._start
+CLI_RUN = ["run", "--preset", "smoke", "--rounds", "1", "--set", "plugins.evals=[]", "--run-name", "half",
+           "--no-progress"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sigterm", "tracker-timeout"])
+@pytest.mark.parametrize("again", ["same-command", "resume"])
+def test_a_run_stopped_before_its_first_checkpoint_can_be_started_again(tmp_path, monkeypatch, how, again):
+    out = tmp_path / "out"
+    if how == "sigterm":
+        build = registry.build_manager
+        monkeypatch.setattr(registry, "build_manager",
+                            lambda chosen, extra=(): build(chosen, extra=[*extra, SigtermBeforeTheMlflowRun()]))
+    else:
+        monkeypatch.setattr(MlflowTracker, "_start", tracker_timing_out)
+    stopped = CliRunner().invoke(main, [*CLI_RUN, "--output-dir", str(out)])
+    monkeypatch.undo()
+    assert stopped.exit_code == (143 if how == "sigterm" else 1), stopped.output
+    assert "before its first checkpoint" in stopped.output and "start it again" in stopped.output
+    run_dir = out / "runs" / "half"
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "config.yaml"]
+
+    # was: "already exists ... continue that run with --resume", and --resume: "no MLflow run with id or name"
+    args = [*CLI_RUN, "--output-dir", str(out)] if again == "same-command" else ["run", "--resume", "half",
+                                                                                  "--output-dir", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert again == "same-command" or "has no checkpoint" in result.output and "starting it again" in result.output
+    client = MlflowClient(default_tracking_uri(out))
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [r.info.status for r in runs] == ["FINISHED"] + (["FAILED"] if how == "tracker-timeout" else [])
+    assert find_run(default_tracking_uri(out), "half").info.status == "FINISHED"
+    assert (run_dir / "final_adapter").is_dir()
+
+
+def test_a_fresh_run_takes_over_only_a_directory_a_stopped_run_left_and_no_one_holds(tmp_path):
+    run_dir = tmp_path / "out" / "runs" / "test-run"
+    held = RunDirLock(run_dir, fresh=True)  # a run setting up (lock held, no checkpoint yet)
+    (run_dir / "config.yaml").write_text("{}")
+    with pytest.raises(RunDirError, match="in use by another process"):
+        untracked_engine(quick(tmp_path)).run()
+    held.release()
+    (run_dir / "final_adapter").mkdir()  # not what a run writes before its first checkpoint: left alone
+    with pytest.raises(RunDirError, match="already exists"):
+        untracked_engine(quick(tmp_path)).run()
+    assert (run_dir / "config.yaml").read_text() == "{}"

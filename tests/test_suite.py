@@ -167,6 +167,12 @@ def test_a_run_logged_before_gradient_clipping_is_not_reused_for_the_clipping_de
     assert finished_run(client, cfg) == run_id
 
 
+def test_a_run_logged_before_the_default_hook_timeout_is_reused(tmp_path):
+    cfg, client, run_id = logged_without(tmp_path, "plugins.hook_timeout_s")
+    client.log_param(run_id, "plugins.hook_timeout_s", "None")  # the default before issue #35: no limit
+    assert cfg.plugins.hook_timeout_s == 86_400 and finished_run(client, cfg) == run_id  # a time limit measures nothing
+
+
 def test_a_safe_base_run_is_reused_only_for_the_adapter_it_ran_with(tmp_path):
     cfg, client, run_id = logged_without(tmp_path, model=SMOLLM2_SAFE)
     assert finished_run(client, cfg) is None  # no digest tag: which adapter it ran is unknown

@@ -36,5 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level (also accepted after the subcommand).")
 def main(verbose: bool) -> None:
     """fedllm-harness: benchmark responsible federated LLM fine-tuning."""
+    from harness.redaction import redact_logs
+
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    redact_logs()  # no secret in a log line (a plugin may log what a judge answered)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

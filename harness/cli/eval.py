@@ -108,6 +108,7 @@ def heldout_split(cfg: RunConfig) -> list:
 def run_evals(cfg: RunConfig, pm, model: GlobalModel, adapter: str | None) -> dict[str, float]:
     """Call every selected eval once (round 0), logged as one MLflow run; returns the metrics."""
     from harness.evals.discrimination import derived_metrics
+    from harness.redaction import redact_result
 
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", cfg.model.name).strip("-")
     run_name = cfg.tracking.run_name or f"eval-{slug}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
@@ -121,6 +122,7 @@ def run_evals(cfg: RunConfig, pm, model: GlobalModel, adapter: str | None) -> di
         artifacts: dict[str, str] = {}
         with model.base_only() if adapter is None else nullcontext():
             for result in pm.hook.evaluate(server_round=0, model=model, limit=cfg.plugins.eval_limit):
+                redact_result(result)  # a judge may echo its key
                 metrics.update(result.metrics)
                 artifacts.update(result.artifacts)
         metrics.update(derived_metrics(metrics))

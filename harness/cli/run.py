@@ -175,9 +175,10 @@ def command(preset, config_file, sets, evals, eval_opt, filter_opt, agg_opt, ali
     print_summary(cfg, execute(job.start, job.tracker), job.tracker.run_id, uri)
 
 
-# Settings a resumed run may change: they decide what is evaluated and shown, never what is trained.
+# Settings a resumed run may change: they decide what is evaluated and shown, or how long a hook may take, never
+# what is trained.
 RESUME_KEYS = ("plugins.evals", "plugins.eval_options", "plugins.eval_every", "plugins.eval_limit",
-               "plugins.eval_pretrained")
+               "plugins.eval_pretrained", "plugins.hook_timeout_s")
 
 
 def resume_overrides(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, flags) -> dict[str, Any]:
@@ -212,8 +213,9 @@ def resume_overrides(preset, config_file, sets, evals, filter_opt, agg_opt, alig
 
 def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool, engine: str | None,
                flower_workers: int, overrides: dict[str, Any] | None = None) -> None:
-    """Reload a run's saved config and MLflow run, then continue it from its newest checkpoint on its engine;
-    ``overrides`` (eval settings, see :func:`resume_overrides`) apply to this session, not to the saved config."""
+    """Reload a run's saved config and MLflow run, then continue it from its newest checkpoint on its engine (a
+    run stopped before its first checkpoint starts again, as a new MLflow run); ``overrides`` (eval settings, see
+    :func:`resume_overrides`) apply to this session, not to the saved config."""
     from harness.tracking import RunNotFoundError, TrackingError, find_run
 
     uri = tracking_uri(uri, output_dir or RunConfig().output_dir)
@@ -226,9 +228,6 @@ def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool
         run_dir = lost_run_dir(key, output_dir or RunConfig().output_dir)
         if run_dir is None:
             fail(str(exc))
-        click.echo(f"warning: the MLflow store {uri} has no run {key!r} (was the store deleted?); continuing the run "
-                   f"in {run_dir} from its newest checkpoint as a new MLflow run of that name (the rounds logged "
-                   "before are not in it)", err=True)
         recorded = engine or "local"
     if found is not None:
         if found.info.status == "FINISHED":
@@ -247,16 +246,25 @@ def resume_run(key: str, uri: str | None, output_dir: str | None, progress: bool
         fail(f"cannot resume run {found.info.run_id if found else key}: {exc}")
     cfg.output_dir, cfg.tracking.run_name, cfg.tracking.uri = str(run_dir.parent.parent), run_dir.name, uri
     check_plugins(cfg)
+    started = has_checkpoint(run_dir)
+    if not started:
+        click.echo(f"warning: run {key!r} has no checkpoint in {run_dir}: it stopped before its first one, so nothing "
+                   "was trained; starting it again from its saved config as a new MLflow run", err=True)
+    elif found is None:
+        click.echo(f"warning: the MLflow store {uri} has no run {key!r} (was the store deleted?); continuing the run "
+                   f"in {run_dir} from its newest checkpoint as a new MLflow run of that name (the rounds logged "
+                   "before are not in it)", err=True)
     try:
-        job = prepare(cfg, uri, EngineOptions(recorded, progress, resume=True, flower_workers=flower_workers),
-                      run_id=found.info.run_id if found else None)
+        job = prepare(cfg, uri, EngineOptions(recorded, progress, resume=started, flower_workers=flower_workers),
+                      run_id=found.info.run_id if found and started else None)
     except (plugin_registry.PluginError, TrackingError) as exc:
         fail(str(exc), getattr(exc, "exit_code", 2))
     print_summary(cfg, execute(job.start, job.tracker), job.tracker.run_id, uri)
 
 
 def lost_run_dir(name: str, output_dir: str) -> Path | None:
-    """``output_dir/runs/NAME`` when it holds a run with a checkpoint that its MLflow store lost, else None."""
+    """``output_dir/runs/NAME`` when it holds a run (its saved config) that its MLflow store does not know: the
+    store lost it, or the run stopped before its MLflow run was created; else None."""
     from harness.config import check_run_name, run_dir
 
     try:
@@ -264,4 +272,4 @@ def lost_run_dir(name: str, output_dir: str) -> Path | None:
     except ConfigError:
         return None
     path = run_dir(output_dir, name)
-    return path if (path / "config.yaml").is_file() and has_checkpoint(path) else None
+    return path if (path / "config.yaml").is_file() else None

@@ -27,8 +27,9 @@ from harness.leaderboard.stats import (
 HARMFUL_STRATUM, BENIGN_STRATUM = "harmful", "benign"  # a balanced column's two sets of items
 MISSING_FIELD = "default"  # how a method key the run does not have is shown
 # Params that say where a run is stored, what it derived or how it was started (eval.standalone: by `harness eval`,
-# which eval.adapter already tells), not what it measured: never part of a row's setting.
-IGNORED_PARAMS = ("federation.seed", "output_dir", "tracking.", "run.", "eval.standalone")
+# which eval.adapter already tells; plugins.hook_timeout_s: a time limit), not what it measured: never part of a
+# row's setting.
+IGNORED_PARAMS = ("federation.seed", "output_dir", "tracking.", "run.", "eval.standalone", "plugins.hook_timeout_s")
 # Method tags and the config params they mirror (shown once, in the Method column, not again as a setting).
 TAG_PARAMS = {"tags.harness.filter": "plugins.filter", "tags.harness.agg": "plugins.agg",
               "tags.harness.align": "plugins.align", "tags.harness.model": "model.name",
