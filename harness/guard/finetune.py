@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from harness.config import ModelConfig
 from harness.guard.scoring import GUARD_CARD, GuardBackbone, GuardScorer
@@ -70,7 +71,8 @@ def train_guard(base: str, samples: list[ChatSample], out: Path, settings: Filte
     losses: list[float] = []
     order: list[int] = []
     started = time.perf_counter()
-    for step in range(total):
+    bar = tqdm(range(total), desc="guard training", unit="step")
+    for step in bar:
         if len(order) < settings.batch_size:
             order += rng.permutation(len(samples)).tolist()
         idx, order = order[: settings.batch_size], order[settings.batch_size :]
@@ -79,6 +81,7 @@ def train_guard(base: str, samples: list[ChatSample], out: Path, settings: Filte
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
         log.info("guard step %d/%d loss %.4f", step + 1, total, losses[-1])
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
