@@ -42,4 +42,5 @@ from harness.data.scenario.pool import harmful_requests
 assert len(harmful_requests()) == 424, "the harmful-reply scenario's request pool is not package data"
 PY
 "$bin/harness" run --preset smoke --filter none --agg fedavg --align none --no-progress --output-dir "$work/runs"
+"$bin/harness" plugin new wheel-check --kind eval --dir "$work" >/dev/null  # its templates are package data
 echo "wheel check: ok"

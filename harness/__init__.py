@@ -8,3 +8,9 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+
+
+class InputError(ValueError):
+    """Bad input, not a bug: a missing or malformed data file, an option value that cannot work. Raised by a
+    plugin (its constructor or any hook) or by the harness, it makes the CLI print its message and exit 2
+    (docs/plugins.md). The harness's own data errors subclass it."""

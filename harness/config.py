@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from harness.suggest import did_you_mean
+
 PRESETS = ("smoke", "demo", "repro", "harmful", "paper")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 QUANTIZATIONS = ("none", "8bit", "4bit")
@@ -283,9 +285,9 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
     if unknown:
-        raise ConfigError(
-            f"unknown key {where + '.' if where else ''}{unknown[0]!s} (known keys here: {', '.join(names)})"
-        )
+        key = str(unknown[0])
+        raise ConfigError(f"unknown key {where + '.' if where else ''}{key}{did_you_mean(key, names)}; "
+                          f"known keys here: {', '.join(names)}")
     kwargs = {}
     for name in names:
         if name not in data:
@@ -328,7 +330,7 @@ def read_yaml(path: Path | str) -> dict[str, Any]:
 
 def preset_dict(name: str) -> dict[str, Any]:
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}{did_you_mean(name, PRESETS)}; presets: {', '.join(PRESETS)}")
     return strict_load(files("harness.presets").joinpath(f"{name}.yaml").read_text())
 
 

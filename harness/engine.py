@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 PRETRAINED_FILE = "pretrained_metrics.json"  # in the run directory: the step-0 evals, for the summary on --resume
 
 
+def prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    """An aggregator's or aligner's metrics under ``prefix`` (``agg/``, ``align/``); a name that already starts
+    with it keeps it once."""
+    return {k if k.startswith(prefix) else prefix + k: v for k, v in metrics.items()}
+
+
 @dataclass
 class RunState:
     """Everything that changes from round to round (what a checkpoint must hold)."""
@@ -86,8 +92,14 @@ class RoundEngine:
 
     def check_data(self, info: RunInfo) -> dict[str, float]:
         """Overlap counts of client data, plugins' training prompts, the safe base's own training prompts and eval
-        sets; refuses overlaps (docs/data.md)."""
+        sets; refuses overlaps (docs/data.md) and warns of eval plugins that declare no prompts (left unchecked)."""
         base = base_prompt_set(self.cfg.model.name)
+        declaring = {impl.plugin_name for impl in self.hook.declare_prompts.get_hookimpls()}
+        unchecked = [name.removeprefix("eval:") for name, _ in self.pm.list_name_plugin()
+                     if name.startswith("eval:") and name not in declaring]
+        if unchecked:
+            log.warning("eval plugin(s) %s do not implement declare_prompts: their items are not checked for overlap "
+                        "with the client or training data (docs/plugins.md)", ", ".join(unchecked))
         sets = [client_set(self.samples, self.cfg.data.source)] + declared_sets(self.hook.declare_prompts(run=info))
         return check_overlap(sets + ([base] if base is not None else []), allow=self.cfg.data.allow_overlap)
 
@@ -304,7 +316,7 @@ class RoundEngine:
             self._check_result(result.state, f"aggregator {plugins.agg!r}", "aggregate")
             self._check_values(result, "aggregate")
             self.state.global_state = result.state
-            metrics.update({f"agg/{k}": v for k, v in result.metrics.items()})
+            metrics.update(prefixed("agg/", result.metrics))
             metrics["time/aggregate_seconds"] = time.perf_counter() - t
         load_into(self.params, self.state.global_state)
 
@@ -315,7 +327,7 @@ class RoundEngine:
             if aligned.state is not None:
                 self._check_result(aligned.state, f"aligner {plugins.align!r}", "post_aggregate")
                 self.state.global_state = aligned.state
-            metrics.update({f"align/{k}": v for k, v in aligned.metrics.items()})
+            metrics.update(prefixed("align/", aligned.metrics))
         load_into(self.params, self.state.global_state)
         metrics["time/align_seconds"] = time.perf_counter() - t
         check_compatible(self.state.global_state, self.state.global_state, f"round {server_round}'s global adapter")

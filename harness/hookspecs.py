@@ -24,17 +24,23 @@ Call order in a run::
 
 Privacy boundary: server-side hooks (``configure_fit``, ``aggregate``, ``post_aggregate``,
 ``evaluate``) never receive client datasets, only adapter tensors, sample counts and metrics.
+
+Metric names: the engine logs an aggregator's metrics under ``agg/`` and an aligner's under ``align/`` (a name that
+already carries the prefix keeps it once), an eval's as it names them (prefix them with the benchmark). Every round's
+metrics are logged at step = the round (the pretrained evals at step 0), artifacts as ``round_NNN/<file name>``.
+An eval plugin class may declare its ``headline`` metrics (:class:`harness.types.Headline`) for the run summary and
+the default board; bad input (a missing data file, an option that cannot work) is :class:`harness.InputError`
+(exit 2). The author's guide: docs/plugins.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pluggy
-import torch
 
-from harness.model_handle import GlobalModel
 from harness.types import (
     AdapterState,
     AggregateResult,
@@ -49,6 +55,11 @@ from harness.types import (
     RunInfo,
     RunSummary,
 )
+
+if TYPE_CHECKING:  # annotations only: a plugin's `import hookimpl` and the CLI's validation load no torch
+    import torch
+
+    from harness.model_handle import GlobalModel
 
 PROJECT = "fedllm_harness"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -75,7 +86,9 @@ def declare_prompts(run: RunInfo) -> PromptSet | list[PromptSet] | None:
     training prompts with role ``"guard"`` (``harness.data.overlap.digest_file_set`` reads a guard's
     ``train_prompts.sha256``), the CAI aligner its prompts with role ``"cai"``. The engine compares them with
     the client data and refuses overlaps (``data.allow_overlap`` forces the run); counts are logged as
-    ``data/overlap_<a>_<b>``. Must be cheap (texts or digests, no model) and must not read client data.
+    ``data/overlap_<a>_<b>``. Must be cheap (texts or digests, no model) and must not read client data. An eval
+    plugin that does not implement it is named in a warning at run start (its items go unchecked); one whose items
+    need no check implements it and returns None.
     """
 
 
@@ -161,7 +174,8 @@ def aggregate(
     this round (never their data; non-finite ones already dropped, and norms clipped when
     ``federation.clip_update_norm`` is set) and the total client count. Returns an
     :class:`AggregateResult` whose state has the global adapter's names, shapes and dtypes;
-    the engine rejects anything else. Exactly one aggregator is active.
+    the engine rejects anything else. Its metrics are logged as ``agg/<name>`` (a name already starting
+    with ``agg/`` is not prefixed again). Exactly one aggregator is active.
     """
 
 
@@ -170,7 +184,8 @@ def post_aggregate(server_round: int, model: GlobalModel) -> AlignResult | None:
     """Server side, after aggregation: align the global adapter (e.g. Constitutional AI).
 
     Receives the round and the resident model with the new global adapter loaded. Returns
-    an :class:`AlignResult` (its state replaces the global adapter) or None to leave it.
+    an :class:`AlignResult` (its state replaces the global adapter) or None to leave it. Its metrics
+    are logged as ``align/<name>`` (a name already starting with ``align/`` is not prefixed again).
     """
 
 
@@ -179,8 +194,11 @@ def evaluate(server_round: int, model: GlobalModel, limit: int | None) -> EvalRe
     """Server side, every E rounds and after the last round: score the global model.
 
     Receives the round, the model with the global adapter loaded and an optional cap on
-    items per benchmark. Returns an :class:`EvalResult`; metric names should be prefixed
-    with the benchmark name (``advbench/harmless_rate``). Every selected eval is called.
+    items per benchmark. Returns an :class:`EvalResult`; metric names are logged as returned, so
+    prefix them with the benchmark name (``advbench/harmless_rate``); artifacts are stored as
+    ``round_NNN/<file name>``. Must leave the model's weights as it found them. Every selected eval
+    is called. The plugin class's ``headline`` (:class:`harness.types.Headline`) names the metrics the run summary
+    and the default board show.
     """
 
 

@@ -21,8 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from harness import InputError
+from harness.suggest import did_you_mean
+
 if TYPE_CHECKING:
     from harness.config import RunConfig
+    from harness.types import Headline
 
 KINDS: dict[str, str] = {
     "filter": "fedllm_harness.filters",
@@ -45,9 +49,8 @@ class PluginStartError(PluginError):
 class UnknownPluginError(PluginError):
     def __init__(self, kind: str, name: str, available: list[str]):
         self.kind, self.name, self.available = kind, name, available
-        super().__init__(
-            f"unknown {kind} plugin {name!r}; installed {kind} plugins: {', '.join(available) or '(none)'}"
-        )
+        super().__init__(f"unknown {kind} plugin {name!r}{did_you_mean(name, available)}; installed {kind} plugins: "
+                         f"{', '.join(available) or '(none)'}")
 
 
 class AmbiguousPluginError(UnknownPluginError):
@@ -185,6 +188,22 @@ def load_factory(kind: str, name: str) -> Any:
     return _load(kind, name, ep)
 
 
+def headlines(evals: Sequence[str]) -> list[Headline]:
+    """The metrics the eval plugins ``evals`` declare for the run summary and the default board: each plugin
+    class's ``headline`` tuple of :class:`harness.types.Headline` (docs/plugins.md), in order; PluginError when a
+    plugin's is not such a tuple."""
+    from harness.types import Headline
+
+    found: list[Headline] = []
+    for name in evals:
+        declared = getattr(load_factory("eval", name), "headline", ())
+        if not isinstance(declared, tuple) or not all(isinstance(h, Headline) for h in declared):
+            raise PluginError(f"eval plugin {name!r}: headline must be a tuple of harness.types.Headline, got "
+                              f"{declared!r:.200}")
+        found += [h for h in declared if h not in found]
+    return found
+
+
 def names_option(kind: str, name: str, option: str) -> bool:
     """Whether plugin ``name`` of ``kind`` names ``option`` among its constructor's keywords."""
     return option in inspect.signature(load_factory(kind, name)).parameters
@@ -206,6 +225,8 @@ def instantiate(kind: str, name: str, options: dict[str, Any] | None = None) -> 
         raise PluginError(f"{kind} plugin {name!r} has no option(s) {', '.join(unknown)}; options: {known}")
     try:
         return factory(**options)
+    except InputError as exc:  # the plugin's own message: its data or an option value (docs/plugins.md)
+        raise PluginError(f"{kind} plugin {name!r}: {exc}") from exc
     except (TypeError, ValueError) as exc:
         raise PluginError(f"{kind} plugin {name!r} rejected its options {options}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - not bad options: the plugin failed to start (exit 1, no traceback)
@@ -233,7 +254,7 @@ def describe_failure(exc: BaseException) -> str:
 
 def new_manager() -> pluggy.PluginManager:
     """A plugin manager whose hook exceptions name the plugin that raised them (see :class:`PluginFault`)."""
-    from harness import hookspecs  # torch: only when a run is built, not for discovery
+    from harness import hookspecs  # the hook contract: only when a run is built, not for discovery
 
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
@@ -283,6 +304,8 @@ def build_manager(selection: list[tuple[str, str, dict[str, Any]]], extra: list[
     pm = new_manager()
     for kind, name, options in selection:
         plugin = instantiate(kind, name, options)
+        if kind == "eval":
+            headlines([name])  # a malformed declaration is refused before the run, like a malformed hook
         try:
             pm.register(plugin, name=f"{kind}:{name}")
         except pluggy.PluginValidationError as exc:

@@ -14,20 +14,22 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
 
 from harness import registry as plugin_registry
-from harness.cli.common import eval_option, fail, parse_options, split_names
+from harness.cli.common import Choice, eval_option, fail, parse_options, split_names
 from harness.config import PRESETS, ConfigError, RunConfig, load_config
 from harness.leaderboard import Leaderboard, load_board, write_leaderboard
 from harness.leaderboard.board import BoardError
 from harness.leaderboard.claims import claims_markdown
 from harness.safe_base.load import adapter_digest
 from harness.tracking import MODEL_DIGEST_TAG, _param_value, env_experiment, resolve_tracking_uri
+
+if TYPE_CHECKING:  # mlflow loads when the suite runs, not for `harness suite --help`
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
 
 SHARED_SCORES = "shared_scores"  # the threshold filters' option: a directory of scores shared by the suite's runs
 # where a run is stored, where its filter found scores another run had computed, or how long a hook may take
@@ -319,6 +321,8 @@ def run_suite(suite: Suite, settings: SuiteSettings, echo: Callable[[str], None]
         board = load_board(suite.board)
     except BoardError as exc:
         raise SuiteError(str(exc)) from exc
+    from mlflow.tracking import MlflowClient
+
     uri = resolve_tracking_uri(settings.tracking_uri, settings.output_dir)
     client = MlflowClient(uri)
     # Seed-major, so that a suite stopped early already has every row for its first seeds.
@@ -354,7 +358,7 @@ def run_suite(suite: Suite, settings: SuiteSettings, echo: Callable[[str], None]
 
 def suite_options(func):
     options = [
-        click.option("--preset", type=click.Choice(PRESETS), default="demo", show_default=True),
+        click.option("--preset", type=Choice(PRESETS), default="demo", show_default=True),
         click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1 per row."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config override for every run."),
         eval_option(help="Eval plugins (default: the preset's, else the suite's)"),

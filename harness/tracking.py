@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -13,15 +14,16 @@ import urllib.error
 import urllib.request
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import mlflow
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING, Any
 
 from harness.hookspecs import hookimpl
 from harness.redaction import redact
 from harness.safe_base.load import adapter_digest
 from harness.types import RunInfo, RunSummary
+
+if TYPE_CHECKING:  # mlflow loads when a store is opened: the CLI resolves URIs and validates input without it
+    import mlflow
+    from mlflow.tracking import MlflowClient
 
 PARAM_LIMIT = 6000  # MLflow's maximum param value length
 PROBE_TIMEOUT = 5.0  # seconds an http(s) tracking server has to answer before a run starts
@@ -55,6 +57,8 @@ def open_client(uri: str) -> MlflowClient:
     covers a store created by something that does not take the lock. Any failure raises
     :class:`TrackingError` with one line naming the store (e.g. an output directory that is not writable).
     """
+    from mlflow.tracking import MlflowClient
+
     db = sqlite_path(uri)
     try:
         with _store_lock(db):
@@ -225,6 +229,14 @@ def _version(dist: str) -> str:
 
 MODEL_DIGEST_TAG = "harness.model_digest"
 """Tag naming a shipped safe base's adapter by its bytes (:func:`harness.safe_base.load.adapter_digest`)."""
+HEADLINE_TAG = "harness.headline"  # the evals' Headline declarations as JSON, for the default board's columns
+
+
+def headline_tag(evals: list[str]) -> str:
+    """The :class:`harness.types.Headline` declarations of ``evals`` as a JSON list of their fields."""
+    from harness import registry
+
+    return json.dumps([dataclasses.asdict(h) for h in registry.headlines(evals)], separators=(",", ":"))
 
 
 def provenance_tags(cfg, selected: list[tuple[str, str]] | None = None) -> dict[str, str]:
@@ -272,10 +284,15 @@ class RunNotFoundError(LookupError):
 
 def find_run(tracking_uri: str, key: str) -> mlflow.entities.Run:
     """The MLflow run whose id, or else whose run name, is ``key`` (the newest of that name)."""
+    db = sqlite_path(tracking_uri)
+    if db is not None and not db.is_file():  # no store: no run (and none is created by looking)
+        raise RunNotFoundError(f"no MLflow run with id or name {key!r}: there is no MLflow store {tracking_uri}")
+    from mlflow.exceptions import MlflowException
+
     client = open_client(tracking_uri)
     try:
         return client.get_run(key)
-    except mlflow.exceptions.MlflowException:
+    except MlflowException:
         pass
     experiments = [e.experiment_id for e in client.search_experiments()]
     # MLflow's filter strings have no escape for a quote inside a quoted value: quote with the kind the name
@@ -357,9 +374,12 @@ class MlflowTracker:
             self._start(run)
 
     def _start(self, run: RunInfo) -> None:
+        from mlflow.entities import Param
+
         if self.run_id is not None:
             self.client.update_run(self.run_id, status="RUNNING")
             self.client.set_tag(self.run_id, "harness.resumed_at_round", str(run.resume_round))
+            self.client.set_tag(self.run_id, HEADLINE_TAG, headline_tag(run.config.plugins.evals))  # may add evals
             return
         exp_id = ensure_experiment(self.client, self.experiment, self.output_dir, self.uri)
         cfg = run.config
@@ -372,11 +392,12 @@ class MlflowTracker:
             "harness.seed": str(cfg.federation.seed),
             "harness.run_dir": str(run.run_dir),
             "harness.engine": run.engine,
+            HEADLINE_TAG: headline_tag(cfg.plugins.evals),
         }
         standalone = run.params.get("eval.standalone")  # `harness eval`: only its evals are plugins of the run
         tags.update(provenance_tags(cfg, [("eval", e) for e in cfg.plugins.evals] if standalone else None))
         self.run_id = self.client.create_run(exp_id, run_name=run.run_name, tags=tags).info.run_id
-        params = [mlflow.entities.Param(k, _param_value(v)) for k, v in run.params.items()]
+        params = [Param(k, _param_value(v)) for k, v in run.params.items()]
         for start in range(0, len(params), 100):
             self.client.log_batch(self.run_id, params=params[start : start + 100])
         self.client.log_text(self.run_id, redact(cfg.to_yaml()), "config.yaml")
@@ -387,7 +408,10 @@ class MlflowTracker:
             self._log_round(server_round, metrics, artifacts)
 
     def _log_round(self, server_round: int, metrics: dict[str, float], artifacts: dict[str, str]) -> None:
-        ms = [mlflow.entities.Metric(k, float(v), mlflow.utils.time.get_current_time_millis(), server_round)
+        from mlflow.entities import Metric
+        from mlflow.utils.time import get_current_time_millis
+
+        ms = [Metric(k, float(v), get_current_time_millis(), server_round)
               for k, v in metrics.items()]
         if self._may_replay:
             self._may_replay = False

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch loads only where tensors are made: `harness --help` and validation stay fast
+    import torch
 
-AdapterState = dict[str, torch.Tensor]
+AdapterState = dict[str, "torch.Tensor"]
 """Trainable LoRA tensors by parameter name, on CPU, in a fixed name order."""
 
 
@@ -68,7 +69,8 @@ class ClientUpdate:
 
 @dataclass
 class AggregateResult:
-    """An aggregator's answer: the new global adapter and metrics to log."""
+    """An aggregator's answer: the new global adapter and metrics to log. The engine logs each metric as
+    ``agg/<name>``; a name that already starts with ``agg/`` is logged as it is (never ``agg/agg/...``)."""
 
     state: AdapterState
     metrics: dict[str, float] = field(default_factory=dict)
@@ -76,7 +78,8 @@ class AggregateResult:
 
 @dataclass
 class AlignResult:
-    """An aligner's answer: the aligned global adapter (None keeps the current one) and metrics."""
+    """An aligner's answer: the aligned global adapter (None keeps the current one) and metrics, logged as
+    ``align/<name>`` (a name that already starts with ``align/`` as it is)."""
 
     state: AdapterState | None
     metrics: dict[str, float] = field(default_factory=dict)
@@ -88,6 +91,30 @@ class EvalResult:
 
     metrics: dict[str, float]
     artifacts: dict[str, str] = field(default_factory=dict)
+
+
+BETTER = ("higher", "lower", "")
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A metric an eval plugin asks the run summary and the default board to show. Declare them in the plugin
+    class's ``headline`` tuple (docs/plugins.md); a metric the run did not log is left out."""
+
+    metric: str  # the full name the plugin logs: "advbench/harmless_rate_openfedllm"
+    label: str  # the summary line and the board column: "advbench harmless, openfedllm rule"
+    better: str = "higher"  # "higher", "lower" or "" (neither): the board's arrow, "lower is better" in the summary
+    items: str | None = None  # for a share in [0, 1]: the metric counting its items (n); the summary then shows n
+    # and the share's 95 % interval
+    format: str = ".3f"
+    board: bool = True  # False: the run summary only (the default board has enough columns)
+
+    def __post_init__(self):
+        if not self.metric or not self.label:
+            raise ValueError(f"Headline needs a metric and a label, got {self.metric!r}, {self.label!r}")
+        if self.better not in BETTER:
+            raise ValueError(f"Headline {self.metric}: better must be 'higher', 'lower' or '', got {self.better!r}")
+        format(0.5, self.format)  # ValueError for a bad number format
 
 
 @dataclass

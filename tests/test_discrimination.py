@@ -166,7 +166,7 @@ def test_summary_leads_with_the_three_headline_lines(capsys, log_level, tmp_path
     assert "filter lg3" in text and "dropped 12 of 32 client samples in the last round" in text and "recall 0.750" in text
     assert "aggregator scaffold c_norm 0.01" in text and "control_variate_bytes" not in text
     assert "aligner cai50 dpo_steps 25, pairs 40" in text
-    assert "advbench harmless (openfedllm rule, n=64)" in text  # the paper's rule stays, labelled, below
+    assert "advbench harmless, openfedllm rule (n=64)" in text  # the paper's rule stays, labelled, below
     assert "train/loss" not in text and "add -v to list them" in text
     assert f"harness leaderboard --tracking-uri {uri}" in text and "abc123" in text
 

@@ -82,7 +82,7 @@ def test_pretrained_and_adapter_runs_are_logged_and_score_the_right_weights(tmp_
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--eval", "advbnch"], "unknown eval plugin 'advbnch'; installed eval plugins: advbench"),
+    (["--eval", "advbnch"], "unknown eval plugin 'advbnch' (did you mean 'advbench'?); installed eval plugins: advbench"),
     (["--eval", "hhh", "--judge-url", "http://x/v1"], "--judge-* options only apply to --eval mtbench"),
     (["--eval", "hhh", "--eval-opt", "advbench.rule=strict"], "EVAL one of hhh"),
     (["--eval", "hhh", "--adapter", "."], "is not a saved LoRA adapter (no adapter_config.json"),

@@ -28,6 +28,14 @@ def test_checked_in_boards_parse():
         assert board.sort_column in board.names
 
 
+def test_the_default_board_shows_over_refusal_beside_refusal_discrimination():
+    board = load_board("default")
+    over = board.column("Over-refusal")
+    assert over.metrics == ("over_refusal/refusal_rate_strict",) and over.better == "lower"
+    first = board.names.index("Refusal discrimination")
+    assert board.names[first + 1:first + 3] == ["AdvBench", "Over-refusal"]  # the score, then its two sides
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -14,7 +14,11 @@ from mlflow.tracking import MlflowClient
 
 from harness.cli import main
 from harness.leaderboard import load_board, write_leaderboard
+from harness.leaderboard.aggregate import Cell, MethodRow
 from harness.leaderboard.browser import BrowserError, HeadlessPage, find_chromium
+from harness.leaderboard.page import to_html
+from harness.leaderboard.runs import RunRecord
+from harness.leaderboard.stats import Interval
 
 NOW = int(time.time() * 1000)
 
@@ -102,7 +106,10 @@ def test_markdown_and_csv(built):
     assert cai_line.split(" | ")[3] == ""  # the AdvBench cell is empty
     assert "0.300 [n/a]" in cai_line  # one seed and no item data: no interval, said so
     assert "* Interval, AdvBench: Student t over per-seed values.\n" in md
-    assert "* Interval, HHH: Student t over per-seed values; n/a with one seed and no item data.\n" in md
+    assert "* Interval, HHH: Student t over per-seed values.\n" in md
+    assert md.count("[n/a] (no interval)") == 1  # one note says why, naming the column and the reason
+    assert "* [n/a] (no interval): only one seed has the value" in md
+    assert "HHH: the run's per-item file is missing" in md
     assert "## Against baseline FL" in md and "The runs recorded no versions" in md
     rows = list(csv.DictReader(io.StringIO(built.csv.read_text())))
     assert [r["method"] for r in rows][0] == "lg3 / fedavg / none"
@@ -189,6 +196,70 @@ def test_page_in_headless_chromium(built, tmp_path):
         shot = page.screenshot(tmp_path / "leaderboard.png")
         assert page.errors == []
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+BOARDS = Path(__file__).resolve().parents[1] / "leaderboards"
+WIDE = Cell(0.997, 0.003, 3, Interval(0.988, 1.0, "bootstrap"))  # a column the committed board did not fill
+
+
+def csv_cell(line: dict, name: str) -> Cell:
+    """One column's cell from a line of a committed leaderboard.csv."""
+    value = {key: line[f"{name} {key}"] for key in ("mean", "std", "n", "ci_low", "ci_high", "ci_method")}
+    if not value["mean"]:
+        return Cell(None, None, 0)
+    interval = None
+    if value["ci_method"]:
+        interval = Interval(float(value["ci_low"]), float(value["ci_high"]), value["ci_method"])
+    return Cell(float(value["mean"]), float(value["std"]) if value["std"] else None, int(value["n"]), interval)
+
+
+def committed_rows(folder: str, board) -> list[MethodRow]:
+    """A committed board's rows read back from its leaderboard.csv (real methods, seeds, values and intervals); a
+    column of ``board`` that the CSV lacks or no row filled gets a three-decimal cell in every row, so the page
+    shows every column of ``board``."""
+    lines = list(csv.DictReader(io.StringIO((BOARDS / folder / "leaderboard.csv").read_text())))
+    filled = {c.name for c in board.columns if any(line.get(f"{c.name} mean") for line in lines)}
+    rows = []
+    for line in lines:
+        seeds = line["seeds"].split()
+        runs = [RunRecord(run_id, "1", f"s{s}", 0, {}, {}, {}) for s, run_id in zip(seeds, line["run_ids"].split())]
+        cells = {c.name: csv_cell(line, c.name) if c.name in filled else WIDE for c in board.columns}
+        rows.append(MethodRow(line["method"], (), runs, seeds, cells, shown_setting=line["setting"],
+                              superseded=int(line["older_runs"]), mixed_code=line["mixed_code"].split()))
+    return rows
+
+
+# The board table's width against its box and the window, and its right and bottom edges.
+FIT = """(() => { const t = document.getElementById("board"), r = t.getBoundingClientRect();
+  return {table: t.scrollWidth, box: t.parentElement.clientWidth, page: document.documentElement.scrollWidth,
+          window: document.documentElement.clientWidth, right: r.right, bottom: r.bottom + window.scrollY,
+          columns: t.tHead.rows[0].cells.length}; })()"""
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[16:24]
+    return int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")
+
+
+@pytest.mark.parametrize(("folder", "name"), [("repro-cpu", "paper-table1"), ("harmful-cpu", "paper-table1"),
+                                              ("repro-cpu", "default")])
+def test_the_widest_boards_fit_a_1280_to_1440_px_screen_and_its_screenshot(folder, name, tmp_path):
+    """A committed board's real rows with every column of the board filled (the widest boards: paper-table1 and
+    default): at 1280 and 1440 px nothing scrolls sideways (before #36: a 2760-2790 px table in a 1152 px box) and the screenshot
+    holds the whole table."""
+    require_chromium()
+    board = load_board(name)
+    html = tmp_path / "leaderboard.html"
+    html.write_text(to_html(board, committed_rows(folder, board), []))
+    for width in (1280, 1440):
+        with HeadlessPage(html, width=width) as page:
+            fit = page.evaluate(FIT)
+            shot = page.screenshot(tmp_path / f"leaderboard-{width}.png")
+            assert page.errors == []
+        assert fit["columns"] == 2 + len(board.columns)  # Method, Seeds (no row differs in its setting), every column
+        assert fit["table"] <= fit["box"] and fit["page"] <= fit["window"], (width, fit)
+        shot_width, shot_height = png_size(shot)
+        assert fit["right"] <= shot_width and fit["bottom"] <= shot_height, (width, fit, png_size(shot))
 
 
 def test_without_chromium_the_browser_check_skips_or_fails_when_required(monkeypatch):

@@ -91,11 +91,13 @@ def log_run(client, exp, method, seed, *, params=None, advbench=None, hhh=None, 
             rows = [{**r, "refusal_openfedllm": False, f"refusal_{rule}": bool(v)} for r, v in zip(rows, advbench)]
         client.log_text(run_id, "".join(json.dumps(r) + "\n" for r in rows), "round_002/advbench_responses.jsonl")
         metrics[f"advbench/harmless_rate{'_' + rule if rule else ''}"] = sum(advbench) / len(advbench)
+        metrics["advbench/items"] = float(len(advbench))
     if hhh is not None:
         rows = [{"set": "bigbench", "index": i, "subset": "harmless",
                  "orders": [{"right": bool(a)}, {"right": bool(b)}]} for i, (a, b) in enumerate(hhh)]
         client.log_text(run_id, "".join(json.dumps(r) + "\n" for r in rows), "round_002/hhh_scores.jsonl")
         metrics["hhh/bigbench/accuracy"] = sum(a + b for a, b in hhh) / (2 * len(hhh))
+        metrics["hhh/bigbench/items"] = float(len(hhh))
     if nll is not None:
         metrics["heldout/nll"] = nll
     client.log_batch(run_id, metrics=[mlflow.entities.Metric(k, v, NOW, 2) for k, v in metrics.items()])
@@ -156,7 +158,8 @@ def test_intervals_equal_hand_computed_values(built):
     adv = lg3.cells["AdvBench"]  # one seed, 9 of 20 refused: Wilson
     assert adv.mean == pytest.approx(9 / 20) and adv.interval.method == "wilson"
     assert (adv.interval.low, adv.interval.high) == pytest.approx(hand_wilson(9, 20), abs=1e-12)
-    assert lg3.cells["HHH"].interval.method == "bootstrap"  # item scores 0.5 / 1: bootstrap over items
+    hhh = lg3.cells["HHH"].interval  # one seed, item scores 0.5 / 1 (7 of 8 orders right): Wilson, as the run summary
+    assert hhh.method == "wilson" and (hhh.low, hhh.high) == pytest.approx(hand_wilson(3.5, 4), abs=1e-12)
     assert lg3.cells["NLL"].interval is None  # one seed, no items: n/a
     plain = rows[("none / fedavg / none", "federation.lr=0.0002, federation.rounds=2")]
     nll = plain.cells["NLL"]  # three seeds, no items: t
@@ -166,6 +169,7 @@ def test_intervals_equal_hand_computed_values(built):
     md = built.markdown.read_text()
     low, high = hand_wilson(9, 20)
     assert f"0.450 [{low:.3f}, {high:.3f}]" in md and "2.100 [n/a]" in md
+    assert "NLL: such values have no per-item scores (losses, NLL, times" in md and "per-item file is missing" not in md
     csv_text = built.csv.read_text()
     assert "AdvBench ci_low" in csv_text and repr(adv.interval.low) in csv_text
 
@@ -240,3 +244,28 @@ def test_paper_table2_pairs_the_finetuned_guard_with_the_suites_forced_base_row(
     (tuned,) = [r for r in built.rows if str(guard) in r.method]
     assert tuned.baseline_rows["filter-base"] and "smollm2-135m" in tuned.baseline_rows["filter-base"]
     assert tuned.paired["filter-base"]["AdvBench"].discordant == (8, 2)
+
+
+def test_the_run_summary_and_the_boards_one_run_cell_show_one_interval(tmp_path):
+    """A model that picks one letter whatever the order scores ½ on every HHH item: the default board's one-run cell
+    and the run summary both read Wilson's [0.280, 0.720] for 8 of 16, not a zero-width [0.500, 0.500]; AdvBench
+    too."""
+    from harness.evals.report import headline_rows, safety_rows
+    from harness.leaderboard.board import load_board
+    from harness.leaderboard.tables import format_cell
+    from harness.registry import headlines
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("fedllm-harness", artifact_location=(tmp_path / "art").as_uri())
+    run_id = log_run(client, exp, PLAIN, 0, advbench=LG3_ADV, hhh=[(1, 0)] * 16, rule="strict")
+    board = load_board("default")
+    (row,) = write_leaderboard(board, uri, tmp_path / "out").rows
+    columns = {c.name: c for c in board.columns}
+    shown = {name: format_cell(row.cells[name], columns[name], 1) for name in ("HHH", "AdvBench")}
+    metrics = client.get_run(run_id).data.metrics
+    summary = dict(safety_rows(metrics, {}, headlines(["hhh"]))) | dict(headline_rows(metrics, {}))
+    assert shown["HHH"] == "0.500 [0.280, 0.720]"
+    assert summary["hhh bigbench accuracy (n=16)"] == "- -> 0.500 [0.280, 0.720]"
+    assert summary["harmful requests refused (AdvBench, n=20)"] == f"- -> {shown['AdvBench']}"
+    assert row.cells["HHH"].interval.method == row.cells["AdvBench"].interval.method == "wilson"

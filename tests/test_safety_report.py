@@ -61,15 +61,16 @@ def test_safety_rows_put_pretrained_next_to_final():
     pre = {"advbench/harmless_rate_openfedllm": 0.5, "advbench/harmless_rate_strict": 0.25, "advbench/items": 64.0,
            "hhh/bigbench/accuracy": 0.5, "hhh/bigbench/items": 221.0, "hhh/bigbench/harmless/accuracy": 0.4}
     final = dict(pre, **{"advbench/harmless_rate_openfedllm": 0.75})
-    rows = dict(safety_rows(final, pre))
-    assert rows["advbench harmless (openfedllm rule, n=64)"] == "0.500 [0.381, 0.619] -> 0.750 [0.632, 0.840]"
+    declared = registry.headlines(["advbench", "over-refusal", "hhh", "heldout-nll"])
+    rows = dict(safety_rows(final, pre, declared))
+    assert rows["advbench harmless, openfedllm rule (n=64)"] == "0.500 [0.381, 0.619] -> 0.750 [0.632, 0.840]"
     assert "hhh bigbench accuracy (n=221)" in rows
     assert not any("strict rule" in k for k in rows)  # the headline rule leads the summary, in headline_rows
     assert not any("harmless/accuracy" in k for k in rows)
-    assert safety_rows({"train/loss": 1.0}, {}) == [] and headline_rows({"train/loss": 1.0}, {}) == []
+    assert safety_rows({"train/loss": 1.0}, {}, declared) == [] and headline_rows({"train/loss": 1.0}, {}) == []
     benign = {"over_refusal/refusal_rate_strict": 0.125, "over_refusal/refusal_rate_openfedllm": 0.5, "over_refusal/items": 32.0}
-    rows = dict(safety_rows(benign, {}))
-    assert rows["benign prompts refused (openfedllm rule, n=32; lower is better)"] == "- -> 0.500 [0.336, 0.664]"
+    rows = dict(safety_rows(benign, {}, declared))
+    assert rows["benign prompts refused, openfedllm rule (n=32, lower is better)"] == "- -> 0.500 [0.336, 0.664]"
     rows = dict(headline_rows(benign, {}))
     assert rows["benign requests refused (over-refusal, n=32)"] == "- -> 0.125 [0.050, 0.281]"
     assert "refusal discrimination" not in rows  # AdvBench did not run
@@ -119,7 +120,7 @@ def test_summary_prints_pretrained_next_to_final(tmp_path, monkeypatch):
     assert [x.split(" (")[0].split("  ")[0] for x in lines[2:5]] == [
         "harmful requests refused", "benign requests refused", "refusal discrimination"]
     assert all(x.count("[") == 2 and " -> " in x for x in lines[2:5])
-    line = next(x for x in result.output.splitlines() if x.startswith("advbench harmless (openfedllm rule, n=4)"))
+    line = next(x for x in result.output.splitlines() if x.startswith("advbench harmless, openfedllm rule (n=4)"))
     assert line.count("[") == 2 and " -> " in line
     assert next(x for x in result.output.splitlines() if x.startswith("held-out nll, acceptable")).count("->") == 1
     pretrained = json.loads(Path(out / "runs" / "s" / "pretrained_metrics.json").read_text())

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "filter": ("harness.cli.filter:command", "Train and evaluate safety filters (pre_local_train plugins)."),
     "leaderboard": ("harness.cli.leaderboard:command",
                     "Read finished runs from MLflow and write leaderboard.md, leaderboard.csv, leaderboard.html and plots/*.svg."),
+    "plugin": ("harness.cli.plugin:command", "Write a new plugin package (`harness plugins` lists the installed ones)."),
     "plugins": ("harness.cli.plugins:command", "List every installed plugin: kind, name, version and source package."),
     "run": ("harness.cli.run:command", "Run one federated fine-tuning job and log it to MLflow."),
     "safety-tune": ("harness.cli.safety:command",

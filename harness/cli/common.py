@@ -16,6 +16,7 @@ import click
 
 from harness.config import ConfigError, parse_override
 from harness.data.spec import DataSpec
+from harness.suggest import did_you_mean
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -41,6 +42,17 @@ def split_names(values: tuple[str, ...]) -> list[str]:
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
+def chosen_evals(values: tuple[str, ...], current: list[str]) -> list[str]:
+    """``--eval`` values -> the evals to run: plain names replace ``current`` (the preset's or config's evals), each
+    ``+NAME`` adds NAME to them (``--eval +my-eval``: the preset's evals, then ``my-eval``)."""
+    names = split_names(values)
+    added = [name[1:].strip() for name in names if name.startswith("+")]
+    if "" in added:
+        fail("--eval +NAME: a plugin name must follow the +")
+    base = [name for name in names if not name.startswith("+")] or list(current)
+    return base + [name for name in dict.fromkeys(added) if name not in base]
+
+
 def data_option(*names: str, help: str, **kwargs) -> Callable:
     """``--data SOURCE[=PATH]``: a labelled data source, in the same form in every command (checked when parsed,
     read with :meth:`DataSpec.parse`); ``names``: the parameter name, if not ``data``."""
@@ -57,7 +69,8 @@ def data_option(*names: str, help: str, **kwargs) -> Callable:
 
 
 def eval_option(help: str = "Eval plugin (e.g. advbench, hhh, mtbench, lm-eval:TASK)", **kwargs) -> Callable:
-    """``--eval NAME``: an eval plugin; repeat or comma-separate for several (read with :func:`split_names`)."""
+    """``--eval NAME``: an eval plugin; repeat or comma-separate for several (read with :func:`split_names`, or
+    :func:`chosen_evals` where ``+NAME`` adds to a preset's evals)."""
     return click.option("--eval", "evals", multiple=True, metavar="NAME",
                         help=f"{help}; repeat or comma-separate for several.", **kwargs)
 
@@ -95,6 +108,17 @@ def with_verbose(cmd: click.Command) -> click.Command:
     return cmd
 
 
+class Choice(click.Choice):
+    """click's Choice whose error adds the closest choice (``--preset smok``: did you mean 'smoke'?)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as exc:
+            exc.message = exc.message.rstrip(".") + did_you_mean(str(value), self.choices) + "."
+            raise
+
+
 class LazyGroup(click.Group):
     """A group whose ``lazy`` commands (name -> ("module:attr", short help)) are imported only when invoked.
 
@@ -106,6 +130,13 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context | None) -> list[str]:
         return sorted({*self.commands, *self.lazy})
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """click's; an unknown name gets the closest command, lazy ones included (click looks at loaded ones)."""
+        name = args[0]
+        if not ctx.resilient_parsing and not name.startswith("-") and self.get_command(ctx, name) is None:
+            ctx.fail(f"No such command {name!r}{did_you_mean(name, self.list_commands(ctx))}.")
+        return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: click.Context | None, name: str) -> click.Command | None:
         if name not in self.commands and name in self.lazy:

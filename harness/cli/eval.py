@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from harness import registry as plugin_registry
-from harness.cli.common import eval_option, eval_option_overrides, fail, limit_option, parse_options, split_names
+from harness.cli.common import (Choice, eval_option, eval_option_overrides, fail, limit_option, parse_options,
+                                split_names)
 from harness.config import PRESETS, ConfigError, RunConfig, load_config, run_dir
 from harness.evals.files import DATA_ENV, EvalDataError
 from harness.evals.judges import JudgeError
@@ -69,13 +70,23 @@ def load_model(cfg: RunConfig, adapter: str | None) -> GlobalModel:
         fail(str(exc))
     if adapter is None:
         return GlobalModel(attach_lora(base, cfg.model, cfg.federation.seed), tokenizer, cfg.model.max_length)
-    if not (Path(adapter) / "adapter_config.json").is_file():
-        fail(f"--adapter {adapter} is not a saved LoRA adapter (no adapter_config.json in it)")
     try:
         peft_model = PeftModel.from_pretrained(base, adapter, is_trainable=True)
     except (ValueError, RuntimeError, OSError, KeyError) as exc:
         fail(f"cannot load adapter {adapter} onto {cfg.model.name}: {exc}")
     return GlobalModel(peft_model, tokenizer, cfg.model.max_length)
+
+
+def check_inputs(cfg: RunConfig, adapter: str | None) -> None:
+    """The model name and the adapter dir, checked before the plugins or the model load (exit 2 at once)."""
+    from harness.models import ModelLoadError, check_model_name
+
+    try:
+        check_model_name(cfg.model.name)
+    except ModelLoadError as exc:
+        fail(str(exc))
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        fail(f"--adapter {adapter} is not a saved LoRA adapter (no adapter_config.json in it)")
 
 
 def build_plugins(cfg: RunConfig):
@@ -153,7 +164,7 @@ def run_evals(cfg: RunConfig, pm, model: GlobalModel, adapter: str | None) -> di
 @click.option("--judge-key-env", help="MT-Bench judge: environment variable holding the API key (never logged).")
 @click.option("--judge-hf-model", help="MT-Bench judge: a local HF model instead of an endpoint.")
 @click.option("--max-length", type=int, help="Prompt token limit for generation (model.max_length).")
-@click.option("--preset", type=click.Choice(PRESETS), default=None, help="Base settings (default: demo).")
+@click.option("--preset", type=Choice(PRESETS), default=None, help="Base settings (default: demo).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key.")
 @click.option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite store in the output dir).")
 @click.option("--experiment", help="MLflow experiment name (default: $MLFLOW_EXPERIMENT_NAME, else fedllm-harness).")
@@ -170,6 +181,7 @@ def command(model, adapter, evals, eval_limit, eval_opt, eval_data, max_length, 
         if not Path(eval_data).is_dir():
             fail(f"--eval-data {eval_data} is not a directory")
         os.environ[DATA_ENV] = str(Path(eval_data).resolve())
+    check_inputs(cfg, adapter)
     tracker, pm = build_plugins(cfg)
     metrics = run_evals(cfg, pm, load_model(cfg, adapter), adapter)
     width = max(len(k) for k in metrics)

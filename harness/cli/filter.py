@@ -126,14 +126,18 @@ def train(filter_name, base, data, out, held_out, max_per_class, epochs, lr, bat
 
     OUT also gets train_prompts.sha256 (the digest of every distinct normalised training prompt, for overlap
     checks; no text) and, in the filter's card, its detection metrics on the held-out split."""
-    try:
-        factory = plugin_registry.load_factory("filter", filter_name)
+    try:  # the name, the settings and the data before the plugin's module (and torch) loads
+        plugin_registry.check_selectable("filter", filter_name)
         settings = FilterTrainSettings(epochs, lr, batch_size, max_steps, lora_r, max_length, seed)
     except (plugin_registry.PluginError, ValueError) as exc:
         fail(str(exc))
+    samples = _labelled(data, "train", held_out, max_per_class, seed)
+    try:
+        factory = plugin_registry.load_factory("filter", filter_name)
+    except plugin_registry.PluginError as exc:
+        fail(str(exc))
     if not hasattr(factory, "train"):
         fail(f"filter plugin {filter_name!r} cannot be trained (it has no train method)")
-    samples = _labelled(data, "train", held_out, max_per_class, seed)
     click.echo(f"training {filter_name} on {len(samples)} samples ({len(samples) // 2} safe + {len(samples) // 2} unsafe)")
     try:
         metrics = factory.train(samples, Path(out), base, settings)

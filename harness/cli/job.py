@@ -16,13 +16,13 @@ from harness.cli.common import fail
 
 
 def input_errors() -> tuple[type[Exception], ...]:
-    """Errors that mean bad input (data, model, eval data, checkpoint): exit 2 with their message."""
+    """Errors that mean bad input (:class:`harness.InputError`: data, eval data, a plugin's; model, checkpoint):
+    exit 2 with their message."""
+    from harness import InputError
     from harness.checkpoint import CheckpointError
-    from harness.data.samples import DataError
-    from harness.evals.files import EvalDataError
     from harness.models import ModelLoadError
 
-    return DataError, ModelLoadError, EvalDataError, CheckpointError
+    return InputError, ModelLoadError, CheckpointError
 
 
 class Interrupted(KeyboardInterrupt):

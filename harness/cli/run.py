@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from harness import registry as plugin_registry
-from harness.cli.common import (data_option, eval_option, eval_option_overrides, fail, limit_option, parse_options,
-                                split_names)
+from harness.cli.common import (Choice, chosen_evals, data_option, eval_option, eval_option_overrides, fail,
+                                limit_option, parse_options, split_names)
 from harness.cli.job import execute, has_checkpoint
 from harness.cli.summary import print_summary
 from harness.config import PRESETS, ConfigError, RunConfig, load_config
@@ -63,8 +63,6 @@ def data_flags(flags: dict[str, Any]) -> dict[str, Any]:
 def resolve_run_config(preset, config_file, sets, evals, flags, plugin_opts, eval_opt=()) -> RunConfig:
     overrides = parse_options(sets, "--set")
     overrides.update({RUN_FLAGS[k]: v for k, v in data_flags(flags).items() if v is not None})
-    if evals:
-        overrides["plugins.evals"] = split_names(evals)
     for kind, pairs in plugin_opts.items():
         for key, value in parse_options(pairs, f"--{kind}-opt").items():
             overrides[f"plugins.{kind}_options.{key}"] = value
@@ -74,8 +72,11 @@ def resolve_run_config(preset, config_file, sets, evals, flags, plugin_opts, eva
         overrides["tracking.experiment"] = experiment
     try:
         cfg = load_config(preset, config_file, overrides)
-        if eval_opt:  # NAME.KEY=VALUE: NAME must be one of the evals the config selects
-            overrides.update(eval_option_overrides(eval_opt, cfg.plugins.evals))
+        if evals:  # plain names replace the config's evals, +NAME adds to them
+            overrides["plugins.evals"] = chosen_evals(evals, cfg.plugins.evals)
+        if eval_opt:  # NAME.KEY=VALUE: NAME must be one of the evals the run selects
+            overrides.update(eval_option_overrides(eval_opt, overrides.get("plugins.evals", cfg.plugins.evals)))
+        if evals or eval_opt:
             cfg = load_config(preset, config_file, overrides)
         return cfg
     except ConfigError as exc:
@@ -103,14 +104,14 @@ def tracking_uri(uri: str | None, output_dir: str, fallback_local: bool = False)
 
 
 @click.command("run")
-@click.option("--preset", type=click.Choice(PRESETS), default=None, help="Base settings (default: demo).")
+@click.option("--preset", type=Choice(PRESETS), default=None, help="Base settings (default: demo).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key, e.g. federation.rounds=3.")
 @click.option("--filter", "filter_name", help="Safety filter plugin (pre_local_train).")
 @click.option("--filter-model", help="Filter model (e.g. a guard trained by `harness filter train`); = --filter-opt model=.")
 @click.option("--agg", help="Aggregator plugin.")
 @click.option("--align", help="Alignment plugin (post_aggregate).")
-@eval_option()
+@eval_option(help="Eval plugin (e.g. advbench, hhh, mtbench, lm-eval:TASK), replacing the preset's; +NAME adds one to them")
 @click.option("--eval-opt", multiple=True, metavar="EVAL.KEY=VALUE", help="Eval plugin option, e.g. advbench.rule=strict.")
 @click.option("--filter-opt", multiple=True, metavar="KEY=VALUE", help="Option for the filter plugin.")
 @click.option("--agg-opt", multiple=True, metavar="KEY=VALUE", help="Option for the aggregator plugin.")
@@ -161,11 +162,13 @@ def command(preset, config_file, sets, evals, eval_opt, filter_opt, agg_opt, ali
     check_plugins(cfg)
     from harness.data.samples import DataError
     from harness.data.sources import check_local_file
+    from harness.models import ModelLoadError, check_model_name
     from harness.tracking import TrackingError
 
-    try:  # before the tracking store exists: a bad data file creates nothing
+    try:  # before the tracking store exists: a bad data file or model path creates nothing
         check_local_file(cfg.data.source)
-    except DataError as exc:
+        check_model_name(cfg.model.name)
+    except (DataError, ModelLoadError) as exc:
         fail(str(exc))
     uri = tracking_uri(cfg.tracking.uri, cfg.output_dir, cfg.tracking.fallback_local)
     try:
@@ -204,6 +207,8 @@ def resume_overrides(preset, config_file, sets, evals, filter_opt, agg_opt, alig
             refused.append(f"--set {key}")
     if evals:
         overrides["plugins.evals"] = split_names(evals)
+        if any(name.startswith("+") for name in overrides["plugins.evals"]):
+            fail("--resume: --eval +NAME adds to a preset's evals; name every eval the resumed run should run")
     if refused:
         fail(f"--resume continues a run with its saved config; drop {', '.join(refused)}: these settings decide what "
              f"the checkpointed rounds trained (a resumed run may change only {', '.join(RESUME_KEYS)}, and "

@@ -1,6 +1,6 @@
 """What `harness run` prints when a run ends: the safety headline first (harmful refused, benign refused, their
-discrimination score), then what each method did, the run's identity, the other safety metrics, and where to look
-next. Every final metric is listed with ``-v``."""
+discrimination score), then what each method did, the run's identity, the metrics the evals declare as headline
+(:class:`harness.types.Headline`), and where to look next. Every final metric is listed with ``-v``."""
 
 from __future__ import annotations
 
@@ -83,10 +83,11 @@ def next_lines(uri: str, run_id: str | None) -> list[str]:
 
 def print_summary(cfg: RunConfig, summary, run_id: str | None, uri: str) -> None:
     from harness.evals.report import headline_rows, safety_rows  # numpy and the leaderboard: only at the end of a run
+    from harness.registry import headlines
 
     final, pretrained = summary.final_metrics, summary.pretrained_metrics
     blocks = [headline_rows(final, pretrained), method_rows(cfg, final, run_totals(uri, run_id)),
-              run_rows(cfg, summary, run_id), safety_rows(final, pretrained)]
+              run_rows(cfg, summary, run_id), safety_rows(final, pretrained, headlines(cfg.plugins.evals))]
     if logging.getLogger().isEnabledFor(logging.INFO):
         blocks.append([("ALL FINAL METRICS", "")] + [(k, f"{v:.4g}") for k, v in sorted(final.items())])
     rows = [row for block in blocks for row in block]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness import InputError
 from harness.types import ChatSample
 
 
@@ -13,7 +14,7 @@ from harness.types import ChatSample
 MAX_FIELD_CHARS = 1_000_000
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A dataset row is malformed; the message names the source and the row."""
 
 

@@ -16,10 +16,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import InputError
+
 DATA_ENV = "HARNESS_DATA"
 
 
-class EvalDataError(ValueError):
+class EvalDataError(InputError):
     """A benchmark file is missing or does not have the expected schema; the message names it."""
 
 

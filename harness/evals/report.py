@@ -3,15 +3,22 @@
 First the three headline lines under the headline refusal rule (:data:`harness.evals.refusal.HEADLINE_RULE`):
 harmful requests refused (AdvBench), benign requests refused (over-refusal) and the refusal discrimination score
 that weighs one against the other (:mod:`harness.evals.discrimination`), with 95 % intervals (Wilson for a rate,
-Newcombe for the score: n is small, 64 goals is +-12 points). Then the rest: the other rules' rates (OpenFedLLM's,
-for comparison with the paper), HHH and held-out NLL.
+Newcombe for the score: n is small, 64 goals is +-12 points). Then the rest: what the run's eval plugins declare
+as headline metrics (:class:`harness.types.Headline`; the built-ins: the other rules' rates (OpenFedLLM's, for
+comparison with the paper), HHH, MT-Bench and held-out NLL).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from harness.evals import discrimination
-from harness.evals.refusal import HEADLINE_RULE, RULES
-from harness.leaderboard.stats import wilson
+from harness.evals.refusal import HEADLINE_RULE
+from harness.leaderboard.stats import rate_interval
+
+if TYPE_CHECKING:
+    from harness.types import Headline
 
 Rows = list[tuple[str, str]]
 SCORE_NOTE = "(harmful refused + benign answered) / 2: 0.5 = refusing blindly, 1 = refusing exactly the harmful"
@@ -23,7 +30,7 @@ def _rate(metrics: dict[str, float], key: str, n_key: str) -> str:
     n = int(metrics.get(n_key, 0))
     if n <= 0:
         return f"{metrics[key]:.3f}"
-    interval = wilson(round(metrics[key] * n), n)
+    interval = rate_interval(metrics[key], n)  # the board's one-seed interval for the same items
     return f"{metrics[key]:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
 
 
@@ -59,26 +66,21 @@ def headline_rows(final: dict[str, float], pretrained: dict[str, float]) -> Rows
     return rows
 
 
-def safety_rows(final: dict[str, float], pretrained: dict[str, float]) -> Rows:
-    """The other safety metrics either dict holds (the other refusal rules, HHH, held-out NLL); empty when none."""
+def safety_rows(final: dict[str, float], pretrained: dict[str, float], headlines: Sequence[Headline]) -> Rows:
+    """The metrics the run's eval plugins declare as headline (:func:`harness.registry.headlines`: the other
+    refusal rules, HHH, held-out NLL, a third-party eval's), pretrained next to final; empty when none was logged."""
     both = {**pretrained, **final}
     rows = []
-    rates = ((discrimination.HARMFUL, discrimination.HARMFUL_ITEMS, "advbench harmless ({rule} rule, n={n})"),
-             (discrimination.BENIGN, discrimination.BENIGN_ITEMS,
-              "benign prompts refused ({rule} rule, n={n}; lower is better)"))
-    for prefix, n_key, label in rates:
-        for rule in RULES:
-            key = f"{prefix}_{rule}"
-            if key in both and rule != HEADLINE_RULE:
-                rows.append((label.format(rule=rule, n=int(both.get(n_key, 0))), _both(pretrained, final, key, n_key)))
-    for key in sorted(k for k in both if k.startswith("hhh/") and k.endswith("/accuracy") and k.count("/") == 2):
-        name = key.split("/")[1]
-        n_key = f"hhh/{name}/items"
-        rows.append((f"hhh {name} accuracy (n={int(both.get(n_key, 0))})", _both(pretrained, final, key, n_key)))
-    for key, label in (("heldout/nll", "held-out nll, acceptable replies"), ("heldout/nll_harmful", "held-out nll, red replies")):
-        if key in both:
-            fmt = lambda m: f"{m[key]:.3f}" if key in m else "-"  # noqa: E731
-            rows.append((label, f"{fmt(pretrained)} -> {fmt(final)}"))
+    for h in headlines:
+        if h.metric not in both:
+            continue
+        notes = [f"n={int(both.get(h.items, 0))}"] if h.items else []
+        notes += ["lower is better"] if h.better == "lower" else []
+        if h.items:
+            value = _both(pretrained, final, h.metric, h.items)
+        else:
+            value = " -> ".join(format(m[h.metric], h.format) if h.metric in m else "-" for m in (pretrained, final))
+        rows.append((f"{h.label} ({', '.join(notes)})" if notes else h.label, value))
     if rows:
-        rows.insert(0, ("other safety metrics (95% Wilson CI)", "pretrained -> final"))
+        rows.insert(0, ("other eval metrics (95% Wilson CI)", "pretrained -> final"))
     return rows

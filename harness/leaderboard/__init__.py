@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
 from harness.leaderboard.aggregate import MethodRow, build_rows
 from harness.leaderboard.board import Board, BoardError, load_board
 from harness.leaderboard.items import ItemStore
@@ -39,10 +37,15 @@ class Leaderboard:
 def write_leaderboard(board: Board, tracking_uri: str, out_dir: str | Path, ui: str = DEFAULT_MLFLOW_UI) -> Leaderboard:
     """Read the board's finished runs from ``tracking_uri`` and write leaderboard.{md,csv,html} and plots/*.svg
     into ``out_dir``."""
+    from mlflow.tracking import MlflowClient
+
     from harness.leaderboard.plots import board_plots, write_plot_files  # matplotlib: only when a board is written
 
     client = MlflowClient(tracking_uri)
-    rows = build_rows(fetch_runs(client, board), board, ItemStore(client).items)
+    runs = fetch_runs(client, board)
+    if board.headlines:  # the runs' declarations (harness.tracking.HEADLINE_TAG); last-round values need no history
+        board = board.with_headlines(run.tags.get("harness.headline") for run in runs)
+    rows = build_rows(runs, board, ItemStore(client).items)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots = board_plots(rows, board)

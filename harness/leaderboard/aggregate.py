@@ -19,9 +19,9 @@ from harness.leaderboard.stats import (
     bootstrap_mean,
     mcnemar_exact,
     paired_bootstrap,
+    rate_interval,
     stratified_mean,
     t_interval,
-    wilson,
 )
 
 HARMFUL_STRATUM, BENIGN_STRATUM = "harmful", "benign"  # a balanced column's two sets of items
@@ -90,6 +90,11 @@ def _binary(values) -> bool:
     return all(v in (0.0, 1.0) for v in values)
 
 
+def _unit(values) -> bool:
+    """Whether every score lies in [0, 1] (a rate's items: refusals, HHH's share of two orders right)."""
+    return all(0.0 <= v <= 1.0 for v in values)
+
+
 def strata(keys: Iterable[str]) -> list[str]:
     """The stratum of each item key of a balanced column (``harmful`` or ``benign``: the key's prefix)."""
     return [key.split(":", 1)[0] for key in keys]
@@ -111,10 +116,10 @@ def _balanced_interval(items: list[Items]) -> Interval:
 
 
 def cell_stats(values: list[float], items: list[Items] | None = None, stratified: bool = False) -> Cell:
-    """Mean over seeds with its 95 % interval: Wilson for one seed of 0/1 items (and for 0/1 items that are all
-    equal, pooled over seeds, where a bootstrap would claim width 0), a bootstrap over seeds and items for
-    per-item scores, else Student t over the per-seed values (None with one seed). ``stratified``: the items are a
-    balanced column's (:func:`_balanced_interval`)."""
+    """Mean over seeds with its 95 % interval: Wilson (:func:`rate_interval`, as the run summary shows it) for one
+    seed of item scores in [0, 1] (and for such items that are all equal, pooled over seeds, where a bootstrap would
+    claim width 0), a bootstrap over seeds and items for other per-item scores, else Student t over the per-seed
+    values (None with one seed). ``stratified``: the items are a balanced column's (:func:`_balanced_interval`)."""
     cell = seed_stats(values)
     if cell.mean is None:
         return cell
@@ -122,8 +127,8 @@ def cell_stats(values: list[float], items: list[Items] | None = None, stratified
         return Cell(cell.mean, cell.std, cell.n, _balanced_interval(items))
     if items and len(items) == cell.n:
         pooled = [v for i in items for v in i.values()]
-        if _binary(pooled) and (len(items) == 1 or len(set(pooled)) == 1):
-            interval = wilson(int(sum(pooled)), len(pooled))  # a bootstrap of identical 0/1 items has width 0
+        if _unit(pooled) and (len(items) == 1 or len(set(pooled)) == 1):
+            interval = rate_interval(statistics.fmean(pooled), len(pooled))  # a bootstrap of equal items: width 0
         else:
             interval = bootstrap_mean([list(i.values()) for i in items])
     else:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,8 @@ REDUCERS = ("last", "mean", "min", "max", "sum")
 COMBINERS = ("metric", "hmean", "sum", "minus", "balanced")
 BETTER = ("higher", "lower", None)
 DEFAULT_METHOD = ("tags.harness.filter", "tags.harness.agg", "tags.harness.align")
+
+log = logging.getLogger(__name__)
 
 
 class BoardError(ValueError):
@@ -74,6 +79,7 @@ class Board:
     notes: str = ""
     pins: tuple[tuple[str, str | None], ...] = ()  # (field, value): every run has value; None: all runs agree
     baselines: tuple[Baseline, ...] = ()
+    headlines: bool = False  # also a column per headline metric the runs' eval plugins declare (with_headlines)
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -84,6 +90,27 @@ class Board:
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    def with_headlines(self, tags: Iterable[str | None]) -> Board:
+        """This board plus a column per metric the runs' eval plugins declare as headline for the board (``tags``:
+        each run's ``harness.headline`` tag, :func:`harness.tracking.headline_tag`) that no column reads yet."""
+        shown = {m for col in self.columns for m in col.metrics}
+        names = set(self.names)
+        added = []
+        for tag in tags:
+            try:
+                declared = json.loads(tag or "[]")
+                found = [(d["metric"], d["label"], d["better"] or None, d["format"]) for d in declared if d["board"]]
+            except (ValueError, TypeError, KeyError):
+                log.warning("board %s: ignoring a malformed harness.headline tag %r", self.name, tag)
+                continue
+            for metric, label, better, fmt in found:
+                if metric not in shown:
+                    shown.add(metric)
+                    name = label if label not in names else f"{label} ({metric})"
+                    names.add(name)
+                    added.append(Column(name, (metric,), better=better, format=fmt))
+        return dataclasses.replace(self, columns=self.columns + tuple(added)) if added else self
 
     def narrowed(self, experiments: tuple[str, ...] = (), extra_filter: str = "") -> Board:
         """This board reading other experiments and/or with one more filter clause (and-ed)."""
@@ -177,11 +204,12 @@ def parse_board(data: Any, source: str) -> Board:
         notes=_take(data, "notes", str, source, ""),
         pins=_pins(_take(data, "pin", (list, dict), source, []), source),
         baselines=_baselines(data.pop("baseline", None), data.pop("baselines", None), source),
+        headlines=_take(data, "headlines", bool, source, False),
     )
     _no_extra(sort, f"{source}: sort", "column, order")
     _no_extra(plots, f"{source}: plots", "rounds, scatter")
     _no_extra(data, source, "name, title, experiments, filter, method, seed, columns, sort, plots, notes, pin, "
-              "baseline, baselines")
+              "baseline, baselines, headlines")
     for referenced in [board.sort_column] + ([board.scatter.x, board.scatter.y] if board.scatter else []):
         if referenced is not None:
             board.column(referenced)

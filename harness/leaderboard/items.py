@@ -24,12 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
-
 from harness.evals.refusal import HEADLINE_RULE
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # mlflow loads when a board is read, not for `harness leaderboard --help`
+    from mlflow.tracking import MlflowClient
+
     from harness.leaderboard.runs import RunRecord
 
 log = logging.getLogger(__name__)
@@ -106,6 +105,8 @@ class ItemStore:
         return self._files[key]
 
     def _download(self, run_id: str, path: str) -> list[dict] | None:
+        from mlflow.exceptions import MlflowException
+
         if self.client is None:
             return None
         try:

@@ -12,10 +12,10 @@ from harness.leaderboard.tables import (
     DEFAULT_MLFLOW_UI,
     EXPLAIN,
     TEST_NAMES,
+    cell_parts,
     compared_columns,
     filled_columns,
     footnotes,
-    format_cell,
     format_test,
     provenance,
     run_url,
@@ -26,17 +26,25 @@ if TYPE_CHECKING:
     from harness.leaderboard.plots import Plot  # matplotlib: the page itself does not need it
 
 STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; padding: 0 1rem; color: #1a1a1a; }
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 96rem; padding: 0 .75rem; color: #1a1a1a; }
+p, ul { max-width: 72rem; }
 table { border-collapse: collapse; width: 100%; margin: 1rem 0; }
 th, td { border-bottom: 1px solid #ddd; padding: .35rem .6rem; text-align: right; white-space: nowrap; }
-th:first-child, td:first-child, th:nth-child(2), td:nth-child(2), th:nth-child(3), td:nth-child(3) { text-align: left; }
+.paired th:nth-child(-n+3), .paired td:nth-child(-n+3), #board .text { text-align: left; }
 .setting { white-space: normal; font-size: 12px; color: #444; max-width: 18rem; }
 .warn { color: #a15c00; }
 ul.foot { font-size: 13px; color: #333; }
 th { cursor: pointer; user-select: none; background: #f4f4f4; position: sticky; top: 0; }
 th[aria-sort="ascending"]::after { content: " \\25B2"; }
 th[aria-sort="descending"]::after { content: " \\25BC"; }
-tbody tr:hover { background: #fafae8; }
+tbody tr:hover, tbody tr:hover td:first-child { background: #fafae8; }
+#board { font-size: 13px; }
+#board th, #board td { padding: .3rem .25rem; vertical-align: top; }
+#board th { white-space: normal; vertical-align: bottom; font-size: 12px; }
+#board td:first-child { white-space: normal; min-width: 6rem; position: sticky; left: 0; background: #fff; }
+#board th:first-child { left: 0; z-index: 1; }
+#board .ci, #board .seeds .warn { display: block; font-size: 10px; }
+#board .ci { color: #555; }
 .notes { white-space: pre-wrap; background: #f8f8f8; border-left: 3px solid #999; padding: .5rem 1rem; }
 .plots { display: flex; flex-wrap: wrap; gap: 1.5rem; }
 figure { margin: 0; } figcaption { font-size: 12px; color: #555; }
@@ -82,7 +90,8 @@ def _cell_title(cell, column, seeds: int) -> str:
     return "; ".join(parts)
 
 
-def _row_html(row: MethodRow, board: Board, ui: str) -> str:
+def _row_html(row: MethodRow, board: Board, ui: str, setting: bool) -> str:
+    """One board row; the Setting cell only with ``setting``."""
     links = " ".join(
         f'<a href="{escape(run_url(ui, r))}" title="MLflow run {escape(r.name)}">{escape(s)}</a>'
         for s, r in zip(row.seeds, row.runs)
@@ -92,21 +101,27 @@ def _row_html(row: MethodRow, board: Board, ui: str) -> str:
         why = "; ".join(([f"{row.superseded} older re-run(s) of a seed left out (newest wins)"] if row.superseded else [])
                         + ([f"runs ran different code: {', '.join(row.mixed_code)}"] if row.mixed_code else []))
         links += f' <span class="warn" title="{escape(why)}">{escape(note)}</span>'
-    cells = [f'<td data-value="{escape(row.method)}">{escape(row.method)}</td>',
-             f'<td class="setting" data-value="{escape(row.shown_setting)}">{escape(row.shown_setting)}</td>',
-             f'<td data-value="{len(row.seeds)}">{links}</td>']
+    cells = [f'<td class="text" data-value="{escape(row.method)}">{escape(row.method)}</td>',
+             f'<td class="text setting" data-value="{escape(row.shown_setting)}">{escape(row.shown_setting)}</td>',
+             f'<td class="text seeds" data-value="{len(row.seeds)}">{links}</td>']
+    if not setting:
+        del cells[1]
     for col in board.columns:
         cell = row.cells[col.name]
         value = "" if cell.mean is None else repr(cell.mean)
+        mean, ci = cell_parts(cell, col, len(row.seeds))
         cells.append(f'<td data-value="{value}" title="{escape(_cell_title(cell, col, len(row.seeds)))}">'
-                     f'{escape(format_cell(cell, col, len(row.seeds)))}</td>')
+                     f'{escape(mean)}<span class="ci">{escape(ci)}</span></td>')
     return "<tr>" + "".join(cells) + "</tr>"
 
 
-def _header_html(board: Board) -> str:
-    heads = ['<th data-type="text" title="filter / aggregator / aligner">Method</th>',
-             '<th data-type="text" title="the fields in which this board\'s rows differ">Setting</th>',
-             '<th data-type="number" title="seeds; each links to its MLflow run">Seeds</th>']
+def _header_html(board: Board, setting: bool) -> str:
+    """The board's header row; the Setting column only with ``setting``."""
+    heads = ['<th class="text" data-type="text" title="filter / aggregator / aligner">Method</th>',
+             '<th class="text" data-type="text" title="the fields in which this board\'s rows differ">Setting</th>',
+             '<th class="text" data-type="number" title="seeds; each links to its MLflow run">Seeds</th>']
+    if not setting:
+        del heads[1]
     for col in board.columns:
         sort = ""
         if col.name == board.sort_column:
@@ -163,7 +178,8 @@ def _plot_html(plot: Plot) -> str:
 def to_html(board: Board, rows: list[MethodRow], plots: list[Plot], ui: str = DEFAULT_MLFLOW_UI) -> str:
     board, empty = filled_columns(board, rows)
     title = escape(board.title or board.name)
-    body = "\n".join(_row_html(r, board, ui) for r in rows)
+    setting = any(r.shown_setting for r in rows)  # else the footnote says all rows share one setting
+    body = "\n".join(_row_html(r, board, ui, setting) for r in rows)
     notes = f'<p class="notes">{escape(board.notes.strip())}</p>' if board.notes else ""
     runs = sum(len(r.runs) + r.superseded for r in rows)
     return f"""<!DOCTYPE html>
@@ -176,7 +192,7 @@ def to_html(board: Board, rows: list[MethodRow], plots: list[Plot], ui: str = DE
 <p class="muted">Board <code>{escape(board.name)}</code>: {len(rows)} rows from {runs} finished MLflow runs.
 {escape(EXPLAIN)} Hover a cell for its sd and interval kind. Click a header to sort;
 seed links open the run in the MLflow UI at {escape(ui)}.</p>
-<div class="scroll"><table id="board"><thead>{_header_html(board)}</thead>
+<div class="scroll"><table id="board"><thead>{_header_html(board, setting)}</thead>
 <tbody>
 {body}
 </tbody></table></div>

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 from harness.leaderboard.board import Board, BoardError
 from harness.leaderboard.items import has_items
+
+if TYPE_CHECKING:  # mlflow loads when a board is read, not for `harness leaderboard --help`
+    from mlflow.tracking import MlflowClient
 
 FINISHED = "FINISHED"
 
@@ -56,6 +57,8 @@ def _experiment_ids(client: MlflowClient, board: Board) -> list[str]:
 
 def fetch_runs(client: MlflowClient, board: Board) -> list[RunRecord]:
     """Every FINISHED run of the board's experiments that matches its filter (failed and running runs are left out)."""
+    from mlflow.exceptions import MlflowException
+
     status = f"attributes.status = '{FINISHED}'"
     query = f"{status} and {board.filter}" if board.filter else status  # MLflow has no parentheses
     ids = _experiment_ids(client, board)

@@ -1,6 +1,8 @@
 """The statistics behind a board: 95 % intervals for a cell and paired tests of a row against a baseline.
 
 * :func:`wilson` - Wilson score interval of one rate (one seed, 0/1 items, e.g. AdvBench refusals).
+* :func:`rate_interval` - Wilson's interval of a mean of item scores in [0, 1] (refusals, HHH): the run summary's
+  and the board's.
 * :func:`newcombe` - Newcombe's hybrid score interval of the difference of two independent rates (one seed, e.g.
   harmful requests refused less benign requests refused).
 * :func:`bootstrap_mean` - percentile bootstrap over seeds and items (per-item scores of several seeds).
@@ -69,7 +71,7 @@ def t_quantile(df: int) -> float:
         return T975[df - 1] if df <= len(T975) else Z + (Z**3 + Z) / (4 * df)
 
 
-def wilson(successes: int, n: int, z: float = Z) -> Interval:
+def wilson(successes: float, n: int, z: float = Z) -> Interval:
     """Wilson score interval for ``successes`` out of ``n`` (n >= 1)."""
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
@@ -77,6 +79,13 @@ def wilson(successes: int, n: int, z: float = Z) -> Interval:
     low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends (rounding leaves ~1e-18)
     high = 1.0 if successes == n else min(1.0, centre + half)
     return Interval(low, high, "wilson")
+
+
+def rate_interval(mean: float, n: int) -> Interval:
+    """Wilson's interval of the mean of ``n`` item scores in [0, 1]: 0/1 refusals, or HHH's share of an item's two
+    orders answered right (conservative there: such scores vary no more than 0/1 ones of the same mean). The run
+    summary and a board's one-seed cell both use it, so they agree on the same data."""
+    return wilson(mean * n, n)
 
 
 def newcombe(x1: int, n1: int, x2: int, n2: int, z: float = Z) -> Interval:

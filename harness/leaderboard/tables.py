@@ -7,8 +7,9 @@ import dataclasses
 import io
 from collections.abc import Sequence
 
-from harness.leaderboard.aggregate import CODE_TAGS, PLUGIN_TAG, Cell, MethodRow, varying_fields
+from harness.leaderboard.aggregate import CODE_TAGS, PLUGIN_TAG, Cell, MethodRow, item_backed, varying_fields
 from harness.leaderboard.board import Board, Column
+from harness.leaderboard.items import has_items
 from harness.leaderboard.runs import RunRecord
 from harness.leaderboard.stats import PairedTest
 
@@ -19,7 +20,8 @@ def run_url(ui: str, run: RunRecord) -> str:
     return f"{ui.rstrip('/')}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
 
 
-INTERVAL_NAMES = {"wilson": "Wilson score interval (one seed, 0/1 items)",
+INTERVAL_NAMES = {"wilson": "Wilson score interval of the item mean, as in the run summary (one seed, or items all "
+                            "equal over seeds; items scored 0 to 1)",
                   "newcombe": "Newcombe's hybrid score interval from the two rates' Wilson intervals (one seed)",
                   "bootstrap": "bootstrap over seeds and items (10 000 resamples, fixed seed; within harmful and benign "
                                "requests for a balanced score)",
@@ -28,19 +30,19 @@ TEST_NAMES = {"mcnemar": "exact McNemar test on paired items", "paired-bootstrap
               "seeds": "difference of seed means, no test (no per-item data)"}
 
 
-def format_cell(cell: Cell, column: Column, seeds: int) -> str:
-    """'0.812 [0.790, 0.833]' (mean and its 95 % interval, '[n/a]' when it has none), '(n=2)' appended when fewer
-    seeds than the row's have the value, '' when none has."""
+def cell_parts(cell: Cell, column: Column, seeds: int) -> tuple[str, str]:
+    """('0.812', '[0.790, 0.833]'): the mean and its 95 % interval ('[n/a]' when it has none), ' (n=2)' appended
+    when fewer seeds than the row's have the value; ('', '') when none has."""
     if cell.mean is None:
-        return ""
-    text = format(cell.mean, column.format)
-    if cell.interval is None:
-        text += " [n/a]"
-    else:
-        text += f" [{format(cell.interval.low, column.format)}, {format(cell.interval.high, column.format)}]"
-    if cell.n < seeds:
-        text += f" (n={cell.n})"
-    return text
+        return "", ""
+    interval, fmt = cell.interval, column.format
+    ci = "[n/a]" if interval is None else f"[{format(interval.low, fmt)}, {format(interval.high, fmt)}]"
+    return format(cell.mean, fmt), ci + (f" (n={cell.n})" if cell.n < seeds else "")
+
+
+def format_cell(cell: Cell, column: Column, seeds: int) -> str:
+    """'0.812 [0.790, 0.833]' (:func:`cell_parts` on one line), '' when no seed has the value."""
+    return " ".join(part for part in cell_parts(cell, column, seeds) if part)
 
 
 def format_p(p: float) -> str:
@@ -66,11 +68,28 @@ def interval_methods(board: Board, rows: list[MethodRow]) -> list[str]:
     out = []
     for col in board.columns:
         kinds = sorted({row.cells[col.name].interval.method for row in rows if row.cells[col.name].interval})
-        missing = any(row.cells[col.name].mean is not None and row.cells[col.name].interval is None for row in rows)
-        text = "; ".join(INTERVAL_NAMES[k] for k in kinds) + ("; n/a with one seed and no item data" if missing else "")
-        if text:
-            out.append(f"{col.name}: {text.lstrip('; ')}")
+        if kinds:
+            out.append(f"{col.name}: {'; '.join(INTERVAL_NAMES[k] for k in kinds)}")
     return out
+
+
+def na_note(board: Board, rows: list[MethodRow]) -> str | None:
+    """Why cells read '[n/a]', naming their columns; None when none does."""
+    cols = [c for c in board.columns
+            if any(r.cells[c.name].mean is not None and r.cells[c.name].interval is None for r in rows)]
+    if not cols:
+        return None
+    itemless = [c.name for c in cols if not (item_backed(c) and all(has_items(m) for m in c.metrics))]
+    unread = [c.name for c in cols if c.name not in itemless]
+    note = ("* [n/a] (no interval): only one seed has the value, so there is no spread over seeds, and no per-item "
+            "scores stand behind it to resample.")
+    if itemless:
+        note += (f" {', '.join(itemless)}: such values have no per-item scores (losses, NLL, times, byte counts, "
+                 "values over rounds or combined from several metrics).")
+    if unread:
+        note += (f" {', '.join(unread)}: the run's per-item file is missing or does not reproduce its logged value "
+                 "(a run from before item files were logged, for one).")
+    return note
 
 
 def compared_columns(board: Board, rows: list[MethodRow], baseline: str) -> list[Column]:
@@ -170,7 +189,8 @@ def footnotes(board: Board, rows: list[MethodRow], empty: Sequence[str] = ()) ->
         notes.append("* ⚠ code: runs of these rows ran different code versions: " + "; ".join(flagged) + ".")
     if empty:
         notes.append(f"* Not shown: {', '.join(empty)} (no finished run logged them).")
-    return notes + [f"* Interval, {text}." for text in interval_methods(board, rows)]
+    na = na_note(board, rows)
+    return notes + [f"* Interval, {text}." for text in interval_methods(board, rows)] + ([na] if na else [])
 
 
 def to_csv(board: Board, rows: list[MethodRow]) -> str:

@@ -24,12 +24,16 @@ from harness.evals.loaders import load_advbench, spread, take
 from harness.evals.refusal import HEADLINE_RULE, RULES, get_rule
 from harness.evals.refusal_judge import make_refusal_judge, refusal_rate
 from harness.hookspecs import hookimpl
-from harness.types import ChatSample, EvalResult, PromptSet
+from harness.types import ChatSample, EvalResult, Headline, PromptSet
 
 ADVBENCH_FILE = "advbench/harmful_behaviors.csv"
 
 
 class AdvBench:
+    # the headline rule's rate leads the summary (harness.evals.report.headline_rows); the other rules follow
+    headline = tuple(Headline(f"advbench/harmless_rate_{rule}", f"advbench harmless, {rule} rule",
+                              items="advbench/items") for rule in RULES if rule != HEADLINE_RULE)
+
     def __init__(self, data: str | None = None, rule: str = HEADLINE_RULE, max_new_tokens: int = 256,
                  batch_size: int = 16, guard: str | None = None, guard_options: dict[str, Any] | None = None,
                  items: int | None = None, judge_url: str | None = None, judge_model: str | None = None,

@@ -12,10 +12,13 @@ samples are scored (the first ones; the run's ``eval_limit`` caps it too).
 from __future__ import annotations
 
 from harness.hookspecs import hookimpl
-from harness.types import ChatSample, EvalResult
+from harness.types import ChatSample, EvalResult, Headline
 
 
 class HeldOutNLL:
+    headline = (Headline("heldout/nll", "held-out nll, acceptable replies", "lower"),
+                Headline("heldout/nll_harmful", "held-out nll, red replies", "lower", board=False))
+
     def __init__(self, num_items: int = 32):
         if num_items < 1:
             raise ValueError("num_items must be >= 1")
@@ -31,6 +34,11 @@ class HeldOutNLL:
                 f"acceptable sample (data.heldout_samples={run.config.data.heldout_samples}): set "
                 f"data.heldout_samples, e.g. --set data.heldout_samples=32 (standalone `harness eval` has no run data)"
             )
+
+    @hookimpl
+    def declare_prompts(self, run) -> None:
+        """Nothing to check: its items are the run's held-out split, drawn apart from the clients' samples."""
+        return None
 
     @hookimpl
     def evaluate(self, server_round, model, limit):

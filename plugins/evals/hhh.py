@@ -24,7 +24,7 @@ from harness.evals.files import data_file
 from harness.evals.loaders import (HHH_SUBSETS, HHHItem, choice_parts, human_text, load_bigbench_hhh, load_cai_hhh,
                                    spread, take)
 from harness.hookspecs import hookimpl
-from harness.types import EvalResult, PromptSet
+from harness.types import EvalResult, Headline, PromptSet
 
 CAI_FILE = "hhh/anthropic_cai/438HHHEvaluations.jsonl"
 SETS = ("cai438", "bigbench")
@@ -69,6 +69,8 @@ def joins_cleanly(tok, shared: str, rests: list[str]) -> bool:
 
 
 class HHH:
+    headline = tuple(Headline(f"hhh/{s}/accuracy", f"hhh {s} accuracy", items=f"hhh/{s}/items") for s in sorted(SETS))
+
     def __init__(self, data: str | None = None, sets: list[str] | None = None, batch_size: int = 8,
                  items: int | None = None):
         spread([], items, "hhh")  # checks items

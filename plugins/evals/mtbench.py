@@ -21,7 +21,7 @@ from harness.evals.grading import Judgment, judge_prompt_name, judge_request, su
 from harness.evals.judges import HFJudge, Judge, JudgeError, OpenAIJudge, parse_rating
 from harness.evals.loaders import JudgePrompt, MTBenchQuestion, load_judge_prompts, load_mtbench, take
 from harness.hookspecs import hookimpl
-from harness.types import EvalResult, PromptSet
+from harness.types import EvalResult, Headline, PromptSet
 
 QUESTIONS = "mt_bench/question.jsonl"
 REFERENCES = "mt_bench/reference_answer/gpt-4.jsonl"
@@ -38,6 +38,8 @@ def make_judge(url: str | None, model: str | None, api_key_env: str | None, hf_m
 
 
 class MTBench:
+    headline = (Headline("mtbench/score", "mt-bench score (judge, 1-10)", format=".2f"),)
+
     def __init__(self, data: str | None = None, judge_url: str | None = None, judge_model: str | None = None,
                  judge_api_key_env: str | None = None, judge_hf_model: str | None = None,
                  judge_max_tokens: int = 2048, judge_workers: int = 8, max_new_tokens: int = 1024,

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from harness.evals.files import PACKAGED, data_file
 from harness.evals.loaders import EVERYDAY_FILE, everyday_requests, human_text, load_bigbench_hhh, load_first_turns, spread, take
-from harness.evals.refusal import RULES, get_rule
+from harness.evals.refusal import HEADLINE_RULE, RULES, get_rule
 from harness.evals.refusal_judge import make_refusal_judge, refusal_rate
 from harness.hookspecs import hookimpl
-from harness.types import EvalResult, PromptSet
+from harness.types import EvalResult, Headline, PromptSet
 
 SETS = {"mtbench": "mt_bench/question.jsonl", "vicuna": "vicuna_bench/question.jsonl",
         "hhh-benign": "hhh/bigbench_hhh_alignment/helpful/task.json",  # with other/ and honest/ beside helpful/
@@ -50,6 +50,9 @@ def benign_hhh_requests(helpful_task: Path) -> list[tuple[str, str]]:
 
 
 class OverRefusal:
+    headline = tuple(Headline(f"over_refusal/refusal_rate_{rule}", f"benign prompts refused, {rule} rule", "lower",
+                              "over_refusal/items", board=False) for rule in RULES if rule != HEADLINE_RULE)
+
     def __init__(self, data: str | None = None, sets: list[str] | None = None, rule: str = "strict",
                  max_new_tokens: int = 48, batch_size: int = 16, items: int | None = None,
                  judge_url: str | None = None, judge_model: str | None = None, judge_api_key_env: str | None = None):
