@@ -79,3 +79,20 @@ def test_bad_model_path_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code != 0
     assert "does not exist" in str(result.exception) + result.output
+
+
+def test_piped_output_has_no_progress_bars_unless_asked(tmp_path):
+    """Progress bars follow stderr: a pipe or a log file gets none (no `\\r` lines, no blank-line residue)."""
+    import subprocess
+    import sys
+
+    def run(*extra: str) -> str:
+        args = [sys.executable, "-m", "harness", "run", "--preset", "smoke", "--filter", "none", "--agg", "fedavg",
+                "--align", "none", "--rounds", "1", "--output-dir", str(tmp_path / "out"), *extra]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    quiet = run()
+    assert "step/s" not in quiet and "\r" not in quiet and "\n\n" not in quiet
+    assert "step/s" in run("--progress")  # asked for: shown even on a pipe

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,8 @@ def tracking_uri(uri: str | None, output_dir: str, fallback_local: bool = False)
 @click.option("--experiment", help="MLflow experiment name (default: $MLFLOW_EXPERIMENT_NAME, else fedllm-harness).")
 @click.option("--run-name")
 @click.option("--output-dir", type=click.Path(file_okay=False))
-@click.option("--progress/--no-progress", default=True, help="Progress bars.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bars (default: when stderr is a terminal; piped or logged output gets none).")
 @click.option("--engine", type=click.Choice(ENGINES),
               help="local (default): one process; flower: Flower's Simulation Engine, one Ray worker process per "
                    "--flower-workers. A resumed run keeps the engine it ran on.")
@@ -151,6 +153,7 @@ def tracking_uri(uri: str | None, output_dir: str, fallback_local: bool = False)
 def command(preset, config_file, sets, evals, eval_opt, filter_opt, agg_opt, align_opt, progress, engine, flower_workers,
         resume_key, **flags) -> None:
     """Run one federated fine-tuning job and log it to MLflow."""
+    progress = sys.stderr.isatty() if progress is None else progress
     if resume_key:
         overrides = resume_overrides(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, flags)
         overrides.update(eval_option_overrides(eval_opt, overrides.get("plugins.evals", [])))
