@@ -94,5 +94,8 @@ def test_board_reads_items_back_for_paired_tests():
 def test_bad_options_are_named():
     with pytest.raises(ValueError, match="sets must be among mtbench, vicuna"):
         OverRefusal(sets=["xstest"])
+    with pytest.raises(ValueError, match=r"got \['xstest'\]"):  # a string is a comma-separated list, not letters
+        OverRefusal(sets="xstest")
+    assert OverRefusal(sets="mtbench, hhh-benign").sets == ["mtbench", "hhh-benign"]  # --eval-opt over-refusal.sets=...
     with pytest.raises(PluginError, match="eval plugin 'over-refusal' rejected its options.*max_new_tokens"):
         instantiate("eval", "over-refusal", {"max_new_tokens": 0})

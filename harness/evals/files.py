@@ -25,6 +25,13 @@ class EvalDataError(InputError):
     """A benchmark file is missing or does not have the expected schema; the message names it."""
 
 
+def name_list(value: str | list[str] | None) -> list[str]:
+    """A list option as YAML gives it (``[a, b]``) or as ``--eval-opt NAME.sets=a,b`` does (one string)."""
+    if isinstance(value, str):
+        return [name.strip() for name in value.split(",") if name.strip()]
+    return list(value or [])
+
+
 @dataclass(frozen=True)
 class Upstream:
     url: str

@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from harness.evals.choice import answer_logprobs
-from harness.evals.files import data_file
+from harness.evals.files import data_file, name_list
 from harness.evals.loaders import (HHH_SUBSETS, HHHItem, choice_parts, human_text, load_bigbench_hhh, load_cai_hhh,
                                    spread, take)
 from harness.hookspecs import hookimpl
@@ -75,7 +75,7 @@ class HHH:
                  items: int | None = None):
         spread([], items, "hhh")  # checks items
         self.items = items
-        self.sets = list(sets or SETS)
+        self.sets = name_list(sets) or list(SETS)
         unknown = [s for s in self.sets if s not in SETS]
         if unknown or not self.sets:
             raise ValueError(f"unknown hhh set(s) {unknown}; sets: {', '.join(SETS)}")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.evals.files import PACKAGED, data_file
+from harness.evals.files import PACKAGED, data_file, name_list
 from harness.evals.loaders import EVERYDAY_FILE, everyday_requests, human_text, load_bigbench_hhh, load_first_turns, spread, take
 from harness.evals.refusal import HEADLINE_RULE, RULES, get_rule
 from harness.evals.refusal_judge import make_refusal_judge, refusal_rate
@@ -57,7 +57,7 @@ class OverRefusal:
                  max_new_tokens: int = 48, batch_size: int = 16, items: int | None = None,
                  judge_url: str | None = None, judge_model: str | None = None, judge_api_key_env: str | None = None):
         get_rule(rule)
-        self.sets = list(sets or DEFAULT_SETS)
+        self.sets = name_list(sets) or list(DEFAULT_SETS)
         unknown = [s for s in self.sets if s not in SETS]
         if unknown or not self.sets:
             raise ValueError(f"over-refusal sets must be among {', '.join(SETS)}, got {self.sets}")
