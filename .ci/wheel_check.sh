@@ -40,6 +40,12 @@ from harness.evals.loaders import everyday_requests
 assert len(everyday_requests()) == 195, "the frozen everyday benign set is not package data"
 from harness.data.scenario.pool import harmful_requests
 assert len(harmful_requests()) == 424, "the harmful-reply scenario's request pool is not package data"
+from harness.data.scenario.pool import GUARD_BENIGN_FILE, GUARD_POOL_FILE
+assert len(harmful_requests(GUARD_POOL_FILE)) == 268 and len(harmful_requests(GUARD_BENIGN_FILE)) == 240, \
+    "the scenario guard's request pools are not package data"
+from harness.guard.defaults import SHIPPED_GUARDS
+assert (SHIPPED_GUARDS / "smollm2-135m-lg3-harmful" / "adapter_model.safetensors").is_file(), \
+    "the harmful-reply scenario's guard is not package data"
 PY
 "$bin/harness" run --preset smoke --filter none --agg fedavg --align none --no-progress --output-dir "$work/runs"
 "$bin/harness" plugin new wheel-check --kind eval --dir "$work" >/dev/null  # its templates are package data

@@ -206,8 +206,13 @@ def test_the_guards_pools_are_frozen_and_share_nothing_with_the_clients_part(poo
     harmful = pool == GUARD_POOL_FILE
     assert {r.category for r in requests} == ({f"S{i}" for i in range(1, 15)} if harmful else {"benign"})
     clients = [r.prompt for r in harmful_requests() + benign_requests(shared_data / "square")]
-    sets = reference_sets() + [PromptSet.from_texts("client", "clients' part", clients)]
+    guards = [s for s in reference_sets() if s.role == "guard"]  # guards may share data; none may share the clients'
+    sets = [s for s in reference_sets() if s.role != "guard"] + [PromptSet.from_texts("client", "clients' part", clients)]
     assert clashes(PromptSet.from_texts("guard", "guard pool", [r.prompt for r in requests]), sets) == []
+    assert clashes(PromptSet.from_texts("client", "clients' part", clients), guards) == []
+    scenario_guard = next(s for s in guards if s.name.endswith("smollm2-135m-lg3-harmful"))
+    own = harmful_requests(GUARD_POOL_FILE) + harmful_requests(GUARD_BENIGN_FILE)
+    assert scenario_guard.digests <= {prompt_digest(r.prompt) for r in own}  # trained on its own split only
     words = lambda text: set(re.findall(r"[a-z0-9']+", text.lower()))  # noqa: E731
     near = [words(p) for p in clients] + [words(g) for g in load_advbench(data_file("advbench/harmful_behaviors.csv"))]
     assert max(len(words(r.prompt) & w) / len(words(r.prompt) | w) for r in requests for w in near) < 0.5

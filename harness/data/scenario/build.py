@@ -130,7 +130,8 @@ def prompts_to_use(settings: ScenarioSettings, square_dir: Path, data: str | Non
     else:
         harmful, benign = clients
     sets = reference_sets(data)
-    if settings.part == GUARD:
+    if settings.part == GUARD:  # guards may share data with each other (the shipped scenario guard holds this part)
+        sets = [s for s in sets if s.role != "guard"]
         sets.append(PromptSet.from_texts("client", "the clients' part of the scenario",
                                          [r.prompt for r in clients[0] + clients[1]], str(square_dir)))
     rng.shuffle(harmful)
