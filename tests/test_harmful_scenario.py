@@ -57,15 +57,21 @@ def build_cli(out: Path, *extra: str):
                                      "--refusal-model", SAFE, *extra])
 
 
+def build_with_fakes(out: Path, shared_data: Path, *extra: str):
+    """``harness data harmful-scenario`` into ``out`` with :class:`FakeAnswerer` (no model); it must succeed."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(DATA_ENV, str(shared_data))
+        mp.setattr(build, "Answerer", FakeAnswerer)
+        result = build_cli(out, *extra)
+    assert result.exit_code == 0, result.output
+    return result
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, shared_data) -> Path:
     """The scenario built from every prompt with :class:`FakeAnswerer`."""
     out = tmp_path_factory.mktemp("scenario") / "harmful.jsonl"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(DATA_ENV, str(shared_data))
-        mp.setattr(build, "Answerer", FakeAnswerer)
-        result = build_cli(out)
-    assert result.exit_code == 0, result.output
+    build_with_fakes(out, shared_data)
     return out
 
 
@@ -187,11 +193,7 @@ def test_the_answerer_generates_with_the_tiny_model_and_names_its_weights():
 def guard_part(tmp_path_factory, shared_data) -> Path:
     """The guard's part built with :class:`FakeAnswerer`."""
     out = tmp_path_factory.mktemp("scenario") / "guard.jsonl"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(DATA_ENV, str(shared_data))
-        mp.setattr(build, "Answerer", FakeAnswerer)
-        result = build_cli(out, "--part", "guard")
-    assert result.exit_code == 0, result.output
+    result = build_with_fakes(out, shared_data, "--part", "guard")
     assert "use: harness filter train --data" in result.output and "warning" not in result.output
     return out
 

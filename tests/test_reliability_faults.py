@@ -208,38 +208,26 @@ def aggregate_exiting_0(self, server_round, global_state, updates, num_clients_t
     raise SystemExit(0)
 
 
-@pytest.mark.slow
-def test_a_plugin_raising_system_exit_0_fails_the_run_with_exit_1_naming_it(tmp_path, monkeypatch):
-    out = tmp_path / "out"
-    monkeypatch.setattr(FedAvg, "aggregate", aggregate_exiting_0)
-    failed = cli(*FLAGS, "--output-dir", str(out))
-    monkeypatch.undo()
-
-    assert failed.exit_code == 1, failed.output
-    assert ("plugin agg:fedavg (fedllm-harness " in failed.output and "raised in hook aggregate: "
-            "PluginExitError: called sys.exit(0)" in failed.output)
-    assert "Traceback" not in failed.output
-    client, run = only_run(out)
-    assert run.info.status == "FAILED"
-    assert f"harness run --resume {run.info.run_id}" in failed.output
-
-
 @hookimpl
 def aggregate_interrupting(self, server_round, global_state, updates, num_clients_total):
     raise KeyboardInterrupt
 
 
 @pytest.mark.slow
-def test_a_plugin_raising_keyboard_interrupt_without_a_signal_is_a_plugin_fault(tmp_path, monkeypatch):
+@pytest.mark.parametrize("aggregate, fault", [
+    (aggregate_exiting_0, "called sys.exit(0)"),
+    # was: exit 130, "stopped by SIGINT ... could not be marked KILLED (None)", no plugin named, MLflow FAILED
+    (aggregate_interrupting, "raised KeyboardInterrupt, though no Ctrl-C or signal arrived"),
+], ids=["system-exit-0", "keyboard-interrupt-without-a-signal"])
+def test_a_plugin_ending_the_process_is_a_plugin_fault_with_exit_1_naming_it(tmp_path, monkeypatch, aggregate, fault):
     out = tmp_path / "out"
-    monkeypatch.setattr(FedAvg, "aggregate", aggregate_interrupting)
+    monkeypatch.setattr(FedAvg, "aggregate", aggregate)
     failed = cli(*FLAGS, "--output-dir", str(out))
     monkeypatch.undo()
 
-    # was: exit 130, "stopped by SIGINT ... could not be marked KILLED (None)", no plugin named, MLflow FAILED
     assert failed.exit_code == 1, failed.output
-    assert ("plugin agg:fedavg (fedllm-harness " in failed.output and "raised in hook aggregate: PluginExitError: "
-            "raised KeyboardInterrupt, though no Ctrl-C or signal arrived" in failed.output)
+    assert ("plugin agg:fedavg (fedllm-harness " in failed.output and "raised in hook aggregate: "
+            f"PluginExitError: {fault}" in failed.output)
     assert "SIGINT" not in failed.output and "Traceback" not in failed.output
     client, run = only_run(out)
     assert run.info.status == "FAILED"
