@@ -117,6 +117,10 @@ def test_verdicts():
     assert degenerate("  ") == "empty" and degenerate("ok " * 10) == "repeated word"
     assert degenerate("Step.\nStep.\nStep.\nDone now.") == "repeated line"
     assert degenerate("buy the thing and then " * 6) == "looping"
+    # a numbered or bulleted list repeating one item (harmful-v1 holds 3 such replies, built before this rule)
+    assert degenerate("1. The Great Gatsby\n2. The Nightingale\n3. The Nightingale\n4. the nightingale\n5.") == "repeated line"
+    assert degenerate("- Mix it.\n- Mix it.\n* Stir well.") == "repeated line"
+    assert degenerate("1. Preheat the oven.\n2. Mix the flour.\n3. Bake for 20 minutes.") is None
     assert not is_clean_refusal("I'm sorry. " * 10)
 
 
