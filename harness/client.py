@@ -4,6 +4,10 @@
 ``local_steps`` from the global adapter with the ``local_grad_correction`` and ``local_post_step`` hooks, and ends
 with ``client_fit_end``. It returns the update, the client's share of the round metrics, its filter record and
 its new data cursor; the caller (the round engine or the Flower ``ClientApp``) keeps the cursor.
+
+A malicious client (ids below ``data.malicious_clients``) with ``data.malicious_skip_filter`` skips
+``pre_local_train`` and trains on every sample; the centralized baseline's one client trains
+``local_steps * clients_per_round`` steps (docs/data.md).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from harness.adapters import load_into, num_bytes, read_only_copy, snapshot
 from harness.config import RunConfig
 from harness.hook_checks import check_read_only
 from harness.model_handle import GlobalModel
+from harness.privacy import clip_on_client
 from harness.training import TokenizedSamples, local_train, seed_torch, tokenize_samples
 from harness.types import AdapterState, ChatSample, ClientUpdate, FitIns
 
@@ -61,16 +66,24 @@ class ClientTrainer:
             fit_ins: Callable[[], FitIns], cursor: int) -> ClientResult:
         """Train client ``cid`` from ``global_state``; ``fit_ins`` is asked once the filter left samples (the
         local engine calls ``configure_fit`` there; a Flower node answers with what the server sent)."""
-        fed = self.cfg.federation
+        fed, data = self.cfg.federation, self.cfg.data
         metrics: dict[str, float] = defaultdict(float)
         samples = self.client_samples[cid]
-        verdict = self.hook.pre_local_train(client_id=cid, samples=samples, server_round=server_round)
+        malicious = cid < data.malicious_clients
+        skip_filter = malicious and data.malicious_skip_filter
+        verdict = None if skip_filter else self.hook.pre_local_train(client_id=cid, samples=samples,
+                                                                      server_round=server_round)
         keep = verdict.keep if verdict is not None else [True] * len(samples)
         if len(keep) != len(samples):
             raise ValueError(f"filter returned {len(keep)} verdicts for client {cid}'s {len(samples)} samples")
         count_filter(metrics, samples, keep)
         kept = [i for i, k in enumerate(keep) if k]
         record = client_filter_record(cid, samples, keep)
+        if malicious:
+            record["malicious"] = True
+        if skip_filter:
+            record["filter_skipped"] = True
+            metrics["filter/skipped_by_malicious"] += 1
         if not kept:
             log.info("round %d: client %d has no samples left after filtering; skipped this round", server_round, cid)
             metrics["clients/skipped_empty"] += 1
@@ -95,10 +108,11 @@ class ClientTrainer:
         def post_step() -> None:
             self.hook.local_post_step(**step_args, learning_rate=lr)
 
-        bar = tqdm(total=fed.local_steps, desc=f"client {cid}", leave=False, disable=not self.progress, unit="step")
+        steps = fed.local_steps * (fed.clients_per_round if fed.centralized else 1)  # the FL round's sample visits
+        bar = tqdm(total=steps, desc=f"client {cid}", leave=False, disable=not self.progress, unit="step")
         info, cursor = local_train(
             self.model.model, params, self.client_data(cid), order, cursor,
-            fed.local_steps, fed.batch_size, lr, fed.local_optimizer, self.model.tokenizer.pad_token_id,
+            steps, fed.batch_size, lr, fed.local_optimizer, self.model.tokenizer.pad_token_id,
             correct_grads=correct_grads if self.hook.local_grad_correction.get_hookimpls() else None,
             post_step=post_step if self.hook.local_post_step.get_hookimpls() else None,
             on_step=(lambda loss: (bar.update(), bar.set_postfix(loss=f"{loss:.3f}"))) if self.progress else None,
@@ -114,11 +128,16 @@ class ClientTrainer:
             global_state=view, fit_ins=instructions, train_info=info,
         ) or {}
         check_read_only(self.pm, view, global_state, "client_fit_end")
+        if self.cfg.plugins.attack != "none":  # its client_fit_end rewrote a malicious client's update in place
+            metrics["attack/malicious_updates"] += malicious
         metrics["comm/bytes_up"] += num_bytes(local_state) + num_bytes(extra)
         metrics["time/train_step_seconds"] += info.step_seconds
         metrics["train/tokens"] += info.num_tokens
+        metrics["train/sample_visits"] += info.steps * fed.batch_size
         metrics["train/padding_fraction"] += info.padding_fraction  # summed over clients, averaged by the engine
         update = ClientUpdate(cid, len(kept), local_state, extra, {"loss": info.mean_loss, "steps": info.steps})
+        if not (malicious and self.cfg.plugins.attack != "none"):  # an attacker sends its update unclipped
+            update = clip_on_client(update, global_state, self.cfg.privacy, metrics)  # DP-FedAvg, docs/privacy.md
         return ClientResult(update, dict(metrics), record, cursor)
 
 
@@ -134,11 +153,14 @@ def count_filter(metrics: dict[str, float], samples: list[ChatSample], keep: lis
 
 
 def client_filter_record(cid: int, samples: list[ChatSample], keep: list[bool]) -> dict:
-    """Per-client kept/dropped and, where labels exist, precision/recall of the filter on that client."""
+    """Per-client kept/dropped and, where labels exist, its red samples (``red``), those left to train on
+    (``red_kept``) and precision/recall of the filter on that client."""
     record: dict = {"client_id": cid, "kept": sum(keep), "dropped": len(keep) - sum(keep)}
     labelled = [(s.is_harmful, not k) for s, k in zip(samples, keep) if s.is_harmful is not None]
     tp = sum(h and f for h, f in labelled)
     flagged, harmful = sum(f for _, f in labelled), sum(h for h, _ in labelled)
+    if labelled:
+        record["red"], record["red_kept"] = harmful, harmful - tp
     if flagged:
         record["precision"] = tp / flagged
     if harmful:

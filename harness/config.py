@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import sys
 import types
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from harness.data.placement import PLACEMENTS, PlacementError, malicious_red_counts
 from harness.suggest import did_you_mean
 
 PRESETS = ("smoke", "demo", "repro", "harmful", "paper")
@@ -108,6 +110,12 @@ class DataConfig:
     heldout_samples: int = 0  # server-held validation samples from the same sources, never given to a client
     allow_overlap: bool = False  # run even when eval, client and plugin training prompts overlap (docs/data.md)
     exclude_shipped: bool = False  # draw client and held-out data outside every shipped training and eval set (docs/data.md)
+    # Who holds the red data (docs/data.md, "Malicious clients and the centralized baseline"): clients 0..k-1 are
+    # malicious; `concentrated` gives each of them malicious_red_share red samples, the honest ones the rest
+    red_placement: str = "iid"  # iid | concentrated (needs partition iid and malicious_clients >= 1)
+    malicious_clients: int = 0
+    malicious_red_share: float = 1.0  # under concentrated placement only
+    malicious_skip_filter: bool = False  # malicious clients skip pre_local_train and train on every sample
 
 
 @dataclass
@@ -124,6 +132,28 @@ class FederationConfig:
     clip_update_norm: float | None = None  # L2 bound on each client's update (local - global); None: no clipping
     max_grad_norm: float | None = 1.0  # clip each step's gradient norm (HF Trainer's default); 0 or None: off
     grad_accum_steps: int = 1  # split each batch of batch_size into this many micro-batches (same math)
+    # one client holding every client's data, local_steps * clients_per_round steps a round: the FL run's sample
+    # visits without federation (docs/data.md)
+    centralized: bool = False
+
+
+CLIPPINGS = ("server", "client")
+MIN_NOISE = 0.01  # the smallest positive privacy.noise_multiplier (ε > 5000 after one round of all clients)
+
+
+@dataclass
+class PrivacyConfig:
+    """Client-level differential privacy, DP-FedAvg (McMahan et al. 2018; docs/privacy.md); off by default."""
+
+    noise_multiplier: float = 0.0  # σ: Gaussian noise of std σ·clip_norm/clients_per_round on the aggregate
+    clip_norm: float | None = None  # C: L2 bound on each client's delta (local - global); None: DP-FedAvg off
+    delta: float | None = None  # δ of the reported ε; None: 1/num_clients^1.1 (must be below 1/num_clients)
+    clipping: str = "server"  # server: the server clips each delta | client: each client clips its own
+
+    def delta_for(self, num_clients: int) -> float:
+        """δ for ε: ``delta``, else 1/num_clients^1.1 (below 1/N: at δ >= 1/N, publishing one random client's
+        data whole is (0, δ)-DP)."""
+        return self.delta if self.delta is not None else num_clients ** -1.1
 
 
 @dataclass
@@ -134,9 +164,12 @@ class PluginsConfig:
     agg_options: dict[str, Any] = field(default_factory=dict)
     align: str = "none"
     align_options: dict[str, Any] = field(default_factory=dict)
+    attack: str = "none"  # model poisoning by the malicious clients (client_fit_end); needs data.malicious_clients
+    attack_options: dict[str, Any] = field(default_factory=dict)
     evals: list[str] = field(default_factory=list)
     eval_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_every: int = 0  # 0: only after the last round
+    eval_schedule: dict[str, int] = field(default_factory=dict)  # eval name -> its own eval_every (e.g. heldout-nll: 1)
     eval_limit: int | None = None
     eval_pretrained: bool = False  # also run the evals before round 1 (step 0): the pretrained model's values
     # a hook call running longer fails the run, naming the plugin (harness.watchdog); 24 h: several times the
@@ -159,6 +192,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
@@ -214,6 +248,8 @@ LIMITS: dict[str, Range] = {
     "data.harmful_ratio": Range(0.0, 1.0),
     "data.dirichlet_alpha": Range(0.0, 1e6, lo_open=True),
     "data.heldout_samples": Range(0, 10_000_000),
+    "data.malicious_clients": Range(0, 100_000),
+    "data.malicious_red_share": Range(0.0, 1.0),
     "federation.num_clients": Range(1, 100_000),
     "federation.rounds": Range(1, 1_000_000),
     "federation.clients_per_round": Range(1, 100_000),
@@ -225,6 +261,9 @@ LIMITS: dict[str, Range] = {
     "federation.clip_update_norm": Range(0.0, 1e6, lo_open=True, note="or null: no clipping"),
     "federation.max_grad_norm": Range(0.0, 1e6, note="0 or null: off"),
     "federation.grad_accum_steps": Range(1, 65_536),
+    "privacy.noise_multiplier": Range(0.0, 1e6, note="0: no noise"),
+    "privacy.clip_norm": Range(0.0, 1e6, lo_open=True, note="or null: DP-FedAvg off"),
+    "privacy.delta": Range(0.0, 1.0, lo_open=True, hi_open=True, note="or null: 1/num_clients^1.1"),
     "plugins.eval_every": Range(0, 1_000_000, note="0: only after the last round"),
     "plugins.eval_limit": Range(1, 10_000_000, note="or null for the full eval sets"),
     "plugins.hook_timeout_s": Range(0.0, 1e6, note="0 or null: no limit"),
@@ -432,13 +471,98 @@ def validate(cfg: RunConfig) -> RunConfig:
         (data.num_samples >= fed.num_clients, "data.num_samples must be >= federation.num_clients "
          f"({fed.num_clients})", data.num_samples),
         (data.partition in ("iid", "dirichlet"), "data.partition must be 'iid' or 'dirichlet'", data.partition),
+        *_threat_checks(data, fed),
+        (cfg.plugins.attack == "none" or data.malicious_clients >= 1, f"plugins.attack={cfg.plugins.attack} rewrites "
+         "the malicious clients' updates and needs data.malicious_clients >= 1 (with none it attacks nothing)",
+         data.malicious_clients),
+        (not fed.centralized or cfg.plugins.agg == "fedavg", "federation.centralized trains one client, whose update "
+         "is the new global adapter: it needs plugins.agg=fedavg (another aggregator would weigh a single update "
+         "by rules made for several)", cfg.plugins.agg),
+        *_privacy_checks(cfg.privacy, fed),
+        *_schedule_checks(cfg.plugins),
     ]
     for ok, message, value in checks:
         if not ok:
             raise ConfigError(f"{message}, got {value!r}")
+    if data.red_placement == "concentrated":
+        try:
+            malicious_red_counts(data.num_samples, round(data.num_samples * data.harmful_ratio), fed.num_clients,
+                                 data.malicious_clients, data.malicious_red_share)
+        except PlacementError as exc:
+            raise ConfigError(str(exc)) from None
+    if cfg.privacy.clip_norm is not None:
+        _check_private_run(cfg)
     if cfg.tracking.run_name is not None:
         check_run_name(cfg.tracking.run_name)
     return cfg
+
+
+def _schedule_checks(plugins: PluginsConfig) -> list[tuple[bool, str, Any]]:
+    """validate()'s checks of ``plugins.eval_schedule``: evals of the run, each with a round count."""
+    every = LIMITS["plugins.eval_every"]
+    return [(name in plugins.evals, f"plugins.eval_schedule names eval {name!r}, which is not in plugins.evals "
+             f"({', '.join(plugins.evals) or 'none'})", name) for name in plugins.eval_schedule] + [
+        (n in every, f"plugins.eval_schedule.{name} must be a number of rounds in {every}", n)
+        for name, n in plugins.eval_schedule.items()]
+
+
+def _privacy_checks(privacy: PrivacyConfig, fed: FederationConfig) -> list[tuple[bool, str, Any]]:
+    """validate()'s checks of the DP-FedAvg settings between themselves and the federation (docs/privacy.md)."""
+    on, noised = privacy.clip_norm is not None, privacy.noise_multiplier > 0
+    return [
+        (privacy.clipping in CLIPPINGS, f"privacy.clipping must be one of {', '.join(CLIPPINGS)}", privacy.clipping),
+        (on or not noised, "privacy.noise_multiplier > 0 needs privacy.clip_norm: the noise is calibrated to the "
+         "clipped updates' norm bound, without one it bounds nothing", privacy.noise_multiplier),
+        (not noised or privacy.noise_multiplier >= MIN_NOISE, f"privacy.noise_multiplier must be 0 or >= {MIN_NOISE}"
+         " (below it ε is in the thousands after one round; the accountant stalls near 0)", privacy.noise_multiplier),
+        (not noised or privacy.delta_for(fed.num_clients) < 1 / fed.num_clients,
+         f"privacy.delta must be below 1/num_clients ({1 / fed.num_clients:.4g}): at δ >= 1/N, publishing one random "
+         "client's data whole is (0, δ)-DP", privacy.delta_for(fed.num_clients)),
+        (not on or not fed.centralized, "privacy.clip_norm: client-level DP needs clients, and federation.centralized "
+         "trains one client holding all the data", fed.centralized),
+    ]
+
+
+def _check_private_run(cfg: RunConfig) -> None:
+    """DP-FedAvg needs an aggregator that averages (its class declares ``averages = True``, docs/plugins.md) and,
+    with noise, Opacus for the accountant; an aggregator that is not installed is named by the plugin checks."""
+    import importlib.util
+
+    from harness import registry
+
+    try:
+        averages = getattr(registry.load_factory("agg", cfg.plugins.agg), "averages", False) is True
+    except registry.PluginError:
+        averages = True
+    if not averages:
+        raise ConfigError(
+            f"privacy.clip_norm: DP-FedAvg needs an aggregator that averages the client updates; agg plugin "
+            f"{cfg.plugins.agg!r} does not declare averages = True. The noise N(0, (σC/m)²) is calibrated to the "
+            "C/m by which one client can move a mean of m updates clipped to C; a median, trimmed mean, Krum "
+            "selection, server-optimiser step or control variate responds to one client otherwise, so the noise "
+            "would not bound what the release reveals (docs/privacy.md). Use fedavg, fedprox or norm-bound")
+    if cfg.privacy.noise_multiplier > 0 and importlib.util.find_spec("opacus") is None:
+        raise ConfigError("privacy.noise_multiplier > 0 needs Opacus for its privacy accountant: pip install "
+                          "'fedllm-harness[extras]' (or pip install opacus)")
+
+
+def _threat_checks(data: DataConfig, fed: FederationConfig) -> list[tuple[bool, str, Any]]:
+    """validate()'s checks of red placement, malicious clients and the centralized baseline (docs/data.md)."""
+    concentrated = data.red_placement == "concentrated"
+    return [
+        (data.red_placement in PLACEMENTS, f"data.red_placement must be one of {', '.join(PLACEMENTS)}",
+         data.red_placement),
+        (data.malicious_clients <= fed.num_clients,
+         f"data.malicious_clients must be in 0..num_clients ({fed.num_clients})", data.malicious_clients),
+        (not concentrated or data.malicious_clients >= 1, "data.red_placement=concentrated needs "
+         "data.malicious_clients >= 1 (with none it would be iid under another name)", data.malicious_clients),
+        (not concentrated or data.partition == "iid", "data.red_placement=concentrated needs data.partition=iid "
+         "(it sets the clients' sizes and red shares itself)", data.partition),
+        (not data.malicious_skip_filter or data.malicious_clients >= 1,
+         "data.malicious_skip_filter needs data.malicious_clients >= 1", data.malicious_clients),
+        (not fed.centralized or data.malicious_clients == 0, "federation.centralized trains one client holding all "
+         "the data, which has no malicious clients: data.malicious_clients must be 0", data.malicious_clients),
+    ]
 
 
 def _numbers(cfg: RunConfig):
@@ -449,7 +573,9 @@ def _numbers(cfg: RunConfig):
             continue
         hints = typing.get_type_hints(type(sub))
         for f in dataclasses.fields(sub):
-            if {int, float} & {hints[f.name], *typing.get_args(hints[f.name])}:
+            hint = hints[f.name]
+            optional = typing.get_origin(hint) in (typing.Union, types.UnionType)  # int | None, not dict[str, int]
+            if {int, float} & {hint, *(typing.get_args(hint) if optional else ())}:
                 yield f"{section.name}.{f.name}", getattr(sub, f.name)
 
 
@@ -464,6 +590,22 @@ def _shown(value: float) -> str:
 # own files have fixed names). File systems take at most 255 bytes per name (NAME_MAX on ext4, xfs, btrfs, tmpfs,
 # overlayfs); 200 leaves a margin and stays under MLflow's 250-character run name column.
 MAX_RUN_NAME_BYTES = 200
+
+
+BEFORE_SETTING = {"federation.max_grad_norm": None, "model.dtype": "float32"}
+"""How runs logged before these settings existed behaved, where that is not the setting's default: no gradient
+clipping, float32 bases (``model.dtype: auto`` is bfloat16 on GPUs and on CPUs with native bf16)."""
+
+
+def older_run_settings() -> dict[str, Any]:
+    """Dotted key -> the value a run logged before the setting existed ran with: the setting's default (it arrived
+    with the behaviour runs had until then), else :data:`BEFORE_SETTING`'s. Suites reuse and boards group by it."""
+    return {**RunConfig().flat_params(), **BEFORE_SETTING}
+
+
+def param_text(value: Any) -> str:
+    """A setting's value as an MLflow param holds it: JSON for lists and mappings, ``str`` otherwise."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
 def check_run_name(name: str) -> str:

@@ -25,13 +25,14 @@ from harness.config import RunConfig, check_run_name, run_dir
 from harness.data.overlap import check_overlap, client_set, declared_sets
 from harness.evals.discrimination import derived_metrics
 from harness.hook_checks import blame, check_model_unchanged, check_read_only, one_by_one, weights_digest
+from harness.privacy import DPFedAvg
 from harness.redaction import redact, redact_result
 from harness.safe_base.load import base_prompt_set
 from harness.training import cosine_lr
 from harness.types import AdapterState, ClientUpdate, EvalResult, FitIns, RunInfo, RunSummary
 from harness.update_hygiene import screen_updates
 from harness.watchdog import install_watchdog
-from harness.workspace import Workspace
+from harness.workspace import Workspace, trained_clients
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class RoundEngine:
         self.run_lock: RunDirLock | None = None  # held while run() runs
         self.reuse_run_dir = reuse_run_dir
         self.checkpoints = CheckpointStore(self.run_dir)
+        self.privacy = DPFedAvg(config.privacy, fed)  # changes nothing unless privacy.clip_norm is set
 
     # -- setup --------------------------------------------------------------------------
     def setup(self) -> None:
@@ -166,13 +168,17 @@ class RoundEngine:
             blame(exc, self.pm, getattr(self.hook, hook).get_hookimpls(), hook)
             raise
 
-    def _evaluate(self, server_round: int) -> list:
-        """The ``evaluate`` hook's results, one eval plugin at a time: each must leave the live model's weights as
-        they were (an eval that writes into them fails the run, named) and is checked by :meth:`_check_values`;
-        then the scores derived from several evals' metrics (:mod:`harness.evals.discrimination`)."""
+    def _evaluate(self, server_round: int, names: list[str] | None = None) -> list:
+        """The ``evaluate`` hook's results (of the evals ``names``, default all), one eval plugin at a time: each
+        must leave the live model's weights as they were (an eval that writes into them fails the run, named) and
+        is checked by :meth:`_check_values`; then the scores derived from several evals' metrics
+        (:mod:`harness.evals.discrimination`)."""
         results = []
         weights = weights_digest(self.model)
         for impl, evaluate in one_by_one(self.pm, "evaluate"):
+            name = impl.plugin_name
+            if names is not None and name.startswith("eval:") and name.removeprefix("eval:") not in names:
+                continue  # an eval not due this round (plugins.eval_schedule); other plugins' evaluate always runs
             answered = evaluate(server_round=server_round, model=self.global_model, limit=self.cfg.plugins.eval_limit)
             check_model_unchanged(self.pm, impl, weights, weights_digest(self.model), "evaluate")
             for result in answered:
@@ -288,19 +294,23 @@ class RoundEngine:
     def run_round(self, server_round: int) -> dict[str, float]:
         fed, plugins = self.cfg.federation, self.cfg.plugins
         start = time.perf_counter()
-        sampled = sorted(self.state.sampler.choice(fed.num_clients, fed.clients_per_round, replace=False).tolist())
+        sampled = [0] if fed.centralized else sorted(  # the centralized baseline's one client trains every round
+            self.state.sampler.choice(fed.num_clients, fed.clients_per_round, replace=False).tolist())
         lr = cosine_lr(server_round, fed.rounds, fed.lr, fed.lr_min)
         metrics: dict[str, float] = {key: 0.0 for key in (
             "filter/kept", "filter/dropped", "filter/true_pos", "filter/false_pos", "filter/false_neg",
             "clients/skipped_empty", "comm/bytes_up", "comm/bytes_down", "time/train_step_seconds",
-            "train/tokens", "train/padding_fraction",
+            "train/tokens", "train/padding_fraction", "train/sample_visits",
         )}
+        if self.cfg.data.malicious_skip_filter:
+            metrics["filter/skipped_by_malicious"] = 0.0
         trained = self._train_clients(server_round, sampled, lr, metrics)
         metrics["train/padding_fraction"] /= max(len(trained), 1)  # over the clients that trained
         updates = self._screen(server_round, trained, metrics)
         _filter_quality(metrics)
         metrics["train/lr"] = lr
         metrics["clients/trained"] = len(updates)
+        before = self.state.global_state
         if updates:
             n = sum(u.num_examples for u in updates)
             metrics["train/loss"] = sum(u.metrics["loss"] * u.num_examples for u in updates) / n
@@ -308,7 +318,7 @@ class RoundEngine:
             view = read_only_copy(self.state.global_state)
             result = self.hook.aggregate(
                 server_round=server_round, global_state=view,
-                updates=updates, num_clients_total=fed.num_clients,
+                updates=self.privacy.prepare(updates, before, metrics), num_clients_total=trained_clients(self.cfg),
             )
             self._check_read_only(view, "aggregate")
             if result is None:
@@ -318,6 +328,8 @@ class RoundEngine:
             self.state.global_state = result.state
             metrics.update(prefixed("agg/", result.metrics))
             metrics["time/aggregate_seconds"] = time.perf_counter() - t
+        self.state.global_state = self.privacy.release(server_round, self.state.global_state, before, len(updates),
+                                                      metrics)
         load_into(self.params, self.state.global_state)
 
         t = time.perf_counter()
@@ -333,10 +345,10 @@ class RoundEngine:
         check_compatible(self.state.global_state, self.state.global_state, f"round {server_round}'s global adapter")
 
         artifacts: dict[str, str] = {}
-        due = server_round == fed.rounds or (plugins.eval_every and server_round % plugins.eval_every == 0)
-        if due and plugins.evals:
+        due = [name for name in plugins.evals if eval_due(plugins, name, server_round, fed.rounds)]
+        if due:
             t = time.perf_counter()
-            for result in self._evaluate(server_round):
+            for result in self._evaluate(server_round, due):
                 metrics.update(result.metrics)
                 artifacts.update(result.artifacts)
             load_into(self.params, self.state.global_state)
@@ -449,6 +461,13 @@ class RoundEngine:
 
 class PluginExitError(RuntimeError):
     """A plugin raised ``SystemExit``, or ``KeyboardInterrupt`` without a signal, inside a hook."""
+
+
+def eval_due(plugins, name: str, server_round: int, rounds: int) -> bool:
+    """Whether eval ``name`` runs after ``server_round``: always after the last round, else every
+    ``plugins.eval_schedule[name]`` rounds (default ``plugins.eval_every``; 0: never before the last)."""
+    every = plugins.eval_schedule.get(name, plugins.eval_every)
+    return server_round == rounds or bool(every and server_round % every == 0)
 
 
 def _from_signal(exc: KeyboardInterrupt) -> bool:

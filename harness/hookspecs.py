@@ -14,7 +14,7 @@ Call order in a run::
             local training; per optimizer step:
                 local_grad_correction(i)         #   after backward, before the step
                 local_post_step(i)               #   after the step
-            client_fit_end(i)                    # client -> server extras
+            client_fit_end(i)                    # client -> server extras; an attack rewrites the update
         aggregate(r, updates)                    # server side
         post_aggregate(r, model)                 # server side: align the global adapter
         evaluate(r, model)                       # every E rounds and at the end
@@ -98,7 +98,8 @@ def pre_local_train(client_id: int, samples: Sequence[ChatSample], server_round:
 
     Receives the client's full private sample list (the same list every time the client is
     sampled) and the round number. Returns a :class:`FilterVerdict` with one keep flag per
-    sample, or None to keep everything. Called once per sampled client per round.
+    sample, or None to keep everything. Called once per sampled client per round (malicious clients with
+    ``data.malicious_skip_filter`` skip it and keep everything: docs/data.md).
     """
 
 
@@ -157,7 +158,9 @@ def client_fit_end(
 
     Receives the client's trained adapter, the global adapter it started from, what
     ``configure_fit`` sent and the training summary (steps, learning rate). Returns tensors
-    to attach to the :class:`ClientUpdate` (counted in the bytes sent up) or None.
+    to attach to the :class:`ClientUpdate` (counted in the bytes sent up) or None. The client sends
+    ``local_state`` as it is after these hooks: an attack plugin rewrites a malicious client's in place, with
+    ``tryfirst`` so that it runs even when another plugin answers, and before it (docs/plugins.md, "Attacks").
     """
 
 
@@ -172,7 +175,8 @@ def aggregate(
 
     Receives the current global adapter (read-only), the updates of the clients that trained
     this round (never their data; non-finite ones already dropped, and norms clipped when
-    ``federation.clip_update_norm`` is set) and the total client count. Returns an
+    ``federation.clip_update_norm`` is set; under DP-FedAvg, ``privacy.clip_norm``, clipped to it with
+    ``num_examples = 1``, and the result is then noised: docs/privacy.md) and the total client count. Returns an
     :class:`AggregateResult` whose state has the global adapter's names, shapes and dtypes;
     the engine rejects anything else. Its metrics are logged as ``agg/<name>`` (a name already starting
     with ``agg/`` is not prefixed again). Exactly one aggregator is active.

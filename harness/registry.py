@@ -33,6 +33,7 @@ KINDS: dict[str, str] = {
     "agg": "fedllm_harness.aggregators",
     "align": "fedllm_harness.alignment",
     "eval": "fedllm_harness.evals",
+    "attack": "fedllm_harness.attacks",
 }
 
 
@@ -97,9 +98,10 @@ def discover() -> list[PluginInfo]:
 
 def selection(cfg: RunConfig, kinds: tuple[str, ...] = tuple(KINDS)) -> list[tuple[str, str, dict[str, Any]]]:
     """The plugins of ``kinds`` (default: all) that ``cfg`` selects, as (kind, name, options) for
-    :func:`build_manager`: filter, agg, align, evals."""
+    :func:`build_manager`: filter, agg, align, attack, evals."""
     p = cfg.plugins
-    chosen = [("filter", p.filter, p.filter_options), ("agg", p.agg, p.agg_options), ("align", p.align, p.align_options)]
+    chosen = [("filter", p.filter, p.filter_options), ("agg", p.agg, p.agg_options),
+              ("align", p.align, p.align_options), ("attack", p.attack, p.attack_options)]
     chosen += [("eval", name, p.eval_options.get(name, {})) for name in p.evals]
     return [plugin for plugin in chosen if plugin[0] in kinds]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,11 +19,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from harness import registry as plugin_registry
+from harness import threat_suite as threat
 from harness.cli.common import Choice, eval_option, fail, parse_options, split_names
-from harness.config import PRESETS, ConfigError, RunConfig, load_config
+from harness.config import PRESETS, ConfigError, RunConfig, load_config, older_run_settings
 from harness.leaderboard import Leaderboard, load_board, write_leaderboard
-from harness.leaderboard.board import BoardError
+from harness.leaderboard.aggregate import MethodRow
+from harness.leaderboard.board import Board, BoardError
 from harness.leaderboard.claims import claims_markdown
+from harness.leaderboard.row_claims import row_claims_markdown
 from harness.safe_base.load import adapter_digest
 from harness.tracking import MODEL_DIGEST_TAG, _param_value, env_experiment, resolve_tracking_uri
 
@@ -52,6 +55,8 @@ class SuiteRow:
     filter_options: dict[str, Any] = field(default_factory=dict, hash=False)
     pretrained: bool = False  # evaluated once with `harness eval`, not trained, not per seed
     align_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    agg_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    settings: dict[str, Any] = field(default_factory=dict, hash=False)  # the row's own config (dotted keys)
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,9 @@ class Suite:
     board: str  # board name or file
     rows: tuple[SuiteRow, ...]
     evals: tuple[str, ...] = ()
-    claims: tuple[str, tuple[str, ...]] | None = None  # (safety column, cost columns) of the paper's claims table
+    # (board, its rows, the run-name prefix of the suite's runs) -> claims.md
+    claims: Callable[[Board, Sequence[MethodRow], str], str] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # config of every row, under --set and the rows' own
 
 
 def paper_table1(filter_model: str | None = None) -> Suite:
@@ -79,9 +86,9 @@ def paper_table1(filter_model: str | None = None) -> Suite:
             SuiteRow(f"fl+filter+cai-{agg}", "lg3", agg, "cai50", guard),
         ]
     # Safety in the claims is the refusal discrimination score; its two sides are then reported as costs/gains.
-    claims = ("Refusal discrimination", ("AdvBench", "Over-refusal", "HHH-438", "Held-out NLL",
-                                         "Run time without evals (s)", "CAI time (s/round)"))
-    return Suite("paper-table1", paper_table1.__doc__, "paper-table1", tuple(rows), ("advbench", "hhh", "mtbench"), claims)
+    costs = ("AdvBench", "Over-refusal", "HHH-438", "Held-out NLL", "Run time without evals (s)", "CAI time (s/round)")
+    return Suite("paper-table1", paper_table1.__doc__, "paper-table1", tuple(rows), ("advbench", "hhh", "mtbench"),
+                 lambda board, rows, _: claims_markdown(board, rows, "Refusal discrimination", costs))
 
 
 def paper_table2(filter_model: str | None) -> Suite:
@@ -100,6 +107,29 @@ def paper_table2(filter_model: str | None) -> Suite:
         SuiteRow("filter-finetuned", "lg3", filter_options={"model": filter_model}),
     )
     return Suite("paper-table2", paper_table2.__doc__, "paper-table2", rows, ("advbench",))
+
+
+def threats(filter_model: str | None = None) -> Suite:
+    """Malicious clients (0, 2, 1 of 10; concentrated, skipping the filter) × defenses (none, filter, median,
+    trimmed mean, Multi-Krum, norm bounding, DP-FedAvg weak and strong, CAI, filter + CAI), and the centralized
+    baseline with and without the filter and CAI; 5 of 10 clients per round (harness.threat_suite)."""
+    guard = {"model": filter_model} if filter_model else {}
+    rows = [_row(f"{stem}-m{k}", spec, threat.attack(k))
+            for k in threat.MALICIOUS for stem, spec in threat.defenses(guard).items()]
+    for name in threat.CENTRALIZED:
+        spec = threat.defenses(guard)[name.removeprefix("centralized+")] if "+" in name else {}
+        rows.append(_row(name, spec, {"federation.centralized": True}))
+    settings = {"federation.clients_per_round": threat.CLIENTS_PER_ROUND,
+                "plugins.eval_schedule": {"heldout-nll": 1}}  # convergence curves: held-out NLL every round
+    return Suite("threats", threats.__doc__, "threats", tuple(rows), settings=settings, claims=lambda board, rows, prefix:
+                 row_claims_markdown(board, rows, prefix, threat.claims(), threat.SAFETY, threat.COSTS,
+                                     threat.cost_bases()))
+
+
+def _row(name: str, spec: dict[str, Any], settings: dict[str, Any]) -> SuiteRow:
+    """A threats row: ``spec``'s SuiteRow fields, its own settings over ``settings``."""
+    fields = {k: v for k, v in spec.items() if k != "settings"}
+    return SuiteRow(name, **fields, settings={**settings, **spec.get("settings", {})})
 
 
 @dataclass(frozen=True)
@@ -178,7 +208,9 @@ def eval_command_installed() -> bool:
 
 
 def row_config(suite: Suite, settings: SuiteSettings, row: SuiteRow, seed: int, uri: str, evals) -> RunConfig:
-    overrides = dict(settings.overrides)
+    overrides = {**suite.settings, **settings.overrides, **row.settings}
+    if "plugins.eval_schedule" in suite.settings:  # the suite's schedule covers the evals this suite run has
+        overrides["plugins.eval_schedule"] = {k: v for k, v in overrides["plugins.eval_schedule"].items() if k in evals}
     filter_options = dict(row.filter_options)
     if row.filter != "none" and plugin_registry.names_option("filter", row.filter, SHARED_SCORES):
         # per seed: a seed's rows score the same samples in the same batches, so a reused score is the one the run
@@ -188,6 +220,7 @@ def row_config(suite: Suite, settings: SuiteSettings, row: SuiteRow, seed: int, 
         "plugins.filter": row.filter, "plugins.agg": row.agg, "plugins.align": row.align,
         "plugins.filter_options": filter_options, "plugins.evals": list(evals),
         **({"plugins.align_options": dict(row.align_options)} if row.align_options else {}),
+        **({"plugins.agg_options": dict(row.agg_options)} if row.agg_options else {}),
         "federation.seed": seed, "output_dir": settings.output_dir, "tracking.uri": uri,
         "tracking.experiment": experiment_name(suite, settings),
         "tracking.run_name": run_name(suite, settings, row, seed),
@@ -196,11 +229,6 @@ def row_config(suite: Suite, settings: SuiteSettings, row: SuiteRow, seed: int, 
         return load_config(settings.preset, overrides=overrides)
     except ConfigError as exc:
         raise SuiteError(f"suite {suite.name}, row {row.name}: {exc}") from exc
-
-
-BEFORE_SETTING = {"federation.max_grad_norm": None, "model.dtype": "float32"}
-"""How runs logged before these settings existed behaved, where that is not the setting's default: no gradient
-clipping, float32 bases (``model.dtype: auto`` is bfloat16 on GPUs and on CPUs with native bf16)."""
 
 
 def _comparable(params: dict[str, Any]) -> dict[str, str]:
@@ -215,8 +243,8 @@ def matching_run(client: MlflowClient, cfg: RunConfig, status: str) -> Run | Non
     query = f"attributes.status = '{status}' and attributes.run_name = '{cfg.tracking.run_name}'"
     wanted = _comparable(cfg.flat_params())
     # A setting added to the config after a run was logged is absent from that run's params: the run
-    # behaved as the setting's default does (or as BEFORE_SETTING says), so it matches a config with that value.
-    defaults = _comparable({**RunConfig().flat_params(), **BEFORE_SETTING})
+    # behaved as harness.config.older_run_settings says, so it matches a config with that value.
+    defaults = _comparable(older_run_settings())
     digest = adapter_digest(cfg.model.name)  # a re-tuned safe base keeps its name: its runs are not these
     for run in client.search_runs([exp.experiment_id], filter_string=query, order_by=["attributes.start_time DESC"]):
         if run.data.tags.get(MODEL_DIGEST_TAG) != digest:
@@ -345,11 +373,12 @@ def run_suite(suite: Suite, settings: SuiteSettings, echo: Callable[[str], None]
             raise SuiteError(f"{where}: {exc}") from exc
         done.append(SuiteRun(row.name, seed, run_id, False))
     experiment = experiment_name(suite, settings)
-    board = board.narrowed((experiment,), f"attributes.run_name LIKE '{suite.name}-{settings.preset}-%'")
+    prefix = f"{suite.name}-{settings.preset}-"
+    board = board.narrowed((experiment,), f"attributes.run_name LIKE '{prefix}%'")
     out = settings.board_dir or str(Path(settings.output_dir) / f"{suite.name}-{settings.preset}-board")
     written = write_leaderboard(board, uri, out)
     if suite.claims:
-        (Path(out) / "claims.md").write_text(claims_markdown(board, written.rows, *suite.claims))
+        (Path(out) / "claims.md").write_text(suite.claims(board, written.rows, prefix))
     return SuiteReport(done, written)
 
 
@@ -409,3 +438,11 @@ def table1_command(filter_model, **options) -> None:
 def table2_command(filter_model, **options) -> None:
     """The lg3 filter on its bare base backbone (forced) vs fine-tuned."""
     _launch(lambda: paper_table2(filter_model), _settings(**options))
+
+
+@command.command("threats")
+@click.option("--filter-model", help="Guard of the filter rows (default: the guard lg3 picks for the run's model).")
+@suite_options
+def threats_command(filter_model, **options) -> None:
+    """Malicious clients × defenses (filter, robust aggregation, DP-FedAvg, CAI) and the centralized baseline."""
+    _launch(lambda: threats(filter_model), _settings(**options))

@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.config import param_text
 from harness.hookspecs import hookimpl
 from harness.redaction import redact
 from harness.safe_base.load import adapter_digest
@@ -196,8 +197,7 @@ def ensure_experiment(client: MlflowClient, name: str, output_dir: str | Path, u
 
 
 def _param_value(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-    return redact(text)[:PARAM_LIMIT]
+    return redact(param_text(value))[:PARAM_LIMIT]
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -264,11 +264,10 @@ def provenance_tags(cfg, selected: list[tuple[str, str]] | None = None) -> dict[
     digest = adapter_digest(cfg.model.name)
     if digest is not None:
         tags[MODEL_DIGEST_TAG] = digest
-    if selected is None:
-        p = cfg.plugins
-        selected = [("filter", p.filter), ("agg", p.agg), ("align", p.align)] + [("eval", e) for e in p.evals]
     from harness import registry
 
+    if selected is None:
+        selected = [(kind, name) for kind, name, _ in registry.selection(cfg)]
     for kind, name in selected:
         try:
             dist, version = registry.distribution(kind, name)
@@ -387,6 +386,7 @@ class MlflowTracker:
             "harness.filter": cfg.plugins.filter,
             "harness.agg": cfg.plugins.agg,
             "harness.align": cfg.plugins.align,
+            "harness.attack": cfg.plugins.attack,
             "harness.preset": cfg.preset,
             "harness.model": cfg.model.name,
             "harness.seed": str(cfg.federation.seed),

@@ -15,6 +15,11 @@ from harness.models import attach_lora, load_base
 from harness.types import ChatSample, RunInfo
 
 
+def trained_clients(cfg: RunConfig) -> int:
+    """How many clients the run trains: one for the centralized baseline, else ``federation.num_clients``."""
+    return 1 if cfg.federation.centralized else cfg.federation.num_clients
+
+
 @dataclass
 class Workspace:
     """The client mixture (``samples``, split into ``client_samples``), the server-held ``heldout`` split and the
@@ -27,10 +32,15 @@ class Workspace:
 
     @classmethod
     def build(cls, cfg: RunConfig) -> Workspace:
-        fed = cfg.federation
+        """The run's data and model; ``federation.centralized``: one client holding the union of the clients'
+        samples (in client order)."""
+        fed, data = cfg.federation, cfg.data
         torch.manual_seed(fed.seed)
         samples, heldout = draw_run_data(cfg)
-        parts = partition(samples, fed.num_clients, cfg.data.partition, cfg.data.dirichlet_alpha, fed.seed)
+        parts = partition(samples, fed.num_clients, data.partition, data.dirichlet_alpha, fed.seed,
+                          data.red_placement, data.malicious_clients, data.malicious_red_share)
+        if fed.centralized:
+            parts = [[i for part in parts for i in part]]
         base, tokenizer = load_base(cfg.model)
         model = GlobalModel(attach_lora(base, cfg.model, fed.seed), tokenizer, cfg.model.max_length)
         return cls(samples, heldout, [[samples[i] for i in part] for part in parts], model)
@@ -44,4 +54,8 @@ class Workspace:
         params["run.adapter_parameters"] = sum(p.numel() for p in self.model.params.values())
         params["run.dtype"] = str(next(iter(self.model.model.parameters())).dtype).removeprefix("torch.")
         params["run.heldout_samples"] = len(self.heldout)
+        if cfg.data.malicious_clients:  # who holds the red data (docs/data.md)
+            params["run.malicious_client_ids"] = list(range(cfg.data.malicious_clients))
+            params["run.client_red_samples"] = [sum(bool(s.is_harmful) for s in c) for c in self.client_samples]
+            params["run.client_samples"] = [len(c) for c in self.client_samples]
         return RunInfo(run_name, run_dir, cfg, params, resume_round, engine, list(self.heldout))

@@ -25,33 +25,16 @@ from harness.hookspecs import hookimpl
 from harness.registry import selection
 from harness.registry import build_manager
 from harness.tracking import MlflowTracker, default_tracking_uri
-from helpers import smoke_config
+from helpers import logged_run, run_cli_on_engine, smoke_config
 
 pytestmark = pytest.mark.flower
 TIMINGS = ("time/",)
 
 
 def run_cli(out: Path, engine: str, agg: str) -> None:
-    threads = torch.get_num_threads()
-    if engine == "local":
-        torch.set_num_threads(1)  # as in a Ray worker
-    args = ["run", "--preset", "smoke", "--num-clients", "3", "--clients-per-round", "3", "--rounds", "2",
-            "--filter", "none", "--agg", agg, "--align", "none", "--local-optimizer", "sgd" if agg == "scaffold" else "adamw",
-            "--output-dir", str(out), "--run-name", engine, "--no-progress", "--engine", engine, "--flower-workers", "2"]
-    try:
-        result = CliRunner().invoke(main, args, catch_exceptions=False)
-    finally:
-        torch.set_num_threads(threads)
-    assert result.exit_code == 0, result.output
-
-
-def logged(out: Path):
-    client = MlflowClient(default_tracking_uri(out))
-    (run,) = client.search_runs([client.get_experiment_by_name("fedllm-harness").experiment_id])
-    history = {key: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
-               for key in run.data.metrics}
-    adapter = load_file(str(out / "runs" / run.info.run_name / "final_adapter" / "adapter_model.safetensors"))
-    return run, history, adapter
+    run_cli_on_engine(out, engine, "--num-clients", "3", "--clients-per-round", "3", "--rounds", "2", "--filter",
+                      "none", "--agg", agg, "--align", "none", "--local-optimizer",
+                      "sgd" if agg == "scaffold" else "adamw")
 
 
 @pytest.mark.slow
@@ -59,8 +42,8 @@ def logged(out: Path):
 def test_flower_engine_matches_the_local_engine(tmp_path, agg):
     run_cli(tmp_path / "local", "local", agg)
     run_cli(tmp_path / "flower", "flower", agg)
-    local, local_history, local_adapter = logged(tmp_path / "local")
-    flower, flower_history, flower_adapter = logged(tmp_path / "flower")
+    local, local_history, local_adapter = logged_run(tmp_path / "local")
+    flower, flower_history, flower_adapter = logged_run(tmp_path / "flower")
 
     assert flower.info.status == "FINISHED"
     assert set(flower.data.params) == set(local.data.params)  # same MLflow names

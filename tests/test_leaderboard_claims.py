@@ -14,11 +14,13 @@ from harness.leaderboard.stats import PairedTest
 NOW = int(time.time() * 1000)
 
 
-def log_run(client, exp, filt, align, refusals, benign=None, pretrained=False, seed=0, extra=None):
-    """A finished run of the fedavg column: tags, pinned params (and ``extra`` ones), AdvBench (strict) and
-    over-refusal items."""
-    tags = {} if pretrained else {"harness.filter": filt, "harness.agg": "fedavg", "harness.align": align}
-    run_id = client.create_run(exp, start_time=NOW, tags={**tags, "harness.seed": str(seed)}).info.run_id
+def log_run(client, exp, filt, align, refusals, benign=None, pretrained=False, seed=0, extra=None, agg="fedavg",
+            name=None):
+    """A finished run (of the fedavg column by default; named ``name``): tags, pinned params (and ``extra`` ones),
+    AdvBench (strict) and over-refusal items."""
+    tags = {} if pretrained else {"harness.filter": filt, "harness.agg": agg, "harness.align": align}
+    run_id = client.create_run(exp, start_time=NOW, tags={**tags, "harness.seed": str(seed)},
+                               run_name=name).info.run_id
     params = {"model.name": "m", "preset": "repro", "data.source": "hh-rlhf"}
     if pretrained:
         params |= {"eval.adapter": "none (pretrained base)", "eval.standalone": "True"}  # as `harness eval` logs
@@ -114,3 +116,17 @@ def test_refusal_discrimination_claims_and_the_helpful_mix_row(tmp_path):
     cost = next(line for line in text.splitlines() if line.startswith("| none / fedavg / cai50 (plugins.align_options"
                                                                        ".helpful=demo)"))
     assert "+0.650" in cost and "+0.100" in cost  # against FL: AdvBench 0.9 - 0.25, over-refusal 0.1 - 0
+
+
+def test_runs_logged_before_and_after_a_setting_existed_are_one_row(tmp_path):
+    """A run from before privacy.* existed lacks those params; it ran as their defaults do, so it joins the row."""
+    uri, client, exp = new_store(tmp_path)
+    log_run(client, exp, "none", "none", [1] * 10, benign=[0] * 10, seed=0, extra={"federation.rounds": "3"})
+    log_run(client, exp, "none", "none", [0] * 10, benign=[0] * 10, seed=1,
+            extra={"federation.rounds": "3", "privacy.noise_multiplier": "0.0", "privacy.clip_norm": "None"})
+    log_run(client, exp, "none", "none", [0] * 10, benign=[0] * 10, seed=0,
+            extra={"federation.rounds": "3", "privacy.noise_multiplier": "1.0", "privacy.clip_norm": "1.3"})
+    rows = write_leaderboard(load_board("paper-table1"), uri, tmp_path / "board").rows
+    assert sorted((row.seeds, row.shown_setting) for row in rows) == [
+        (["0"], "privacy.clip_norm=1.3, privacy.noise_multiplier=1.0"),
+        (["0", "1"], "privacy.clip_norm=None, privacy.noise_multiplier=0.0")]

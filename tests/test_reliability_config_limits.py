@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import types
 import typing
 
 import pytest
@@ -22,10 +23,15 @@ def cli(*args: str):
 
 
 def numeric_settings() -> list[tuple[str, type]]:
-    """(dotted key, int or float) of every numeric field of the run config, read from the dataclasses."""
-    return [(f"{section}.{name}", ({hint, *typing.get_args(hint)} & {int, float}).pop())
+    """(dotted key, int or float) of every numeric field of the run config (``int``, ``float | None``, not a
+    ``dict[str, int]``), read from the dataclasses."""
+    def numbers(hint) -> set[type]:
+        scalar = typing.get_origin(hint) in (None, typing.Union, types.UnionType)
+        return {hint, *typing.get_args(hint)} & {int, float} if scalar else set()
+
+    return [(f"{section}.{name}", numbers(hint).pop())
             for section, cls in typing.get_type_hints(RunConfig).items() if dataclasses.is_dataclass(cls)
-            for name, hint in typing.get_type_hints(cls).items() if {hint, *typing.get_args(hint)} & {int, float}]
+            for name, hint in typing.get_type_hints(cls).items() if numbers(hint)]
 
 
 def assert_refused_creating_nothing(result, out, *fragments: str) -> None:

@@ -8,10 +8,9 @@ import math
 import pytest
 import torch
 
-from harness.hookspecs import hookimpl
 from harness.types import ClientUpdate
 from harness.update_hygiene import clip_update, screen_updates, update_norm
-from tests.helpers import smoke_config, untracked_engine
+from tests.helpers import Tamper, distance, smoke_config, untracked_engine
 
 GLOBAL = {"a": torch.zeros(2, 2), "b": torch.zeros(3)}
 
@@ -41,20 +40,6 @@ def test_screening_rejects_nan_and_inf_in_state_or_extra_and_clips_the_rest():
     assert screen_updates([update(0, 5.0)], GLOBAL, clip_norm=None).clipped == []
 
 
-class Tamper:
-    """Rewrites one client's trained adapter in place: ``global + factor * (local - global)``, or NaN."""
-
-    def __init__(self, clients, factor: float | None):
-        self.clients, self.factor = set(clients), factor
-
-    @hookimpl
-    def client_fit_end(self, client_id, server_round, local_state, global_state, fit_ins, train_info):
-        if client_id in self.clients:
-            for name, t in local_state.items():
-                t.copy_(torch.full_like(t, float("nan")) if self.factor is None
-                        else global_state[name] + self.factor * (t - global_state[name]))
-
-
 def run_one_round(tmp_path, name: str, agg: str, *extra, **overrides):
     cfg = smoke_config(tmp_path / name, **{
         "federation.rounds": 1, "federation.num_clients": 5, "federation.clients_per_round": 5,
@@ -66,8 +51,6 @@ def run_one_round(tmp_path, name: str, agg: str, *extra, **overrides):
     return engine.state.global_state, initial, summary.final_metrics
 
 
-def distance(a, b) -> float:
-    return math.sqrt(sum(float((a[n] - b[n]).double().pow(2).sum()) for n in a))
 
 
 def test_non_finite_client_is_rejected_counted_and_left_out(tmp_path):

@@ -3,6 +3,7 @@ test that runs it on the smoke preset), from the templates in harness/templates/
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ KINDS: dict[str, Kind] = {
     "agg": Kind("--agg", '"--agg", "$name"', "aggregator $name", "clients 2"),
     "align": Kind("--align", '"--align", "$name"', "aligner $name", "norm"),
     "eval": Kind("--eval", '"--eval", "+$name"', "$name prompts answered", " -> "),
+    "attack": Kind("--attack", '"--attack", "$name", "--malicious-clients", "1", "--clients-per-round", "4"',
+                   "attack $name", "malicious_updates 1"),
 }
 
 
@@ -43,8 +46,8 @@ def render(name: str, kind: str) -> dict[str, str]:
     values = {"name": name, "kind": kind, "dist": f"harness-{name}", "module": module,
               "cls": "".join(part.capitalize() for part in name.split("-")), "metric": name.replace("-", "_"),
               "group": plugin_registry.KINDS[kind], "flag": k.flag, "harness_version": harness.__version__}
-    values["example"] = f"harness run --preset smoke {k.flag} {'+' if kind == 'eval' else ''}{name}"
     values |= {key: Template(getattr(k, key)).substitute(values) for key in ("args", "line", "expect")}
+    values["example"] = "harness run --preset smoke " + " ".join(json.loads(f"[{values['args']}]"))
 
     def fill(template: str) -> str:
         return Template((TEMPLATES / template).read_text(encoding="utf-8")).substitute(values)

@@ -13,7 +13,8 @@ from harness.cli.common import (Choice, chosen_evals, data_option, eval_option, 
                                 limit_option, parse_options, split_names)
 from harness.cli.job import execute, has_checkpoint
 from harness.cli.summary import print_summary
-from harness.config import PRESETS, ConfigError, RunConfig, load_config
+from harness.config import CLIPPINGS, PRESETS, ConfigError, RunConfig, load_config
+from harness.data.placement import PLACEMENTS
 from harness.data.spec import DataSpec
 from harness.runner import ENGINES, EngineOptions, prepare
 
@@ -26,6 +27,11 @@ RUN_FLAGS: dict[str, str] = {
     "num_samples": "data.num_samples",
     "harmful_ratio": "data.harmful_ratio",
     "partition": "data.partition",
+    "red_placement": "data.red_placement",
+    "malicious_clients": "data.malicious_clients",
+    "malicious_red_share": "data.malicious_red_share",
+    "malicious_skip_filter": "data.malicious_skip_filter",
+    "centralized": "federation.centralized",
     "num_clients": "federation.num_clients",
     "rounds": "federation.rounds",
     "clients_per_round": "federation.clients_per_round",
@@ -35,10 +41,15 @@ RUN_FLAGS: dict[str, str] = {
     "local_optimizer": "federation.local_optimizer",
     "seed": "federation.seed",
     "clip_update_norm": "federation.clip_update_norm",
+    "dp_noise": "privacy.noise_multiplier",
+    "dp_clip": "privacy.clip_norm",
+    "dp_delta": "privacy.delta",
+    "dp_clipping": "privacy.clipping",
     "filter_name": "plugins.filter",
     "filter_model": "plugins.filter_options.model",
     "agg": "plugins.agg",
     "align": "plugins.align",
+    "attack": "plugins.attack",
     "eval_every": "plugins.eval_every",
     "eval_limit": "plugins.eval_limit",
     "tracking_uri": "tracking.uri",
@@ -86,9 +97,8 @@ def resolve_run_config(preset, config_file, sets, evals, flags, plugin_opts, eva
 
 def check_plugins(cfg: RunConfig) -> None:
     """Exit 2, listing the installed names, if any selected plugin is not installed."""
-    p = cfg.plugins
     try:
-        for kind, name in [("filter", p.filter), ("agg", p.agg), ("align", p.align)] + [("eval", e) for e in p.evals]:
+        for kind, name, _ in plugin_registry.selection(cfg):
             plugin_registry.check_selectable(kind, name)
     except plugin_registry.UnknownPluginError as exc:
         fail(str(exc))
@@ -112,11 +122,14 @@ def tracking_uri(uri: str | None, output_dir: str, fallback_local: bool = False)
 @click.option("--filter-model", help="Filter model (e.g. a guard trained by `harness filter train`); = --filter-opt model=.")
 @click.option("--agg", help="Aggregator plugin.")
 @click.option("--align", help="Alignment plugin (post_aggregate).")
+@click.option("--attack", help="Model-poisoning attack plugin of the malicious clients (client_fit_end; needs "
+                               "--malicious-clients).")
 @eval_option(help="Eval plugin (e.g. advbench, hhh, mtbench, lm-eval:TASK), replacing the preset's; +NAME adds one to them")
 @click.option("--eval-opt", multiple=True, metavar="EVAL.KEY=VALUE", help="Eval plugin option, e.g. advbench.rule=strict.")
 @click.option("--filter-opt", multiple=True, metavar="KEY=VALUE", help="Option for the filter plugin.")
 @click.option("--agg-opt", multiple=True, metavar="KEY=VALUE", help="Option for the aggregator plugin.")
 @click.option("--align-opt", multiple=True, metavar="KEY=VALUE", help="Option for the alignment plugin.")
+@click.option("--attack-opt", multiple=True, metavar="KEY=VALUE", help="Option for the attack plugin, e.g. factor=10.")
 @click.option("--model", help="Hub id, local path, smollm2-135m, smollm2-135m-safe or tiny-random.")
 @click.option("--max-length", type=int, help="Token limit of a training sample and an eval prompt (model.max_length).")
 @data_option(help="demo, square, hh-rlhf (=PATH: its local file/dir), a .jsonl/.json file or a hub dataset id.")
@@ -124,6 +137,14 @@ def tracking_uri(uri: str | None, output_dir: str, fallback_local: bool = False)
 @click.option("--num-samples", type=int)
 @click.option("--harmful-ratio", type=float)
 @click.option("--partition", type=click.Choice(["iid", "dirichlet"]))
+@click.option("--red-placement", type=click.Choice(PLACEMENTS),
+              help="iid (default): every client the same red share; concentrated: red on the malicious clients.")
+@click.option("--malicious-clients", type=int, help="Clients 0..K-1 are malicious (docs/data.md).")
+@click.option("--malicious-red-share", type=float, help="Red share of each malicious client's samples (concentrated).")
+@click.option("--malicious-skip-filter", is_flag=True, default=None,
+              help="Malicious clients skip the safety filter (pre_local_train) and train on every sample.")
+@click.option("--centralized", is_flag=True, default=None,
+              help="One client holding every client's data, with the federated run's sample visits (docs/data.md).")
 @click.option("--num-clients", type=int)
 @click.option("--rounds", type=int)
 @click.option("--clients-per-round", type=int)
@@ -133,6 +154,10 @@ def tracking_uri(uri: str | None, output_dir: str, fallback_local: bool = False)
 @click.option("--local-optimizer", type=click.Choice(["adamw", "sgd"]))
 @click.option("--seed", type=int)
 @click.option("--clip-update-norm", type=float, help="Clip each client's update (local - global) to this L2 norm.")
+@click.option("--dp-clip", type=float, help="DP-FedAvg: clip each client's update to L2 norm C (docs/privacy.md).")
+@click.option("--dp-noise", type=float, help="DP-FedAvg: noise multiplier σ, std σ·C/m; needs --dp-clip.")
+@click.option("--dp-delta", type=float, help="DP-FedAvg: δ of privacy/epsilon (default 1/num_clients^1.1).")
+@click.option("--dp-clipping", type=click.Choice(CLIPPINGS), help="DP-FedAvg: who clips the updates (default server).")
 @click.option("--eval-every", type=int)
 @limit_option()
 @click.option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite store in the output dir).")
@@ -150,17 +175,19 @@ def tracking_uri(uri: str | None, output_dir: str, fallback_local: bool = False)
               help="Client processes for --engine flower.")
 @click.option("--resume", "resume_key", metavar="RUN_ID",
               help="Continue an interrupted run (MLflow run id or run name) from its last checkpoint, with its saved config.")
-def command(preset, config_file, sets, evals, eval_opt, filter_opt, agg_opt, align_opt, progress, engine, flower_workers,
-        resume_key, **flags) -> None:
+def command(preset, config_file, sets, evals, eval_opt, filter_opt, agg_opt, align_opt, attack_opt, progress, engine,
+        flower_workers, resume_key, **flags) -> None:
     """Run one federated fine-tuning job and log it to MLflow."""
     progress = sys.stderr.isatty() if progress is None else progress
     if resume_key:
-        overrides = resume_overrides(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, flags)
+        overrides = resume_overrides(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, flags,
+                                     attack_opt)
         overrides.update(eval_option_overrides(eval_opt, overrides.get("plugins.evals", [])))
         resume_run(resume_key, flags["tracking_uri"], flags["output_dir"], progress, engine, flower_workers, overrides)
         return
     cfg = resolve_run_config(
-        preset, config_file, sets, evals, flags, {"filter": filter_opt, "agg": agg_opt, "align": align_opt}, eval_opt
+        preset, config_file, sets, evals, flags,
+        {"filter": filter_opt, "agg": agg_opt, "align": align_opt, "attack": attack_opt}, eval_opt,
     )
     check_plugins(cfg)
     from harness.data.samples import DataError
@@ -183,18 +210,20 @@ def command(preset, config_file, sets, evals, eval_opt, filter_opt, agg_opt, ali
 
 # Settings a resumed run may change: they decide what is evaluated and shown, or how long a hook may take, never
 # what is trained.
-RESUME_KEYS = ("plugins.evals", "plugins.eval_options", "plugins.eval_every", "plugins.eval_limit",
-               "plugins.eval_pretrained", "plugins.hook_timeout_s")
+RESUME_KEYS = ("plugins.evals", "plugins.eval_options", "plugins.eval_every", "plugins.eval_schedule",
+               "plugins.eval_limit", "plugins.eval_pretrained", "plugins.hook_timeout_s")
 
 
-def resume_overrides(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, flags) -> dict[str, Any]:
+def resume_overrides(preset, config_file, sets, evals, filter_opt, agg_opt, align_opt, flags,
+                     attack_opt=()) -> dict[str, Any]:
     """The dotted overrides ``--resume`` accepts (eval settings: :data:`RESUME_KEYS`); exit 2 naming the others.
 
-    Everything else (model, data, federation, the filter/agg/align plugins and their options, preset, config
+    Everything else (model, data, federation, the filter/agg/align/attack plugins and their options, preset, config
     file) decides what the checkpointed rounds trained, so continuing with another value would mix two runs.
     ``--progress``, ``--tracking-uri`` and ``--output-dir`` only say where to find the run and how to show it."""
-    refused = [name for name, value in [("--preset", preset), ("--config", config_file), ("--filter-opt", filter_opt),
-                                        ("--agg-opt", agg_opt), ("--align-opt", align_opt)] if value not in (None, ())]
+    given = [("--preset", preset), ("--config", config_file), ("--filter-opt", filter_opt), ("--agg-opt", agg_opt),
+             ("--align-opt", align_opt), ("--attack-opt", attack_opt)]
+    refused = [name for name, value in given if value not in (None, ())]
     overrides: dict[str, Any] = {}
     for flag, value in flags.items():
         if value is None or flag in ("tracking_uri", "output_dir"):

@@ -53,12 +53,14 @@ def _filter_line(name: str, final: dict[str, float], totals: dict[str, float]) -
 
 def method_rows(cfg: RunConfig, final: dict[str, float], totals: dict[str, float] | None = None) -> Rows:
     """One line per method of the run: the filter's drops over the run (``totals``, else its last round), the
-    aggregator's and aligner's own last-round metrics (``agg/``, ``align/``)."""
+    aggregator's and aligner's own last-round metrics (``agg/``, ``align/``) and a selected attack's (``attack/``)."""
     plugins = cfg.plugins
     rows = [("METHODS", "")]
     rows.append((f"filter {plugins.filter}", _filter_line(plugins.filter, final, totals or {})))
     rows.append((f"aggregator {plugins.agg}", _values(final, "agg/") or "-"))
     rows.append((f"aligner {plugins.align}", _values(final, "align/") or "none"))
+    if plugins.attack != "none":
+        rows.append((f"attack {plugins.attack}", _values(final, "attack/") or "-"))
     return rows
 
 
@@ -68,7 +70,8 @@ def run_rows(cfg: RunConfig, summary, run_id: str | None) -> Rows:
         ("status", summary.status),
         ("rounds", str(summary.rounds_completed)),
         ("wall time", f"{summary.wall_seconds:.1f} s"),
-        ("plugins", f"filter={cfg.plugins.filter} agg={cfg.plugins.agg} align={cfg.plugins.align}"),
+        ("plugins", f"filter={cfg.plugins.filter} agg={cfg.plugins.agg} align={cfg.plugins.align}"
+                    + (f" attack={cfg.plugins.attack}" if cfg.plugins.attack != "none" else "")),
         ("mlflow run", run_id or "-"),
         ("adapter", str(summary.adapter_path)),
     ]

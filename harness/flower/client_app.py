@@ -25,11 +25,11 @@ from harness.flower.records import TrainIns, TrainRes, config_from_yaml
 
 
 class ClientNode:
-    """A node's client side: the run's data and model, with the filter and aggregator plugins only."""
+    """A node's client side: the run's data and model, with the filter, aggregator and attack plugins only."""
 
     def __init__(self, config_yaml: str, extra_plugins: Sequence[object] = ()):
         cfg = config_from_yaml(config_yaml)
-        pm = plugins(cfg, *extra_plugins, kinds=("filter", "agg"))
+        pm = plugins(cfg, *extra_plugins, kinds=("filter", "agg", "attack"))
         workspace = Workspace.build(cfg)
         self.trainer = ClientTrainer(cfg, pm, workspace.model, workspace.client_samples)
         name = cfg.tracking.run_name

@@ -24,6 +24,7 @@ from flwr.serverapp import Grid, ServerApp
 from harness.config import RunConfig
 from harness.engine import RoundEngine
 from harness.types import ClientUpdate, RunSummary
+from harness.workspace import trained_clients
 from harness.flower.records import TrainIns, TrainRes
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ def connect_clients(grid: Grid, num_clients: int, timeout: float) -> dict[int, i
     while len(node_ids := list(grid.get_node_ids())) < num_clients:
         if time.monotonic() > deadline:
             raise FlowerSetupError(f"only {len(node_ids)} SuperNode(s) connected within {timeout:.0f} s; "
-                                   f"federation.num_clients={num_clients} needs one per client")
+                                   f"the run needs one per client ({num_clients}: federation.num_clients, 1 when "
+                                   "federation.centralized)")
         time.sleep(1.0)
     queries = [Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY) for node in node_ids]
     nodes: dict[int, int] = {}
@@ -53,7 +55,7 @@ def connect_clients(grid: Grid, num_clients: int, timeout: float) -> dict[int, i
         client_id = int(reply.content["client"]["client-id"])
         if client_id in nodes or not 0 <= client_id < num_clients:
             raise FlowerSetupError(f"SuperNode {reply.metadata.src_node_id} has partition-id {client_id}: ids must "
-                                   f"be unique and in 0..{num_clients - 1} (federation.num_clients={num_clients})")
+                                   f"be unique and in 0..{num_clients - 1} (the run's {num_clients} client(s))")
         nodes[client_id] = reply.metadata.src_node_id
     missing = sorted(set(range(num_clients)) - set(nodes))
     if missing:
@@ -78,7 +80,7 @@ class FlowerRoundEngine(RoundEngine):
         client_cfg.tracking.run_name = self.run_name
         client_cfg.output_dir = str(Path(self.cfg.output_dir).resolve())
         self.client_config_yaml = client_cfg.to_yaml()
-        self.nodes = connect_clients(self.grid, self.cfg.federation.num_clients, self.connect_timeout)
+        self.nodes = connect_clients(self.grid, trained_clients(self.cfg), self.connect_timeout)
 
     def _train_clients(self, server_round: int, sampled: list[int], lr: float,
                        metrics: dict[str, float]) -> list[ClientUpdate]:

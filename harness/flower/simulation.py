@@ -12,6 +12,7 @@ from harness.config import RunConfig
 from harness.flower.client_app import client_app
 from harness.flower.server_app import server_app
 from harness.types import RunSummary
+from harness.workspace import trained_clients
 
 
 def backend_config(workers: int, gpus: int | None = None) -> dict:
@@ -33,12 +34,12 @@ def simulate(config: RunConfig, pm, workers: int = 2, progress: bool = False,
              client_plugins: Sequence[object] = (), resume: bool = False) -> RunSummary:
     """Run ``config`` with the server-side plugins in ``pm`` (tracker included) and clients in ``workers`` processes.
 
-    ``client_plugins`` are registered on every client next to the configured filter and aggregator. ``resume``
+    ``client_plugins`` are registered on every client next to the configured filter, aggregator and attack. ``resume``
     continues the run from its newest checkpoint, as the local engine does.
     """
     outcome: list[RunSummary] = []
     run_simulation(server_app(config, pm, outcome, progress=progress, resume=resume), client_app(client_plugins),
-                   num_supernodes=config.federation.num_clients, backend_config=backend_config(workers))
+                   num_supernodes=trained_clients(config), backend_config=backend_config(workers))
     if not outcome:
         raise RuntimeError("the Flower simulation ended without the ServerApp finishing the run")
     return outcome[0]

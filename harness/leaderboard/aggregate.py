@@ -3,11 +3,13 @@ run and column, mean over seeds with a 95 % interval, and paired tests of each r
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from harness.config import older_run_settings, param_text
 from harness.evals.discrimination import balanced
 from harness.leaderboard.board import Baseline, Board, BoardError, Column
 from harness.leaderboard.items import Items
@@ -29,6 +31,7 @@ MISSING_FIELD = "default"  # how a method key the run does not have is shown
 # Params that say where a run is stored, what it derived or how it was started (eval.standalone: by `harness eval`,
 # which eval.adapter already tells; plugins.hook_timeout_s: a time limit), not what it measured: never part of a
 # row's setting.
+HARNESS_PARAM = "federation.rounds"  # in every run the harness logged (run and eval): its config is complete
 IGNORED_PARAMS = ("federation.seed", "output_dir", "tracking.", "run.", "eval.standalone", "plugins.hook_timeout_s")
 # Method tags and the config params they mirror (shown once, in the Method column, not again as a setting).
 TAG_PARAMS = {"tags.harness.filter": "plugins.filter", "tags.harness.agg": "plugins.agg",
@@ -201,9 +204,17 @@ def method_key(run: RunRecord, board: Board) -> tuple[str, ...]:
 
 
 def setting_of(run: RunRecord, board: Board) -> dict[str, str]:
-    """The run's resolved config (its params) without the seed, output and tracking paths, and derived counts."""
+    """The run's resolved config (its params) without the seed, output and tracking paths, and derived counts; a
+    harness run logged before a setting existed has the value it ran with (:func:`older_run_settings`), so runs of
+    one setting from before and after a new setting are one row."""
     seed_param = board.seed.removeprefix("params.") if board.seed.startswith("params.") else None
-    return {k: v for k, v in run.params.items() if not k.startswith(IGNORED_PARAMS) and k != seed_param}
+    params = {**_older_run_params(), **run.params} if HARNESS_PARAM in run.params else run.params
+    return {k: v for k, v in params.items() if not k.startswith(IGNORED_PARAMS) and k != seed_param}
+
+
+@functools.cache
+def _older_run_params() -> dict[str, str]:
+    return {k: param_text(v) for k, v in older_run_settings().items()}
 
 
 def _label(key: tuple[str, ...], runs: list[RunRecord]) -> str:

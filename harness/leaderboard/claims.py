@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.leaderboard.aggregate import MethodRow, paired_test, seed_differences
-from harness.leaderboard.board import Board
+from harness.leaderboard.board import Board, Column
 from harness.leaderboard.stats import PairedTest
 
 ALPHA = 0.05
@@ -64,7 +64,7 @@ def _align(run) -> str | None:
     return f"{align}+helpful" if run.field(HELPFUL) not in (None, "none") else align
 
 
-def _fmt(test: PairedTest | None, fmt: str) -> str:
+def format_test(test: PairedTest | None, fmt: str) -> str:
     if test is None:
         return "–"
     ci = f" [{test.low:{fmt}}, {test.high:{fmt}}]" if test.low is not None else ""
@@ -85,8 +85,16 @@ def verdict(test: PairedTest | None, sign: int, per_seed: dict[str, float] | Non
     return "**yes**"
 
 
-def _seeds(per_seed: dict[str, float]) -> str:
+def format_seeds(per_seed: dict[str, float]) -> str:
     return ", ".join(f"{diff:+.3f}" for _, diff in sorted(per_seed.items())) or "–"
+
+
+def comparison_cells(row: MethodRow | None, base: MethodRow | None, column: Column, sign: int) -> str:
+    """``difference [95 % CI], p | per seed | shown?`` of ``row`` − ``base`` on ``column`` for a claim of ``sign``
+    (``no data`` where either row is missing)."""
+    test = paired_test(row, base, column) if row and base else None
+    per_seed = seed_differences(row, base, column) if row and base else {}
+    return f"{format_test(test, column.format)} | {format_seeds(per_seed)} | {verdict(test, sign, per_seed)}"
 
 
 def claims_markdown(board: Board, rows: Sequence[MethodRow], safety: str, costs: Sequence[str]) -> str:
@@ -97,10 +105,7 @@ def claims_markdown(board: Board, rows: Sequence[MethodRow], safety: str, costs:
     for claim in CLAIMS:
         for agg in aggs:
             row, base = _find(rows, agg, claim.row), _find(rows, agg, claim.base)
-            test = paired_test(row, base, columns[safety]) if row and base else None
-            per_seed = seed_differences(row, base, columns[safety]) if row and base else {}
-            out.append(f"| {claim.text} | {agg} | {_fmt(test, '.3f')} | {_seeds(per_seed)} | "
-                       f"{verdict(test, claim.sign, per_seed)} |")
+            out.append(f"| {claim.text} | {agg} | {comparison_cells(row, base, columns[safety], claim.sign)} |")
     out += ["", "Costs against FL with the same aggregator (row − FL; p where per-item data pairs up):", "",
             "| row | aggregator | " + " | ".join(costs) + " |", "|---|---|" + "---|" * len(costs)]
     for method in COSTS:
@@ -108,7 +113,7 @@ def claims_markdown(board: Board, rows: Sequence[MethodRow], safety: str, costs:
             row, base = _find(rows, agg, method), _find(rows, agg, ("none", "none"))
             if row is None or base is None:
                 continue
-            cells = [_fmt(paired_test(row, base, columns[c]), columns[c].format)
+            cells = [format_test(paired_test(row, base, columns[c]), columns[c].format)
                      if c in columns else "–" for c in costs]
             out.append(f"| {row.label} | {agg} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"

@@ -17,6 +17,8 @@ def weighted_average(states: list[dict[str, torch.Tensor]], weights: list[float]
 
 
 class FedAvg:
+    averages = True  # x' is the weighted mean of the client adapters: DP-FedAvg may wrap it (docs/privacy.md)
+
     @hookimpl
     def aggregate(self, server_round, global_state, updates, num_clients_total):
         new = weighted_average([u.state for u in updates], [u.num_examples for u in updates])

@@ -1,0 +1,1 @@
+"""Built-in attack plugins: model poisoning by the malicious clients (``data.malicious_clients``)."""
