@@ -130,3 +130,14 @@ def test_runs_logged_before_and_after_a_setting_existed_are_one_row(tmp_path):
     assert sorted((row.seeds, row.shown_setting) for row in rows) == [
         (["0"], "privacy.clip_norm=1.3, privacy.noise_multiplier=1.0"),
         (["0", "1"], "privacy.clip_norm=None, privacy.noise_multiplier=0.0")]
+
+
+def test_a_setting_shows_set_plugin_options_not_empty_ones_or_score_caches(tmp_path):
+    uri, client, exp = new_store(tmp_path)
+    log_run(client, exp, "none", "cai50", [1] * 10, benign=[0] * 10,
+            extra={"plugins.align_options": "{}", "plugins.filter_options.shared_scores": "/runs/a"})
+    log_run(client, exp, "none", "cai50", [0] * 10, benign=[0] * 10,
+            extra={"plugins.align_options.helpful": "demo", "plugins.filter_options.shared_scores": "/runs/b"})
+    rows = write_leaderboard(load_board("paper-table1"), uri, tmp_path / "board").rows
+    assert sorted(row.shown_setting for row in rows) == ["plugins.align_options.helpful=-",
+                                                          "plugins.align_options.helpful=demo"]

@@ -28,11 +28,13 @@ from harness.leaderboard.stats import (
 
 HARMFUL_STRATUM, BENIGN_STRATUM = "harmful", "benign"  # a balanced column's two sets of items
 MISSING_FIELD = "default"  # how a method key the run does not have is shown
-# Params that say where a run is stored, what it derived or how it was started (eval.standalone: by `harness eval`,
-# which eval.adapter already tells; plugins.hook_timeout_s: a time limit), not what it measured: never part of a
-# row's setting.
 HARNESS_PARAM = "federation.rounds"  # in every run the harness logged (run and eval): its config is complete
-IGNORED_PARAMS = ("federation.seed", "output_dir", "tracking.", "run.", "eval.standalone", "plugins.hook_timeout_s")
+# Params that say where a run is stored, what it derived or how it was started (eval.standalone: by `harness eval`,
+# which eval.adapter already tells; plugins.hook_timeout_s: a time limit; a filter's shared_scores: where it found
+# scores another run computed, harness.suite), not what it measured: never part of a row's setting.
+IGNORED_PARAMS = ("federation.seed", "output_dir", "tracking.", "run.", "eval.standalone", "plugins.hook_timeout_s",
+                  "plugins.filter_options.shared_scores")
+EMPTY_MAPPING = "{}"  # a plugin's options when it has none: as if absent (set options are params of their own)
 # Method tags and the config params they mirror (shown once, in the Method column, not again as a setting).
 TAG_PARAMS = {"tags.harness.filter": "plugins.filter", "tags.harness.agg": "plugins.agg",
               "tags.harness.align": "plugins.align", "tags.harness.model": "model.name",
@@ -209,7 +211,8 @@ def setting_of(run: RunRecord, board: Board) -> dict[str, str]:
     one setting from before and after a new setting are one row."""
     seed_param = board.seed.removeprefix("params.") if board.seed.startswith("params.") else None
     params = {**_older_run_params(), **run.params} if HARNESS_PARAM in run.params else run.params
-    return {k: v for k, v in params.items() if not k.startswith(IGNORED_PARAMS) and k != seed_param}
+    return {k: v for k, v in params.items()
+            if not k.startswith(IGNORED_PARAMS) and k != seed_param and v != EMPTY_MAPPING}
 
 
 @functools.cache
