@@ -20,11 +20,15 @@ if TYPE_CHECKING:
 def tracked_plugins(cfg: RunConfig, uri: str, run_id: str | None = None, extra: tuple[object, ...] = (),
                     kinds: tuple[str, ...] = tuple(registry.KINDS)) -> tuple[MlflowTracker, pluggy.PluginManager]:
     """A tracker logging to ``uri`` (continuing MLflow run ``run_id`` when resuming) and a plugin manager with the
-    plugins of ``kinds`` (default: all) that ``cfg`` selects, the tracker and the ``extra`` core plugins."""
+    plugins of ``kinds`` (default: all) that ``cfg`` selects, the tracker and the ``extra`` core plugins. The
+    plugins are built first: a bad plugin option fails before the tracking store is created."""
     from harness.tracking import MlflowTracker
 
+    pm = plugins(cfg, kinds=kinds)
     tracker = MlflowTracker(uri, cfg.tracking.experiment, cfg.output_dir, run_id=run_id)
-    return tracker, plugins(cfg, tracker, *extra, kinds=kinds)
+    for plugin in (tracker, *extra):
+        pm.register(plugin)
+    return tracker, pm
 
 
 def plugins(cfg: RunConfig, *extra: object, kinds: tuple[str, ...] = tuple(registry.KINDS)) -> pluggy.PluginManager:

@@ -141,3 +141,15 @@ def test_a_plugin_module_that_fails_to_import_is_named(tmp_path, monkeypatch):
     with pytest.raises(registry.PluginError, match=r"agg plugin 'broken' \(my-pkg 2.0, .*\) could not be imported: "
                                                    r"ModuleNotFoundError"):
         registry.instantiate("agg", "broken")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--agg", "norm-bound", "--agg-opt", "max_norm=0"], "agg plugin 'norm-bound': max_norm must be a number > 0"),
+    (["--malicious-clients", "1", "--attack", "scale", "--attack-opt", "factor=0"],
+     "attack plugin 'scale': factor must be a finite number other than 0"),
+])
+def test_a_bad_plugin_option_exits_2_before_the_tracking_store_exists(tmp_path, args, message):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", "--preset", "smoke", *args, "--output-dir", str(out)])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not out.exists()  # no mlflow.db, no run directory
