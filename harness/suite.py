@@ -352,12 +352,12 @@ def run_suite(suite: Suite, settings: SuiteSettings, echo: Callable[[str], None]
     from mlflow.tracking import MlflowClient
 
     uri = resolve_tracking_uri(settings.tracking_uri, settings.output_dir)
-    client = MlflowClient(uri)
     # Seed-major, so that a suite stopped early already has every row for its first seeds.
     jobs = [(row, seed) for seed in range(settings.seeds) for row in rows if seed == 0 or not row.pretrained]
+    configs = [row_config(suite, settings, row, seed, uri, evals) for row, seed in jobs]  # a bad row fails first
+    client = MlflowClient(uri)
     done: list[SuiteRun] = []
-    for i, (row, seed) in enumerate(jobs, 1):
-        cfg = row_config(suite, settings, row, seed, uri, evals)
+    for i, ((row, seed), cfg) in enumerate(zip(jobs, configs), 1):
         where = f"[{i}/{len(jobs)}] {cfg.tracking.run_name}"
         run_id = finished_run(client, cfg)
         if run_id is not None:

@@ -46,7 +46,7 @@ def defenses(guard: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 CENTRALIZED = ("centralized", "centralized+filter", "centralized+cai", "centralized+filter+cai")
 SAFETY = "Refusal discrimination"
-COSTS = ("AdvBench", "Over-refusal", "Held-out NLL", "ε", "Bytes/round")
+COSTS = ("AdvBench", "Over-refusal", "Held-out NLL", "Bytes/round")  # ε: its own column (no base has one)
 
 
 def claims() -> list[RowClaim]:

@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 from harness.config import ConfigError, load_config
 from harness.leaderboard import load_board, write_leaderboard
 from harness.leaderboard.row_claims import RowClaim, row_claims_markdown, suite_row
-from harness.suite import SuiteSettings, row_config, threats
+from harness.suite import SuiteError, SuiteSettings, row_config, run_suite, threats
 from tests.helpers import run_tracked, smoke_config
 from tests.test_leaderboard_claims import log_run
 
@@ -89,3 +89,13 @@ def test_an_eval_with_its_own_schedule_runs_every_round_the_others_at_the_end(tm
 def test_a_bad_eval_schedule_is_a_config_error_naming_it(schedule, message):
     with pytest.raises(ConfigError, match=message):
         load_config("smoke", overrides={"plugins.evals": ["heldout-nll"], "plugins.eval_schedule": schedule})
+
+
+def test_a_row_that_cannot_run_fails_the_suite_before_any_run_or_store(tmp_path):
+    out = tmp_path / "out"
+    settings = SuiteSettings(preset="smoke", seeds=1, rows=("fedavg-m0", "fedavg-m2"), output_dir=str(out),
+                             overrides={"federation.clients_per_round": 4, "federation.num_clients": 4})
+    with pytest.raises(SuiteError, match="row fedavg-m2: data.malicious_clients=2 at data.malicious_red_share=1 hold "
+                                         "24 red samples; the client mixture has 14"):
+        run_suite(threats(), settings)
+    assert not out.exists()
