@@ -358,7 +358,8 @@ class RoundEngine:
         metrics["time/align_share"] = metrics["time/align_seconds"] / round_seconds
         artifacts["clients.json"] = json.dumps(self._client_log, indent=1)
         train_round = round_seconds - metrics.get("time/eval_seconds", 0.0) - metrics["time/align_seconds"]
-        metrics["time/engine_overhead"] = train_round / max(metrics["time/train_step_seconds"], 1e-9)
+        if metrics["time/train_step_seconds"] > 0:  # a round in which no client trained has no overhead ratio
+            metrics["time/engine_overhead"] = train_round / metrics["time/train_step_seconds"]
         self._end_round(server_round, metrics, artifacts)
         return metrics
 
