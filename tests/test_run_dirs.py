@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from harness import registry
+from harness import registry, runner
 from harness.checkpoint import LOCK_FILE, RunDirError, RunDirLock
 from harness.cli import main
 from harness.config import load_config
@@ -159,9 +159,9 @@ CLI_RUN = ["run", "--preset", "smoke", "--rounds", "1", "--set", "plugins.evals=
 def test_a_run_stopped_before_its_first_checkpoint_can_be_started_again(tmp_path, monkeypatch, how, again):
     out = tmp_path / "out"
     if how == "sigterm":
-        build = registry.build_manager
-        monkeypatch.setattr(registry, "build_manager",
-                            lambda chosen, extra=(): build(chosen, extra=[*extra, SigtermBeforeTheMlflowRun()]))
+        tracked = runner.tracked_plugins  # the plugin joins the run's core plugins, after the tracker
+        monkeypatch.setattr(runner, "tracked_plugins", lambda cfg, uri, run_id=None, extra=(): tracked(
+            cfg, uri, run_id, (*extra, SigtermBeforeTheMlflowRun())))
     else:
         monkeypatch.setattr(MlflowTracker, "_start", tracker_timing_out)
     stopped = CliRunner().invoke(main, [*CLI_RUN, "--output-dir", str(out)])
