@@ -69,7 +69,7 @@ class ClientTrainer:
         fed, data = self.cfg.federation, self.cfg.data
         metrics: dict[str, float] = defaultdict(float)
         samples = self.client_samples[cid]
-        malicious = cid < data.malicious_clients
+        malicious = data.is_malicious(cid)
         skip_filter = malicious and data.malicious_skip_filter
         verdict = None if skip_filter else self.hook.pre_local_train(client_id=cid, samples=samples,
                                                                       server_round=server_round)

@@ -117,6 +117,10 @@ class DataConfig:
     malicious_red_share: float = 1.0  # under concentrated placement only
     malicious_skip_filter: bool = False  # malicious clients skip pre_local_train and train on every sample
 
+    def is_malicious(self, client_id: int) -> bool:
+        """Whether client ``client_id`` is one of the malicious clients ``0..malicious_clients-1``."""
+        return client_id < self.malicious_clients
+
 
 @dataclass
 class FederationConfig:

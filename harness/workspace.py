@@ -55,7 +55,8 @@ class Workspace:
         params["run.dtype"] = str(next(iter(self.model.model.parameters())).dtype).removeprefix("torch.")
         params["run.heldout_samples"] = len(self.heldout)
         if cfg.data.malicious_clients:  # who holds the red data (docs/data.md)
-            params["run.malicious_client_ids"] = list(range(cfg.data.malicious_clients))
+            clients = range(len(self.client_samples))
+            params["run.malicious_client_ids"] = [c for c in clients if cfg.data.is_malicious(c)]
             params["run.client_red_samples"] = [sum(bool(s.is_harmful) for s in c) for c in self.client_samples]
             params["run.client_samples"] = [len(c) for c in self.client_samples]
         return RunInfo(run_name, run_dir, cfg, params, resume_round, engine, list(self.heldout))

@@ -27,15 +27,15 @@ class ScaledUpdate:
 
     def __init__(self, multiplier: float):
         self.multiplier = multiplier
-        self.malicious = 0
+        self.data = None  # the run's DataConfig: who is malicious
 
     @hookimpl
     def on_run_start(self, run):
-        self.malicious = run.config.data.malicious_clients
+        self.data = run.config.data
 
     @hookimpl(tryfirst=True)
     def client_fit_end(self, client_id, server_round, local_state, global_state, fit_ins, train_info):
-        if client_id < self.malicious:
+        if self.data is not None and self.data.is_malicious(client_id):
             for name, y in local_state.items():
                 x = global_state[name]
                 y.sub_(x).mul_(self.multiplier).add_(x)
