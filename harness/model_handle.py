@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from harness.adapters import load_into, snapshot, trainable_params
+from harness.generation_memory import generation_batch
 from harness.models import model_location, resolve_dtype
 from harness.training import next_token_logprobs
 from harness.types import AdapterState
@@ -79,14 +80,16 @@ class GlobalModel:
         """Greedy completions of already-templated ``prompts``, batched by length (left padding).
 
         Prompts longer than ``max_prompt_length`` tokens (default: ``max_length``) lose their start,
-        so the generation prompt at the end is kept. With ``model.generation_backend: vllm`` vLLM generates
-        instead (``batch_size`` is then vLLM's to choose).
+        so the generation prompt at the end is kept. On a GPU ``batch_size`` is lowered to what fits in memory
+        (:func:`harness.generation_memory.generation_batch`). With ``model.generation_backend: vllm`` vLLM
+        generates instead (``batch_size`` is then vLLM's to choose).
         """
         vllm = vllm_generator(self.model)
         if vllm is not None:
             return vllm.generate(self.model, self.tokenizer, prompts, max_new_tokens, max_prompt_length or self.max_length,
                                  with_adapter=self.adapter_enabled)
         tok = self.tokenizer
+        batch_size = generation_batch(self.model, batch_size, max_prompt_length or self.max_length, max_new_tokens)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         out: list[str] = [""] * len(prompts)
         was_training, side, cut = self.model.training, tok.padding_side, tok.truncation_side

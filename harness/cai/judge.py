@@ -61,7 +61,10 @@ def refusal_judge(rule: str = "strict") -> Judge:
 
 
 def guard_judge(guard: str, margin: float, batch_size: int = 8) -> Judge:
-    """P(unsafe) of the red response minus that of the revision must be >= ``margin`` (guard loaded on first use)."""
+    """P(unsafe) of the red response minus that of the revision must be >= ``margin`` (guard loaded on first use,
+    off the GPU between uses as :class:`harness.guard.placement.GuardPlacement`'s ``auto`` says, so it never
+    sits beside the SFT and DPO steps that follow)."""
+    from harness.guard.placement import GuardPlacement
     from harness.guard.scoring import GuardScorer, load_guard
     from harness.types import ChatSample
 
@@ -70,7 +73,7 @@ def guard_judge(guard: str, margin: float, batch_size: int = 8) -> Judge:
     def judge(pairs: Sequence[PreferencePair]) -> list[bool]:
         if "scorer" not in state:
             log.info("loading the CAI judge guard %s", guard)
-            state["scorer"] = GuardScorer(load_guard(guard), batch_size)
+            state["scorer"] = GuardScorer(load_guard(guard, GuardPlacement()), batch_size)
         scores = state["scorer"].score(
             [ChatSample(p.prompt, p.rejected) for p in pairs] + [ChatSample(p.prompt, p.chosen) for p in pairs]
         )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
@@ -12,36 +13,61 @@ from peft import PeftModel
 
 from harness.config import ModelConfig
 from harness.guard.card import GUARD_CARD
+from harness.guard.placement import GuardPlacement, HeldGuard
 from harness.guard.template import SAFE, UNSAFE, parse_guard_output, render_guard_prompt
-from harness.models import ModelLoadError, load_base
+from harness.models import ModelLoadError, load_base, resolve_device
 from harness.types import ChatSample
 
 SCORE_MODES = ("pair", "vocab")
+STAY = GuardPlacement(between_uses="stay")
 
 
-@dataclass
 class GuardBackbone:
-    """A causal LM (optionally with a fine-tuned guard adapter) and its tokenizer."""
+    """A causal LM (optionally with a fine-tuned guard adapter), its tokenizer, and where it waits between uses
+    (:mod:`harness.guard.placement`; by default it stays where it is)."""
 
-    model: torch.nn.Module
-    tokenizer: object
-    source: str
+    def __init__(self, model: torch.nn.Module, tokenizer, source: str, placement: GuardPlacement = STAY,
+                 load: Callable[[], torch.nn.Module] | None = None):
+        if load is None and placement.idle(resolve_device(placement.device)) == "unload":
+            raise ValueError("a guard that is unloaded between uses needs a way to load it again")
+        self.tokenizer, self.source = tokenizer, source
+        self.held = HeldGuard(load or (lambda: model), placement, model)
+
+    @property
+    def model(self) -> torch.nn.Module | None:
+        """The guard's model (None while unloaded between uses)."""
+        return self.held.model
+
+    def use(self) -> AbstractContextManager[torch.nn.Module]:
+        """The model on its scoring device for the block, released after it as the placement says."""
+        return self.held.use()
 
 
-def load_guard(model: str) -> GuardBackbone:
-    """A guard from a fine-tuned guard directory (``guard.json`` + adapter) or any base model name/path."""
+def load_guard(model: str, placement: GuardPlacement = STAY) -> GuardBackbone:
+    """A guard from a fine-tuned guard directory (``guard.json`` + adapter) or any base model name/path, on the
+    placement's device, dtype and quantisation."""
     path = Path(model).expanduser()
     card_path = path / GUARD_CARD
-    if not card_path.is_file():
-        base, tokenizer = load_base(ModelConfig(name=model))
-        return GuardBackbone(base, tokenizer, model)
-    card = json.loads(card_path.read_text())
-    if "base" not in card:
-        raise ModelLoadError(f"{card_path} has no 'base' entry naming the guard's base model")
-    base, tokenizer = load_base(ModelConfig(name=card["base"]))
-    guarded = PeftModel.from_pretrained(base, str(path))
-    guarded.eval()
-    return GuardBackbone(guarded, tokenizer, str(path))
+    if card_path.is_file():
+        card = json.loads(card_path.read_text())
+        if "base" not in card:
+            raise ModelLoadError(f"{card_path} has no 'base' entry naming the guard's base model")
+
+    def load_model() -> torch.nn.Module:
+        return load_parts()[0]
+
+    def load_parts():
+        cfg = ModelConfig(name=card["base"] if card_path.is_file() else model, device=placement.device,
+                          dtype=placement.dtype, quantization=placement.quantization)
+        base, tokenizer = load_base(cfg)
+        if not card_path.is_file():
+            return base, tokenizer
+        guarded = PeftModel.from_pretrained(base, str(path))
+        guarded.eval()
+        return guarded, tokenizer
+
+    first, tokenizer = load_parts()
+    return GuardBackbone(first, tokenizer, str(path) if card_path.is_file() else model, placement, load_model)
 
 
 def label_token_ids(tokenizer) -> tuple[int, int]:
@@ -124,7 +150,10 @@ class GuardScorer:
         dozen values: 12 distinct scores over 364 samples of the repro preset, against 363 this way (same AUC), so
         a threshold could only move in coarse steps.
         """
-        model = self.guard.model
+        with self.guard.use() as model:
+            return self._scores_on(model, samples)
+
+    def _scores_on(self, model: torch.nn.Module, samples: Sequence[ChatSample]) -> list[float]:
         device = next(model.parameters()).device
         head = model.get_output_embeddings()
         labels = [self.safe_id, self.unsafe_id]
@@ -154,14 +183,15 @@ class GuardScorer:
     @torch.no_grad()
     def categories(self, samples: Sequence[ChatSample], max_new_tokens: int = 10) -> list[tuple[bool, list[str]]]:
         """Generate the guard's answer and parse it: (unsafe?, violated S-codes) per sample."""
-        model, tok = self.guard.model, self.guard.tokenizer
-        device = next(model.parameters()).device
+        tok = self.guard.tokenizer
         out: list[tuple[bool, list[str]]] = [(False, [])] * len(samples)
-        for idx, input_ids, mask, _ in self.batches(self.prompt_ids(samples)):
-            gen = model.generate(
-                input_ids=input_ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                do_sample=False, pad_token_id=tok.pad_token_id,
-            )
-            for row, i in enumerate(idx):
-                out[i] = parse_guard_output(tok.decode(gen[row, input_ids.shape[1] :], skip_special_tokens=True))
+        with self.guard.use() as model:
+            device = next(model.parameters()).device
+            for idx, input_ids, mask, _ in self.batches(self.prompt_ids(samples)):
+                gen = model.generate(
+                    input_ids=input_ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                    do_sample=False, pad_token_id=tok.pad_token_id,
+                )
+                for row, i in enumerate(idx):
+                    out[i] = parse_guard_output(tok.decode(gen[row, input_ids.shape[1] :], skip_special_tokens=True))
         return out

@@ -10,6 +10,12 @@ Options (``--filter-opt KEY=VALUE``; ``--filter-model DIR`` sets ``model``):
 * ``threshold`` (``auto``: the best-F1 threshold on the run's labelled server-held validation split,
   :mod:`harness.guard.calibration`, 0.5 without one; or a number); ``batch_size`` (8); ``max_length`` in tokens (1024); ``score`` 'pair'
   (P over safe/unsafe) or 'vocab' (full softmax).
+* ``device`` (``auto``: the run's GPU if any, else the CPU; or ``cpu``, ``cuda:1``), ``dtype`` (``auto``) and
+  ``quantization`` (``none``, ``8bit``, ``4bit``) of the guard, independent of the policy's.
+* ``between_uses`` (``auto``): where the guard waits while the policy trains (:mod:`harness.guard.placement`):
+  ``stay`` on its device, ``cpu`` (host memory; moved back to score the next client's new samples) or
+  ``unload`` (reloaded when next needed); ``auto`` is ``stay`` on a CPU, ``cpu`` on a GPU, ``unload`` when
+  quantised. So on one GPU an 8B guard never sits beside the training policy (docs/performance.md).
 * ``force`` (false): run with a guard the refusal rule rejects.
 * ``shared_scores`` (a directory): reuse and add to the scores other runs of the same guard left there
   (:mod:`harness.guard.shared_scores`; the suites set it, so their filter rows score each sample once).
@@ -27,12 +33,14 @@ another guard are not reused on ``--resume``). The guard's weights load on the f
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 import logging
 from pathlib import Path
 
 from harness.guard.card import GuardRefusedError, assess_guard, refusal_message
 from harness.guard.defaults import SMOLLM2_GUARD, default_guard
 from harness.guard.finetune import train_guard
+from harness.guard.placement import GuardPlacement
 from harness.guard.scoring import GUARD_CARD, SCORE_MODES, SCORING, GuardScorer, load_guard
 from harness.guard.settings import FilterTrainSettings
 from harness.guard.threshold_filter import AUTO, ThresholdFilter
@@ -50,13 +58,15 @@ class LlamaGuardFilter(ThresholdFilter):
     card_file = GUARD_CARD  # where `harness filter train` records the held-out metrics
 
     def __init__(self, model: str | None = None, threshold: float | str = AUTO, batch_size: int = 8,
-                 max_length: int = 1024, score: str = "pair", force: bool = False, shared_scores: str | None = None):
+                 max_length: int = 1024, score: str = "pair", force: bool = False, shared_scores: str | None = None,
+                 device: str = "auto", dtype: str = "auto", quantization: str = "none", between_uses: str = "auto"):
         if score not in SCORE_MODES:
             raise ValueError(f"score must be one of {', '.join(SCORE_MODES)}, got {score!r}")
         if batch_size < 1 or max_length < 64:
             raise ValueError("batch_size must be >= 1 and max_length >= 64")
         if not isinstance(force, bool):
             raise ValueError(f"force must be true or false, got {force!r}")
+        self.placement = GuardPlacement(str(device), str(dtype), str(quantization), str(between_uses))
         super().__init__(threshold, shared_scores)
         self.requested = str(model) if model else None  # None: the run's default guard
         self.model = self.requested or str(SMOLLM2_GUARD)
@@ -65,13 +75,17 @@ class LlamaGuardFilter(ThresholdFilter):
 
     @property
     def identity(self) -> str:
-        return f"lg3 model={self.model} max_length={self.max_length} score={self.score_mode} scoring={SCORING}"
+        precision = "".join(f" {k}={v}" for k, v in (("dtype", self.placement.dtype),
+                                                       ("quantization", self.placement.quantization)) if v not in ("auto", "none"))
+        return f"lg3 model={self.model} max_length={self.max_length} score={self.score_mode} scoring={SCORING}{precision}"
 
     @property
     def scorer(self) -> GuardScorer:
         """The guard, loaded on first use (never the engine's model)."""
         if self._scorer is None:
-            self._scorer = GuardScorer(load_guard(self.model), self.batch_size, self.max_length, self.score_mode)
+            guard = load_guard(self.model, self.placement)
+            log.info("lg3: guard on %s, %s between uses", guard.held.device, guard.held.idle)
+            self._scorer = GuardScorer(guard, self.batch_size, self.max_length, self.score_mode)
         return self._scorer
 
     def _score(self, samples: list[ChatSample]) -> list[float]:
@@ -95,7 +109,7 @@ class LlamaGuardFilter(ThresholdFilter):
         super().on_run_start(run)
         record = {**assessment.as_record(), "default": self.requested is None, "run_model": run.config.model.name,
                   "forced": self.force and not assessment.accepted,
-                  "threshold": AUTO if self.auto else self.threshold}  # auto: see calibration.json beside it
+                  "threshold": AUTO if self.auto else self.threshold, "placement": asdict(self.placement)}  # auto: see calibration.json beside it
         out = Path(run.run_dir) / f"filter-{self.name}" / GUARD_RECORD
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=1))

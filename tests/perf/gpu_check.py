@@ -389,31 +389,47 @@ def guard_samples(n: int):
 
 
 def row_guard(ctx: Context) -> dict:
-    """The lg3 filter's scorer on the random guard: samples/min and prompt tokens/s."""
-    from harness.guard.scoring import GuardScorer, load_guard
+    """The lg3 filter's scorer on the random guard: samples/min and prompt tokens/s; then, with the filter's own
+    placement (``between_uses=auto``: to host memory on a GPU), the GPU memory the guard holds while it scores and
+    after it is released, and the seconds a released guard takes to come back for the next client."""
+    import torch
+
     from harness.default_plugins.filters.lg3 import LlamaGuardFilter
+    from harness.guard.scoring import GuardScorer, load_guard
 
     _, guard_dir = ctx.need_weights()
-    defaults = LlamaGuardFilter()  # the filter's own batch size, max_length and score mode
+    defaults = LlamaGuardFilter()  # the filter's own batch size, max_length, score mode and placement
     batch = ctx.sizes.guard_batch if ctx.tiny else defaults.batch_size
-    guard = load_guard(guard_dir)
+    allocated = (lambda: torch.cuda.memory_allocated() / 1e9) if ctx.cuda else (lambda: None)
+    before = allocated()
+    guard = load_guard(guard_dir, defaults.placement)
+    loaded = allocated()
     scorer = GuardScorer(guard, batch, defaults.max_length, defaults.score_mode)
     samples = guard_samples(ctx.sizes.guard_samples)
     tokens = sum(len(ids) for ids in scorer.prompt_ids(samples))
     scorer.score(samples[:batch])  # warm-up
+    released = allocated()
     _sync(ctx)
+    start = time.perf_counter()
+    scorer.score(samples[:1])  # the guard comes back (if it left) to score one sample
+    _sync(ctx)
+    comeback = time.perf_counter() - start
     start = time.perf_counter()
     scores = scorer.score(samples)
     _sync(ctx)
     seconds = time.perf_counter() - start
     if not all(math.isfinite(s) and 0.0 <= s <= 1.0 for s in scores):
         raise RuntimeError(f"guard scores outside [0, 1]: {scores[:8]}")
-    dtype = str(next(guard.model.parameters()).dtype).removeprefix("torch.")
+    with guard.use() as model:
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     del scorer, guard
+    gap = (lambda after: None if before is None else round(after - before, 2))
     return {"samples": len(samples), "batch_size": batch, "max_length": defaults.max_length,
             "mode": defaults.score_mode, "dtype": dtype, "mean_prompt_tokens": round(tokens / len(samples)),
             "samples_per_min": round(len(samples) / seconds * 60, 1), "prompt_tokens_per_s": round(tokens / seconds),
-            "paper": PAPER_GUARD_RATE}
+            "between_uses": defaults.placement.idle(torch.device(ctx.device)),
+            "guard_gpu_gb_loaded": gap(loaded), "guard_gpu_gb_released": gap(released),
+            "one_sample_after_release_seconds": round(comeback, 2), "paper": PAPER_GUARD_RATE}
 
 
 def advbench_prompts(n: int) -> list[str]:
