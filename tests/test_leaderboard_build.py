@@ -256,7 +256,7 @@ def test_the_widest_boards_fit_a_1280_to_1440_px_screen_and_its_screenshot(folde
             fit = page.evaluate(FIT)
             shot = page.screenshot(tmp_path / f"leaderboard-{width}.png")
             assert page.errors == []
-        assert fit["columns"] == 2 + len(board.columns)  # Method, Seeds (no row differs in its setting), every column
+        assert fit["columns"] == 2 + len(board.columns)  # Method (with its setting below it), Seeds, every column
         assert fit["table"] <= fit["box"] and fit["page"] <= fit["window"], (width, fit)
         shot_width, shot_height = png_size(shot)
         assert fit["right"] <= shot_width and fit["bottom"] <= shot_height, (width, fit, png_size(shot))

@@ -139,5 +139,4 @@ def test_a_setting_shows_set_plugin_options_not_empty_ones_or_score_caches(tmp_p
     log_run(client, exp, "none", "cai50", [0] * 10, benign=[0] * 10,
             extra={"plugins.align_options.helpful": "demo", "plugins.filter_options.shared_scores": "/runs/b"})
     rows = write_leaderboard(load_board("paper-table1"), uri, tmp_path / "board").rows
-    assert sorted(row.shown_setting for row in rows) == ["plugins.align_options.helpful=-",
-                                                          "plugins.align_options.helpful=demo"]
+    assert sorted(row.shown_setting for row in rows) == ["defaults", "plugins.align_options.helpful=demo"]

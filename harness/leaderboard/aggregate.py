@@ -311,14 +311,27 @@ def varying_fields(rows: list[MethodRow], board: Board) -> list[str]:
 
 
 def _short(value: str) -> str:
-    return value if len(value) <= SETTING_VALUE_WIDTH else value[: SETTING_VALUE_WIDTH - 1] + "…"
+    """``value`` cut to ``SETTING_VALUE_WIDTH``; a path keeps its end, where guards and files differ."""
+    if len(value) <= SETTING_VALUE_WIDTH:
+        return value
+    if "/" in value:
+        return "…" + value[len(value) - SETTING_VALUE_WIDTH + 1 :]
+    return value[: SETTING_VALUE_WIDTH - 1] + "…"
+
+
+def _unset_option(key: str, value: str) -> bool:
+    """A plugin option a row does not set (it runs at the plugin's default): not shown."""
+    return value == "-" and key.startswith("plugins.") and "_options." in key
 
 
 def label_settings(rows: list[MethodRow], board: Board) -> None:
-    """Each row's ``shown_setting``: 'key=value' for every field in which the board's rows differ."""
+    """Each row's ``shown_setting``: 'key=value' for every field in which the board's rows differ (plugin options
+    a row leaves at their defaults omitted; ``defaults`` when that leaves nothing)."""
     varying = varying_fields(rows, board)
     for row in rows:
-        row.shown_setting = ", ".join(f"{k}={_short(row.setting.get(k, '-'))}" for k in varying)
+        shown = [(k, row.setting.get(k, "-")) for k in varying]
+        shown = [f"{k}={_short(v)}" for k, v in shown if not _unset_option(k, v)]
+        row.shown_setting = ", ".join(shown) or ("defaults" if varying else "")
 
 
 def _matches(row: MethodRow, fields: tuple[tuple[str, str | None], ...]) -> bool:

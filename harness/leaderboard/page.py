@@ -31,7 +31,7 @@ p, ul { max-width: 72rem; }
 table { border-collapse: collapse; width: 100%; margin: 1rem 0; }
 th, td { border-bottom: 1px solid #ddd; padding: .35rem .6rem; text-align: right; white-space: nowrap; }
 .paired th:nth-child(-n+3), .paired td:nth-child(-n+3), #board .text { text-align: left; }
-.setting { white-space: normal; font-size: 12px; color: #444; max-width: 18rem; }
+.setting { display: block; white-space: normal; overflow-wrap: anywhere; font-size: 11px; color: #555; }
 .warn { color: #a15c00; }
 ul.foot { font-size: 13px; color: #333; }
 th { cursor: pointer; user-select: none; background: #f4f4f4; position: sticky; top: 0; }
@@ -90,8 +90,9 @@ def _cell_title(cell, column, seeds: int) -> str:
     return "; ".join(parts)
 
 
-def _row_html(row: MethodRow, board: Board, ui: str, setting: bool) -> str:
-    """One board row; the Setting cell only with ``setting``."""
+def _row_html(row: MethodRow, board: Board, ui: str) -> str:
+    """One board row; the setting in which it differs from other rows under its method (no column of its own, so
+    the widest boards still fit a 1280 px window)."""
     links = " ".join(
         f'<a href="{escape(run_url(ui, r))}" title="MLflow run {escape(r.name)}">{escape(s)}</a>'
         for s, r in zip(row.seeds, row.runs)
@@ -101,11 +102,9 @@ def _row_html(row: MethodRow, board: Board, ui: str, setting: bool) -> str:
         why = "; ".join(([f"{row.superseded} older re-run(s) of a seed left out (newest wins)"] if row.superseded else [])
                         + ([f"runs ran different code: {', '.join(row.mixed_code)}"] if row.mixed_code else []))
         links += f' <span class="warn" title="{escape(why)}">{escape(note)}</span>'
-    cells = [f'<td class="text" data-value="{escape(row.method)}">{escape(row.method)}</td>',
-             f'<td class="text setting" data-value="{escape(row.shown_setting)}">{escape(row.shown_setting)}</td>',
+    setting = f'<span class="setting">{escape(row.shown_setting)}</span>' if row.shown_setting else ""
+    cells = [f'<td class="text" data-value="{escape(row.label)}">{escape(row.method)}{setting}</td>',
              f'<td class="text seeds" data-value="{len(row.seeds)}">{links}</td>']
-    if not setting:
-        del cells[1]
     for col in board.columns:
         cell = row.cells[col.name]
         value = "" if cell.mean is None else repr(cell.mean)
@@ -115,13 +114,11 @@ def _row_html(row: MethodRow, board: Board, ui: str, setting: bool) -> str:
     return "<tr>" + "".join(cells) + "</tr>"
 
 
-def _header_html(board: Board, setting: bool) -> str:
-    """The board's header row; the Setting column only with ``setting``."""
-    heads = ['<th class="text" data-type="text" title="filter / aggregator / aligner">Method</th>',
-             '<th class="text" data-type="text" title="the fields in which this board\'s rows differ">Setting</th>',
+def _header_html(board: Board) -> str:
+    """The board's header row."""
+    heads = ['<th class="text" data-type="text" title="filter / aggregator / aligner; below it, the fields in which '
+             'this board\'s rows differ">Method</th>',
              '<th class="text" data-type="number" title="seeds; each links to its MLflow run">Seeds</th>']
-    if not setting:
-        del heads[1]
     for col in board.columns:
         sort = ""
         if col.name == board.sort_column:
@@ -178,8 +175,7 @@ def _plot_html(plot: Plot) -> str:
 def to_html(board: Board, rows: list[MethodRow], plots: list[Plot], ui: str = DEFAULT_MLFLOW_UI) -> str:
     board, empty = filled_columns(board, rows)
     title = escape(board.title or board.name)
-    setting = any(r.shown_setting for r in rows)  # else the footnote says all rows share one setting
-    body = "\n".join(_row_html(r, board, ui, setting) for r in rows)
+    body = "\n".join(_row_html(r, board, ui) for r in rows)
     notes = f'<p class="notes">{escape(board.notes.strip())}</p>' if board.notes else ""
     runs = sum(len(r.runs) + r.superseded for r in rows)
     return f"""<!DOCTYPE html>
@@ -192,7 +188,7 @@ def to_html(board: Board, rows: list[MethodRow], plots: list[Plot], ui: str = DE
 <p class="muted">Board <code>{escape(board.name)}</code>: {len(rows)} rows from {runs} finished MLflow runs.
 {escape(EXPLAIN)} Hover a cell for its sd and interval kind. Click a header to sort;
 seed links open the run in the MLflow UI at {escape(ui)}.</p>
-<div class="scroll"><table id="board"><thead>{_header_html(board, setting)}</thead>
+<div class="scroll"><table id="board"><thead>{_header_html(board)}</thead>
 <tbody>
 {body}
 </tbody></table></div>
