@@ -31,9 +31,11 @@ def update_norm(update: ClientUpdate, global_state: AdapterState) -> float:
     return math.sqrt(squares)
 
 
-def clip_update(update: ClientUpdate, global_state: AdapterState, max_norm: float) -> ClientUpdate:
-    """``update`` with its delta scaled down to L2 norm ``max_norm`` (unchanged when already within it)."""
-    norm = update_norm(update, global_state)
+def clip_update(update: ClientUpdate, global_state: AdapterState, max_norm: float,
+                norm: float | None = None) -> ClientUpdate:
+    """``update`` with its delta scaled down to L2 norm ``max_norm`` (unchanged when already within it); ``norm``:
+    the delta's norm where the caller has it already."""
+    norm = update_norm(update, global_state) if norm is None else norm
     if norm <= max_norm:
         return update
     scale = max_norm / norm

@@ -98,9 +98,9 @@ def test_multi_krum_refuses_a_run_that_cannot_meet_the_bound_or_select_m(tmp_pat
     (lambda: MultiKrum(num_malicious=-1), "num_malicious must be an integer >= 0"),
     (lambda: MultiKrum(num_malicious=1.5), "num_malicious must be an integer >= 0"),
     (lambda: MultiKrum(num_selected=0), "num_selected must be an integer >= 1"),
-    (lambda: NormBound(max_norm=0), "max_norm must be a number > 0"),
-    (lambda: NormBound(max_norm=-1.0), "max_norm must be a number > 0"),
-    (lambda: NormBound(max_norm=math.inf), "max_norm must be a number > 0"),
+    (lambda: NormBound(max_norm=0), "max_norm must be a finite number > 0"),
+    (lambda: NormBound(max_norm=-1.0), "max_norm must be a finite number > 0"),
+    (lambda: NormBound(max_norm=math.inf), "max_norm must be a finite number > 0"),
 ])
 def test_bad_options_are_rejected_at_construction(factory, message):
     with pytest.raises(InputError, match=message):

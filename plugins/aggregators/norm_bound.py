@@ -11,9 +11,7 @@ Metrics: ``agg/clipped`` (clients scaled down) and ``agg/mean_norm`` (their mean
 
 from __future__ import annotations
 
-import math
-
-from harness import InputError
+from harness import finite_number
 from harness.hookspecs import hookimpl
 from harness.update_hygiene import clip_update, update_norm
 from harness.default_plugins.aggregators.fedavg import FedAvg
@@ -21,14 +19,12 @@ from harness.default_plugins.aggregators.fedavg import FedAvg
 
 class NormBound(FedAvg):
     def __init__(self, max_norm: float):
-        if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or not 0 < max_norm < math.inf:
-            raise InputError(f"max_norm must be a number > 0, got {max_norm!r}")
-        self.max_norm = float(max_norm)
+        self.max_norm = finite_number("max_norm", max_norm, positive=True)
 
     @hookimpl
     def aggregate(self, server_round, global_state, updates, num_clients_total):
         norms = [update_norm(u, global_state) for u in updates]
-        clipped = [clip_update(u, global_state, self.max_norm) for u in updates]
+        clipped = [clip_update(u, global_state, self.max_norm, norm) for u, norm in zip(updates, norms)]
         result = super().aggregate(server_round, global_state, clipped, num_clients_total)
         result.metrics["clipped"] = float(sum(c is not u for c, u in zip(clipped, updates)))
         result.metrics["mean_norm"] = sum(norms) / len(norms)

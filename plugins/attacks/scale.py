@@ -7,9 +7,10 @@ not 0). With n clients averaged, γ ≈ n lets one client replace the global mod
 
 from __future__ import annotations
 
-from harness.default_plugins.attacks.scaled_update import ScaledUpdate, checked_factor
+from harness import finite_number
+from harness.default_plugins.attacks.scaled_update import ScaledUpdate
 
 
 class Scale(ScaledUpdate):
     def __init__(self, factor: float = 10.0):
-        super().__init__(checked_factor(factor))
+        super().__init__(finite_number("factor", factor))

@@ -8,18 +8,7 @@ plugin's ``client_fit_end`` (``tryfirst``): those (SCAFFOLD's control variate) s
 
 from __future__ import annotations
 
-import math
-
-from harness import InputError
 from harness.hookspecs import hookimpl
-
-
-def checked_factor(factor: float, positive: bool = False) -> float:
-    """``factor`` as a float; an InputError (exit 2) unless it is a finite number, non-zero (``positive``: > 0)."""
-    ok = not isinstance(factor, bool) and isinstance(factor, (int, float)) and math.isfinite(factor)
-    if not ok or (factor <= 0 if positive else factor == 0):
-        raise InputError(f"factor must be a finite number {'> 0' if positive else 'other than 0'}, got {factor!r}")
-    return float(factor)
 
 
 class ScaledUpdate:

@@ -7,9 +7,10 @@ Rule: each malicious client sends x − γ·(y_i − x), its trained delta rever
 
 from __future__ import annotations
 
-from harness.default_plugins.attacks.scaled_update import ScaledUpdate, checked_factor
+from harness import finite_number
+from harness.default_plugins.attacks.scaled_update import ScaledUpdate
 
 
 class SignFlip(ScaledUpdate):
     def __init__(self, factor: float = 1.0):
-        super().__init__(-checked_factor(factor, positive=True))
+        super().__init__(-finite_number("factor", factor, positive=True))
