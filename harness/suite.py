@@ -8,6 +8,7 @@ run; a failed or changed run is run again.
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -37,11 +38,16 @@ if TYPE_CHECKING:  # mlflow loads when the suite runs, not for `harness suite --
 SHARED_SCORES = "shared_scores"  # the threshold filters' option: a directory of scores shared by the suite's runs
 # where a run is stored, where its filter found scores another run had computed, or how long a hook may take
 # (the default changed from none to 24 h in issue #35) does not change what it measures
+TRAINING_PLUGIN_OPTIONS = ("plugins.filter_options", "plugins.agg_options", "plugins.align_options")
 IGNORED_PARAMS = ("output_dir", "tracking.", f"plugins.filter_options.{SHARED_SCORES}", "plugins.hook_timeout_s")
 
 
 class SuiteError(RuntimeError):
     """A suite cannot run as asked (missing plugins, unknown rows, a run that failed)."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -211,7 +217,11 @@ def row_config(suite: Suite, settings: SuiteSettings, row: SuiteRow, seed: int, 
     overrides = {**suite.settings, **settings.overrides, **row.settings}
     if "plugins.eval_schedule" in suite.settings:  # the suite's schedule covers the evals this suite run has
         overrides["plugins.eval_schedule"] = {k: v for k, v in overrides["plugins.eval_schedule"].items() if k in evals}
-    filter_options = dict(row.filter_options)
+    try:  # the options given for every row (--set plugins.KIND_options...), before the row's plugins are chosen
+        given = load_config(settings.preset, overrides=overrides).plugins
+    except ConfigError as exc:
+        raise SuiteError(f"suite {suite.name}, row {row.name}: {exc}") from exc
+    filter_options = row_options("filter", row.filter, given.filter_options, row.filter_options)
     if row.filter != "none" and plugin_registry.names_option("filter", row.filter, SHARED_SCORES):
         # per seed: a seed's rows score the same samples in the same batches, so a reused score is the one the run
         # would compute; a score from another seed's batches can differ in its last bits and move the threshold
@@ -219,8 +229,8 @@ def row_config(suite: Suite, settings: SuiteSettings, row: SuiteRow, seed: int, 
     overrides.update({
         "plugins.filter": row.filter, "plugins.agg": row.agg, "plugins.align": row.align,
         "plugins.filter_options": filter_options, "plugins.evals": list(evals),
-        **({"plugins.align_options": dict(row.align_options)} if row.align_options else {}),
-        **({"plugins.agg_options": dict(row.agg_options)} if row.agg_options else {}),
+        "plugins.align_options": row_options("align", row.align, given.align_options, row.align_options),
+        "plugins.agg_options": row_options("agg", row.agg, given.agg_options, row.agg_options),
         "federation.seed": seed, "output_dir": settings.output_dir, "tracking.uri": uri,
         "tracking.experiment": experiment_name(suite, settings),
         "tracking.run_name": run_name(suite, settings, row, seed),
@@ -229,6 +239,18 @@ def row_config(suite: Suite, settings: SuiteSettings, row: SuiteRow, seed: int, 
         return load_config(settings.preset, overrides=overrides)
     except ConfigError as exc:
         raise SuiteError(f"suite {suite.name}, row {row.name}: {exc}") from exc
+
+
+def row_options(kind: str, name: str, given: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """A row's options for its ``kind`` plugin ``name``: the options given for every row (``--set
+    plugins.KIND_options.KEY=V``) that this plugin takes, under the row's own. A row whose plugin takes an option
+    gets it (``force=true`` reaches every lg3 row, ``data=DIR`` every CAI row); a row without one (``none``, or
+    ``oracle``, which takes no options) does not, instead of failing on it or dropping it for every row."""
+    if name == "none":
+        return dict(own)
+    params = inspect.signature(plugin_registry.load_factory(kind, name)).parameters
+    any_key = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return {**{k: v for k, v in given.items() if any_key or k in params}, **own}
 
 
 def _comparable(params: dict[str, Any]) -> dict[str, str]:
@@ -294,7 +316,8 @@ def evaluate_pretrained(cfg: RunConfig, overrides: dict[str, Any]) -> None:
     if cfg.plugins.eval_limit is not None:
         args += ["--eval-limit", str(cfg.plugins.eval_limit)]
     for key, value in overrides.items():
-        args += ["--set", f"{key}={json.dumps(value)}"]
+        if not key.startswith(TRAINING_PLUGIN_OPTIONS):  # it runs no filter, aggregator or aligner
+            args += ["--set", f"{key}={json.dumps(value)}"]
     done = subprocess.run(args, capture_output=True, text=True)
     if done.returncode != 0:
         raise SuiteError(f"`{' '.join(args[2:])}` failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -369,8 +392,16 @@ def run_suite(suite: Suite, settings: SuiteSettings, echo: Callable[[str], None]
             if run_id is None:
                 echo(f"{where}: running")
                 run_id = launch(row, cfg, settings, client)
-        except (plugin_registry.PluginError, SuiteError) as exc:
-            raise SuiteError(f"{where}: {exc}") from exc
+        except Exception as exc:
+            from harness.cli.job import input_errors
+
+            # reported as `harness run` reports them, with no traceback: bad input (data, a model, a checkpoint;
+            # exit 2) and a plugin that raised in a hook of the run, which the engine marked FAILED (exit 1)
+            if isinstance(exc, (plugin_registry.PluginError, SuiteError, *input_errors())):
+                raise SuiteError(f"{where}: {exc}", getattr(exc, "exit_code", 2)) from exc
+            if getattr(exc, "plugin_fault", None) is not None:
+                raise SuiteError(f"{where}: {plugin_registry.describe_failure(exc)}", exit_code=1) from exc
+            raise
         done.append(SuiteRun(row.name, seed, run_id, False))
     experiment = experiment_name(suite, settings)
     prefix = f"{suite.name}-{settings.preset}-"
@@ -413,7 +444,7 @@ def _launch(suite_factory: Callable[[], Suite], settings: SuiteSettings) -> None
     try:
         report = run_suite(suite_factory(), settings, echo=click.echo)
     except SuiteError as exc:
-        fail(str(exc))
+        fail(str(exc), exc.exit_code)
     click.echo(f"{len(report.runs)} runs ({report.new_runs} new), {len(report.board.rows)} board rows")
     click.echo("board: " + "\n       ".join(str(p) for p in (report.board.markdown, report.board.csv, report.board.html,
                                                               *report.board.plots)))

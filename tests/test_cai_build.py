@@ -78,6 +78,9 @@ def test_prompt_sources(shared_data, tmp_path):
     assert len(advbench) == 5 and advbench[0].startswith("Write a script that can exploit")
     hh = load_prompts(str(shared_data / "hh_rlhf" / "harmless-base" / "test.jsonl.gz"), limit=2)
     assert len(hh) == 2 and all(p and "Human:" not in p for p in hh)
+    labelled = tmp_path / "cai.jsonl"  # `harness data split`'s cai.jsonl: several responses per prompt
+    labelled.write_text("".join(f'{{"prompt": "{p}", "response": "r{i}"}}\n' for i, p in enumerate(["How?", "Why?", "how? ", "Who?"])))
+    assert load_prompts(str(labelled)) == ["How?", "Why?", "Who?"]  # each prompt once (normalised), first kept
     bad = tmp_path / "bad.csv"
     bad.write_text("question\nhi\n")
     with pytest.raises(DataError, match="'goal' or 'prompt' column"):

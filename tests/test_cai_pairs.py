@@ -168,6 +168,24 @@ def test_pairs_file_rows_are_validated_with_file_and_line(tmp_path):
     assert load_pairs(str(path)) == [PreferencePair("p", "No.", "Sure.")]
 
 
+def test_a_labelled_file_pairs_each_prompts_acceptable_responses_with_its_red_ones(tmp_path):
+    rows = [("How do I hotwire a car?", "I can't help with that.", False), ("How do I hotwire a car?", "Strip the wires.", True),
+            ("how do I hotwire a car? ", "Cross the red wires.", True),  # the same prompt, normalised: no second acceptable
+            ("Is it rude to ask?", "Not at all.", False),  # no red response: no pair
+            ("Tell me a secret.", "Here is one.", True), ("Tell me a secret.", "I'd rather not.", False)]
+    path = tmp_path / "cai.jsonl"  # as `harness data split` writes it
+    path.write_text("".join(json.dumps({"prompt": p, "response": r, "is_harmful": h, "category": None}) + "\n"
+                            for p, r, h in rows))
+    assert load_pairs(str(path)) == [PreferencePair("How do I hotwire a car?", "I can't help with that.", "Strip the wires."),
+                                     PreferencePair("Tell me a secret.", "I'd rather not.", "Here is one.")]
+    path.write_text(json.dumps({"prompt": "p", "response": "r", "is_harmful": "yes"}) + "\n")
+    with pytest.raises(CaiDataError, match="row 1: is_harmful must be true or false"):
+        load_pairs(str(path))
+    path.write_text(json.dumps({"prompt": "p", "response": "r", "is_harmful": False}) + "\n")
+    with pytest.raises(CaiDataError, match="no prompt has both an acceptable and a red response"):
+        load_pairs(str(path))
+
+
 def test_pairs_file_sft_uses_chosen_and_dpo_prefers_chosen(model, tmp_path):
     pairs = [PreferencePair(p, c, r) for p, c, r in demo_cai_pairs()[:3]]
     aligner = plugin_registry.instantiate("align", "cai", {

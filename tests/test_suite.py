@@ -46,6 +46,22 @@ def all_runs(tmp_path):
     return client, client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
 
 
+def test_the_pretrained_row_gets_no_options_of_plugins_it_does_not_run(tmp_path, monkeypatch):
+    """Its `harness eval` gets --set eval and model settings, not a filter's or aligner's options (before: they
+    showed as the pretrained row's setting on the board)."""
+    from harness.suite import evaluate_pretrained, paper_table1
+
+    given = {"plugins.filter_options.force": True, "plugins.align_options.pairs": "cai.jsonl", "federation.rounds": 2}
+    suite = paper_table1()
+    cfg = row_config(suite, settings(tmp_path, seeds=1, overrides=given), suite.rows[0], 0, "sqlite://", ("advbench",))
+    calls = []
+    monkeypatch.setattr("harness.suite.subprocess.run", lambda args, **kw: calls.append(args) or
+                        subprocess.CompletedProcess(args, 0, "", ""))
+    evaluate_pretrained(cfg, given)
+    sets = [calls[0][i + 1] for i, a in enumerate(calls[0]) if a == "--set"]
+    assert sets == ["federation.rounds=2"]
+
+
 @pytest.mark.slow
 def test_second_call_runs_nothing_new_and_failed_runs_are_redone(tiny_suite, tmp_path):
     first = run_suite(tiny_suite, settings(tmp_path))
@@ -67,6 +83,17 @@ def test_second_call_runs_nothing_new_and_failed_runs_are_redone(tiny_suite, tmp
     assert [r.reused for r in third.runs] == [True, False]
     assert len(all_runs(tmp_path)[1]) == 3
     assert third.board.rows[0].runs[1].run_id == third.runs[1].run_id  # the failed run is not on the board
+
+
+def test_a_row_that_fails_on_bad_data_is_a_suite_error_not_a_traceback(tiny_suite, tmp_path):
+    """As `harness run` reports it: the message and exit 2 (before: the DataError's traceback and exit 1)."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"prompt": f"q{i}", "response": "a", "is_harmful": i % 2 == 0}) + "\n"
+                            for i in range(8)))
+    bad = settings(tmp_path, seeds=1, overrides={"federation.rounds": 1, "data.source": str(rows), "data.num_samples": 40})
+    with pytest.raises(SuiteError, match=r"\[1/1\] tiny-smoke-fl-s0: mixture of 40 samples") as caught:
+        run_suite(tiny_suite, bad)
+    assert caught.value.exit_code == 2
 
 
 def test_missing_plugins_are_all_named_before_anything_runs(tmp_path):
@@ -107,6 +134,24 @@ def test_table1_filter_rows_use_the_given_guard(tmp_path):
     assert all(row.filter_options == {} for row in paper_table1().rows)
     seed1 = row_config(paper_table1(), settings(tmp_path, seeds=2), SuiteRow("f", "lg3"), 1, "sqlite://", ())
     assert seed1.plugins.filter_options == {"shared_scores": str(tmp_path / "out" / "filter-scores" / "seed-1")}
+
+
+def test_options_given_for_every_row_reach_the_rows_whose_plugin_takes_them(tmp_path):
+    """--set plugins.filter_options.force=true / plugins.align_options.data=DIR: every lg3 row gets force and every
+    CAI row (the helpful one too) the data, under the row's own options; rows with no such plugin (none, oracle,
+    which takes no options) get none of them instead of failing on them (before: dropped or refused)."""
+    from harness.suite import paper_table1
+
+    given = {"plugins.filter_options.force": True, "plugins.align_options.data": "cai-build"}
+    suite = paper_table1("guards/g")
+    cfgs = {row.name: row_config(suite, settings(tmp_path, seeds=1, overrides=given), row, 0, "sqlite://", ())
+            for row in suite.rows if not row.pretrained}
+    assert cfgs["fl+filter-fedavg"].plugins.filter_options["force"] is True
+    assert cfgs["fl+filter-fedavg"].plugins.filter_options["model"] == "guards/g"
+    assert cfgs["fl+oracle-fedavg"].plugins.filter_options == {} == cfgs["fl-fedavg"].plugins.filter_options
+    assert cfgs["fl+cai-scaffold"].plugins.align_options == {"data": "cai-build"}
+    assert cfgs["fl+cai+helpful-fedavg"].plugins.align_options == {"data": "cai-build", "helpful": "demo"}
+    assert cfgs["fl-fedavg"].plugins.align_options == {} == cfgs["fl+filter-fedavg"].plugins.align_options
 
 
 @pytest.mark.slow

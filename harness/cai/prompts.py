@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from harness.data.demo import demo_cai_prompts
+from harness.data.normalize import prompt_digest
 from harness.data.samples import DataError
 from harness.jsonl import read_jsonl
 
@@ -16,7 +17,9 @@ SOURCES_HELP = (
 
 
 def load_prompts(source: str, limit: int | None = None) -> list[str]:
-    """Red-teaming prompts from ``source`` (see ``SOURCES_HELP``), the first ``limit`` if given."""
+    """Red-teaming prompts from ``source`` (see ``SOURCES_HELP``), each once (a labelled file such as `harness data
+    split`'s ``cai.jsonl`` holds several responses per prompt: 20,000 rows, ~11,000 prompts on SQuARe), the first
+    ``limit`` if given."""
     if source == "demo":
         prompts = demo_cai_prompts()  # the CAI-reserved demo prompts: no demo client draws them
     else:
@@ -32,6 +35,10 @@ def load_prompts(source: str, limit: int | None = None) -> list[str]:
             prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         else:
             raise DataError(f"prompt file {path} has an unknown type; use {SOURCES_HELP}")
+    firsts: dict[str, str] = {}
+    for prompt in prompts:
+        firsts.setdefault(prompt_digest(prompt), prompt)
+    prompts = list(firsts.values())
     if not prompts:
         raise DataError(f"prompt source {source!r} has no prompts")
     return prompts[:limit] if limit is not None else prompts

@@ -25,9 +25,11 @@ def command() -> None:
                   "a .jsonl/.json file or a hub dataset id.")
 @click.option("--size", "sizes", multiple=True, metavar="ROLE=N",
               help="Samples per split (clients, guard, cai); default 20000 each, as the paper.")
+@click.option("--red-share", "red_shares", multiple=True, metavar="ROLE=F",
+              help="Make a split exactly F red (e.g. clients=0.3, the paper's client mix); default: the source's mix.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the splits.")
-def split(source, sizes, seed, out) -> None:
+def split(source, sizes, red_shares, seed, out) -> None:
     """Cut SOURCE into clients/guard/cai splits that share no prompt (by normalised prompt, seeded)."""
     from harness.data.samples import DataError
     from harness.data.sources import load_labelled
@@ -39,10 +41,20 @@ def split(source, sizes, seed, out) -> None:
         if not eq or role not in ROLES or not n.isdigit():
             fail(f"--size {item}: expected ROLE=N with ROLE one of {', '.join(ROLES)}")
         wanted[role] = int(n)
+    shares = {}
+    for item in red_shares:
+        role, eq, f = item.partition("=")
+        try:
+            share = float(f)
+        except ValueError:
+            share = -1.0
+        if not eq or role not in ROLES or not 0.0 <= share <= 1.0:
+            fail(f"--red-share {item}: expected ROLE=F with ROLE one of {', '.join(ROLES)} and F in [0, 1]")
+        shares[role] = share
     spec = DataSpec.parse(source)
     try:
         acceptable, red = load_labelled(spec.source, spec.path, 0, seed)
-        reports = write_splits(split_source(acceptable + red, wanted, seed), Path(out), source, seed)
+        reports = write_splits(split_source(acceptable + red, wanted, seed, shares), Path(out), source, seed, shares)
     except DataError as exc:
         fail(str(exc))
     for r in reports:

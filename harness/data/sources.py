@@ -64,13 +64,33 @@ def load_hh_rlhf(path: str | None) -> tuple[list[ChatSample], list[ChatSample]]:
     return hh_rlhf_rows(read_jsonl(p, DataError), str(p))
 
 
+SQUARE_SPLIT_FILES = ("response_train.json", "response_valid.json", "response_test.json")
+SQUARE_OOD_FILE = "response_test_ood.json"
+
+
 def load_square(path: str | None) -> tuple[list[ChatSample], list[ChatSample]]:
-    """SQuARe responses (English fields): ``acceptable? == 0`` -> red."""
+    """SQuARe responses (English fields): ``acceptable? == 0`` -> red.
+
+    ``path`` is a response file or SQuARe's data directory. A directory is read as its train, valid and test
+    response files (those present; the paper's 20K splits are cut from them), or, when it has none of them, as
+    ``response_test_ood.json`` (all that ``shared/data/square`` holds). The OOD file is never added to the other
+    three: it is SQuARe's out-of-distribution test set."""
     if path is None:
         raise DataError("data.source square needs data.path: a SQuARe response_*.json file or its directory")
     p = Path(path)
     if p.is_dir():
-        p = p / "response_test_ood.json"
+        files = [p / name for name in SQUARE_SPLIT_FILES if (p / name).is_file()] or [p / SQUARE_OOD_FILE]
+    else:
+        files = [p]
+    good, bad = [], []
+    for f in files:
+        g, b = _square_file(f)
+        good += g
+        bad += b
+    return good, bad
+
+
+def _square_file(p: Path) -> tuple[list[ChatSample], list[ChatSample]]:
     if not p.is_file():
         raise DataError(f"SQuARe file {p} does not exist")
     rows = read_json_file(p)

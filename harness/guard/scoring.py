@@ -116,7 +116,8 @@ class GuardScorer:
         overhead = len(tok(render_guard_prompt(tok, "", ""), add_special_tokens=False)["input_ids"])
         budget = self.max_length - overhead - 8  # slack for tokens merging across the cut
         if budget < 16:
-            raise ValueError(f"guard max_length {self.max_length} leaves no room for the conversation")
+            raise ValueError(f"guard max_length {self.max_length} leaves no room for the conversation (the guard "
+                             f"template alone is {overhead} tokens; raise max_length)")
         p = tok(sample.prompt, add_special_tokens=False)["input_ids"]
         r = tok(sample.response, add_special_tokens=False)["input_ids"]
         keep_r = min(len(r), max(budget // 2, budget - len(p)))
