@@ -144,7 +144,7 @@ def test_a_plugin_module_that_fails_to_import_is_named(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--agg", "norm-bound", "--agg-opt", "max_norm=0"], "agg plugin 'norm-bound': max_norm must be a number > 0"),
+    (["--agg", "norm-bound", "--agg-opt", "max_norm=0"], "agg plugin 'norm-bound': max_norm must be a finite number > 0"),
     (["--malicious-clients", "1", "--attack", "scale", "--attack-opt", "factor=0"],
      "attack plugin 'scale': factor must be a finite number other than 0"),
 ])
