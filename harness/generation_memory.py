@@ -43,12 +43,11 @@ def generation_batch(model: torch.nn.Module, requested: int, prompt_tokens: int,
                      free: int | None = None) -> int:
     """``requested``, lowered to the number of sequences that fit in ``SHARE`` of ``free`` bytes (default: what
     the model's device has free; on a CPU ``requested`` unchanged). Never below 1."""
-    device = model.get_input_embeddings().weight.device
-    free = free_bytes(device) if free is None else free
+    embeddings = model.get_input_embeddings().weight
+    free = free_bytes(embeddings.device) if free is None else free
     if free is None:
         return requested
-    dtype = model.get_input_embeddings().weight.dtype
-    fits = max(1, int(SHARE * free) // sequence_bytes(model.config, dtype, prompt_tokens, new_tokens))
+    fits = max(1, int(SHARE * free) // sequence_bytes(model.config, embeddings.dtype, prompt_tokens, new_tokens))
     if fits < requested:
         log.info("generation batch %d -> %d: %.1f GiB free, %d + %d tokens per sequence", requested, fits,
                  free / 2**30, prompt_tokens, new_tokens)

@@ -35,22 +35,8 @@ def split(source, sizes, red_shares, seed, out) -> None:
     from harness.data.sources import load_labelled
     from harness.data.splits import ROLES, split_source, write_splits
 
-    wanted = {role: 20000 for role in ROLES}
-    for item in sizes:
-        role, eq, n = item.partition("=")
-        if not eq or role not in ROLES or not n.isdigit():
-            fail(f"--size {item}: expected ROLE=N with ROLE one of {', '.join(ROLES)}")
-        wanted[role] = int(n)
-    shares = {}
-    for item in red_shares:
-        role, eq, f = item.partition("=")
-        try:
-            share = float(f)
-        except ValueError:
-            share = -1.0
-        if not eq or role not in ROLES or not 0.0 <= share <= 1.0:
-            fail(f"--red-share {item}: expected ROLE=F with ROLE one of {', '.join(ROLES)} and F in [0, 1]")
-        shares[role] = share
+    wanted = {role: 20000 for role in ROLES} | _per_role(sizes, "--size", "N", ROLES, _count)
+    shares = _per_role(red_shares, "--red-share", "F", ROLES, _share, " and F in [0, 1]")
     spec = DataSpec.parse(source)
     try:
         acceptable, red = load_labelled(spec.source, spec.path, 0, seed)
@@ -61,6 +47,30 @@ def split(source, sizes, red_shares, seed, out) -> None:
         click.echo(f"{r.name}: {r.samples} samples ({r.red} red) over {r.prompts} prompts -> {Path(out) / r.name}.jsonl")
     click.echo(f"use: harness run --data {Path(out) / 'clients.jsonl'}; harness filter train --data "
                f"{Path(out) / 'guard.jsonl'} ...; --align-opt prompts={Path(out) / 'cai.jsonl'}")
+
+
+def _per_role(items, option: str, form: str, roles, parse, rule: str = "") -> dict:
+    """``ROLE=VALUE`` items as {role: parsed value}; exit 2 naming ``option`` when one is malformed."""
+    out = {}
+    for item in items:
+        role, eq, text = item.partition("=")
+        value = parse(text) if eq and role in roles else None
+        if value is None:
+            fail(f"{option} {item}: expected ROLE={form} with ROLE one of {', '.join(roles)}{rule}")
+        out[role] = value
+    return out
+
+
+def _count(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
+
+
+def _share(text: str) -> float | None:
+    try:
+        share = float(text)
+    except ValueError:
+        return None
+    return share if 0.0 <= share <= 1.0 else None
 
 
 @command.command("harmful-scenario")

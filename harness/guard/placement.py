@@ -23,13 +23,12 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.config import DTYPES
+from harness.config import DTYPES, QUANTIZATIONS
 from harness.models import resolve_device
 
 log = logging.getLogger(__name__)
 
 BETWEEN_USES = ("auto", "stay", "cpu", "unload")
-QUANTIZATIONS = ("none", "8bit", "4bit")
 
 
 @dataclass(frozen=True)

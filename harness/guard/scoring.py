@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from harness.config import ModelConfig
 from harness.guard.card import GUARD_CARD
 from harness.guard.placement import GuardPlacement, HeldGuard
 from harness.guard.template import SAFE, UNSAFE, parse_guard_output, render_guard_prompt
-from harness.models import ModelLoadError, load_base, resolve_device
+from harness.models import ModelLoadError, load_base
 from harness.types import ChatSample
 
 SCORE_MODES = ("pair", "vocab")
@@ -28,10 +27,10 @@ class GuardBackbone:
 
     def __init__(self, model: torch.nn.Module, tokenizer, source: str, placement: GuardPlacement = STAY,
                  load: Callable[[], torch.nn.Module] | None = None):
-        if load is None and placement.idle(resolve_device(placement.device)) == "unload":
-            raise ValueError("a guard that is unloaded between uses needs a way to load it again")
         self.tokenizer, self.source = tokenizer, source
         self.held = HeldGuard(load or (lambda: model), placement, model)
+        if load is None and self.held.idle == "unload":
+            raise ValueError("a guard that is unloaded between uses needs a way to load it again")
 
     @property
     def model(self) -> torch.nn.Module | None:
@@ -48,26 +47,24 @@ def load_guard(model: str, placement: GuardPlacement = STAY) -> GuardBackbone:
     placement's device, dtype and quantisation."""
     path = Path(model).expanduser()
     card_path = path / GUARD_CARD
-    if card_path.is_file():
+    adapter = card_path.is_file()  # a fine-tuned guard: its base model + the adapter in ``path``
+    base = model
+    if adapter:
         card = json.loads(card_path.read_text())
         if "base" not in card:
             raise ModelLoadError(f"{card_path} has no 'base' entry naming the guard's base model")
+        base = card["base"]
+    cfg = ModelConfig(name=base, device=placement.device, dtype=placement.dtype, quantization=placement.quantization)
 
-    def load_model() -> torch.nn.Module:
-        return load_parts()[0]
-
-    def load_parts():
-        cfg = ModelConfig(name=card["base"] if card_path.is_file() else model, device=placement.device,
-                          dtype=placement.dtype, quantization=placement.quantization)
-        base, tokenizer = load_base(cfg)
-        if not card_path.is_file():
-            return base, tokenizer
-        guarded = PeftModel.from_pretrained(base, str(path))
-        guarded.eval()
-        return guarded, tokenizer
+    def load_parts() -> tuple[torch.nn.Module, object]:
+        backbone, tokenizer = load_base(cfg)
+        if adapter:
+            backbone = PeftModel.from_pretrained(backbone, str(path))
+            backbone.eval()
+        return backbone, tokenizer
 
     first, tokenizer = load_parts()
-    return GuardBackbone(first, tokenizer, str(path) if card_path.is_file() else model, placement, load_model)
+    return GuardBackbone(first, tokenizer, str(path) if adapter else model, placement, lambda: load_parts()[0])
 
 
 def label_token_ids(tokenizer) -> tuple[int, int]:

@@ -33,8 +33,8 @@ another guard are not reused on ``--resume``). The guard's weights load on the f
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 from harness.guard.card import GuardRefusedError, assess_guard, refusal_message
@@ -75,8 +75,9 @@ class LlamaGuardFilter(ThresholdFilter):
 
     @property
     def identity(self) -> str:
-        precision = "".join(f" {k}={v}" for k, v in (("dtype", self.placement.dtype),
-                                                       ("quantization", self.placement.quantization)) if v not in ("auto", "none"))
+        p = self.placement  # a non-default precision changes the scores; the default keeps older caches valid
+        precision = "".join(f" {k}={v}" for k, v in (("dtype", p.dtype), ("quantization", p.quantization))
+                            if v not in ("auto", "none"))
         return f"lg3 model={self.model} max_length={self.max_length} score={self.score_mode} scoring={SCORING}{precision}"
 
     @property
@@ -109,7 +110,8 @@ class LlamaGuardFilter(ThresholdFilter):
         super().on_run_start(run)
         record = {**assessment.as_record(), "default": self.requested is None, "run_model": run.config.model.name,
                   "forced": self.force and not assessment.accepted,
-                  "threshold": AUTO if self.auto else self.threshold, "placement": asdict(self.placement)}  # auto: see calibration.json beside it
+                  "threshold": AUTO if self.auto else self.threshold,  # auto: see calibration.json beside it
+                  "placement": asdict(self.placement)}
         out = Path(run.run_dir) / f"filter-{self.name}" / GUARD_RECORD
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=1))
